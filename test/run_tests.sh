@@ -1,0 +1,39 @@
+#!/bin/bash
+# Runs every test program and adds up their "N passed, M failed" lines.
+# Each suite's own output is shown as it runs; exits non-zero if anything failed.
+cd "$(dirname "$0")/.."
+total_passed=0
+total_failed=0
+
+run_suite() {
+    local name="$1"; shift
+    echo "=== $name"
+    local log
+    log=$(mktemp)
+    "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    local summary
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+    rm -f "$log"
+    if [ -z "$summary" ]; then
+        echo "FAIL   $name ended without a summary line (exit status $status)"
+        total_failed=$((total_failed + 1))
+        return
+    fi
+    local p f
+    p=${summary%% passed*}
+    f=${summary#*, }; f=${f%% failed}
+    total_passed=$((total_passed + p))
+    total_failed=$((total_failed + f))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL   $name exited with status $status"
+        total_failed=$((total_failed + 1))
+    fi
+}
+
+run_suite "train.c vs PyTorch reference (test_train)" ./test_train
+run_suite "train.c vs PyTorch reference under AddressSanitizer+UBSan (test_train_asan)" env OMP_NUM_THREADS=2 ./test_train_asan
+run_suite "bad input (train_asan)" bash test/test_bad_input.sh
+
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

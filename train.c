@@ -1,0 +1,1556 @@
+/*
+train.c: fine-tune a Llama model on the CPU, in one file.
+
+Reads a Hugging Face model directory (config.json + safetensors) directly, runs the
+Llama forward and backward pass in fp32, trains LoRA adapters (or every weight, with
+--full_finetune) with AdamW. Read top to bottom: utilities, matmul, layers (each a
+forward/backward pair), the safetensors reader, the model, the optimizer, main.
+
+Shape letters used everywhere:
+  B batch, T time (sequence), N = B*T tokens, C hidden size, NH query heads,
+  NKV key/value heads, hs head size, I MLP intermediate size, V vocabulary,
+  L layers, r LoRA rank.
+*/
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <cjson/cJSON.h>
+
+// ----------------------------------------------------------------------------
+// errors and checked wrappers: one line naming the file and the problem, exit 1
+
+static void fail(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(EXIT_FAILURE);
+}
+
+static void* malloc_check(size_t size, const char* what) {
+    void* p = aligned_alloc(64, (size + 63) / 64 * 64);
+    if (size > 0 && p == NULL) {
+        fail("out of memory allocating %.2f GiB for %s; lower --batch_size or --seq_len, "
+             "or use a smaller model", size / 1073741824.0, what);
+    }
+    return p;
+}
+
+static float* calloc_floats(size_t n, const char* what) {
+    float* p = malloc_check(n * sizeof(float), what);
+    memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+static char* path_join(const char* dir, const char* name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char* p = malloc_check(n, "a path");
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char* read_text_file(const char* path, const char* hint) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) fail("cannot open %s: %s%s", path, strerror(errno), hint);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (size < 0) fail("cannot read %s", path);
+    char* text = malloc_check((size_t)size + 1, path);
+    if (fread(text, 1, (size_t)size, f) != (size_t)size) fail("cannot read %s", path);
+    text[size] = '\0';
+    fclose(f);
+    return text;
+}
+
+static double wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// ----------------------------------------------------------------------------
+// matmul: C (M,N) (+)= op(A) (M,K) @ op(B) (K,N), with strides so that one
+// routine serves x W^T (forward), dy W (input gradient) and dy^T x (weight gradient).
+// Element (i,k) of op(A) is A[i*a_rs + k*a_cs]; element (k,j) of op(B) is B[k*b_rs + j*b_cs].
+
+void matmul_naive(float* C, const float* A, const float* Bm, int M, int N, int K,
+                  int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float sum = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
+            for (int k = 0; k < K; k++) {
+                sum += A[(size_t)i * a_rs + (size_t)k * a_cs] * Bm[(size_t)k * b_rs + (size_t)j * b_cs];
+            }
+            C[(size_t)i * ldc + j] = sum;
+        }
+    }
+}
+
+void matmul_init(void) {}
+
+void matmul_serial(float* C, const float* A, const float* Bm, int M, int N, int K,
+                   int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    matmul_naive(C, A, Bm, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+}
+
+void matmul(float* C, const float* A, const float* Bm, int M, int N, int K,
+            int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++) {
+        matmul_naive(C + (size_t)i * ldc, A + (size_t)i * a_rs, Bm, 1, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+    }
+}
+
+// The three products a linear layer y = x W^T needs, W (out,in) row-major.
+// y (N,out) (+)= x (N,in) @ W^T
+static void linear_forward(float* y, const float* x, const float* W, int N, int in, int out, int accumulate) {
+    matmul(y, x, W, N, out, in, in, 1, 1, in, out, accumulate);
+}
+// dx (N,in) (+)= dy (N,out) @ W
+static void linear_backward_input(float* dx, const float* dy, const float* W, int N, int in, int out, int accumulate) {
+    matmul(dx, dy, W, N, in, out, out, 1, in, 1, in, accumulate);
+}
+// dW (out,in) += dy^T (out,N) @ x (N,in)
+static void linear_backward_weight(float* dW, const float* dy, const float* x, int N, int in, int out) {
+    matmul(dW, dy, x, out, in, N, 1, out, in, 1, in, 1);
+}
+
+// ----------------------------------------------------------------------------
+// layers: each a forward/backward pair of plain functions
+
+// x (N,C) = wte[tokens]
+void embedding_forward(float* x, const int* tokens, const float* wte, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) memcpy(x + (size_t)n * C, wte + (size_t)tokens[n] * C, C * sizeof(float));
+}
+
+// dwte (V,C) += scatter of dx (N,C). Threads split the channels, so every row is
+// summed in token order whatever the thread count.
+void embedding_backward(float* dwte, const float* dx, const int* tokens, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int c1 = c0 + 64 < C ? c0 + 64 : C;
+        for (int n = 0; n < N; n++) {
+            float* row = dwte + (size_t)tokens[n] * C;
+            const float* d = dx + (size_t)n * C;
+            for (int c = c0; c < c1; c++) row[c] += d[c];
+        }
+    }
+}
+
+// y (N,C) = x * rstd * w, rstd (N) = 1/sqrt(mean(x^2) + eps)
+void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* xn = x + (size_t)n * C;
+        float* yn = y + (size_t)n * C;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += xn[c] * xn[c];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        for (int c = 0; c < C; c++) yn[c] = xn[c] * r * w[c];
+        rstd[n] = r;
+    }
+}
+
+// dx (N,C) += r * w*dy - x * r^3/C * sum(x * w*dy);  dw (C) += sum_n dy * x * r  (if dw)
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                      const float* rstd, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* xn = x + (size_t)n * C;
+        const float* dyn = dy + (size_t)n * C;
+        float* dxn = dx + (size_t)n * C;
+        float r = rstd[n];
+        float dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += xn[c] * w[c] * dyn[c];
+        float k = dot * r * r * r / C;
+        for (int c = 0; c < C; c++) dxn[c] += r * w[c] * dyn[c] - k * xn[c];
+    }
+    if (dw == NULL) return;
+    #pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int c1 = c0 + 64 < C ? c0 + 64 : C;
+        for (int n = 0; n < N; n++) {
+            const float* xn = x + (size_t)n * C;
+            const float* dyn = dy + (size_t)n * C;
+            for (int c = c0; c < c1; c++) dw[c] += dyn[c] * xn[c] * rstd[n];
+        }
+    }
+}
+
+// Rotate-half RoPE in place on x (N, nh, hs): pairs (i, i + hs/2) rotate by angle
+// pos * inv_freq[i]. cos_sin (T, hs/2, 2) holds the table for positions 0..T-1.
+void rope_forward(float* x, const int* pos, const float* cos_sin, int N, int nh, int hs) {
+    int half = hs / 2;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* cs = cos_sin + (size_t)pos[n] * half * 2;
+        for (int h = 0; h < nh; h++) {
+            float* v = x + ((size_t)n * nh + h) * hs;
+            for (int i = 0; i < half; i++) {
+                float c = cs[2 * i], s = cs[2 * i + 1];
+                float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+// The rotation is orthogonal, so the gradient rotates back by -angle (in place on dx).
+void rope_backward(float* dx, const int* pos, const float* cos_sin, int N, int nh, int hs) {
+    int half = hs / 2;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float* cs = cos_sin + (size_t)pos[n] * half * 2;
+        for (int h = 0; h < nh; h++) {
+            float* v = dx + ((size_t)n * nh + h) * hs;
+            for (int i = 0; i < half; i++) {
+                float c = cs[2 * i], s = cs[2 * i + 1];
+                float a = v[i], b = v[i + half];
+                v[i] = a * c + b * s;
+                v[i + half] = b * c - a * s;
+            }
+        }
+    }
+}
+
+static float dot_product(const float* a, const float* b, int n) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+// Causal grouped-query attention. q (B,T,NH,hs), k and v (B,T,NKV,hs), out (B,T,NH,hs),
+// lse (B,NH,T) = log-sum-exp of each query's scaled scores, kept so the backward can
+// recompute the probabilities instead of storing (B,NH,T,T) of them.
+// Query t sees keys s with t - pos[t] <= s <= t: positions restart at 0 for each
+// sequence packed into a row, so packed sequences never see each other.
+// scores (B, NH, T) is scratch: one row per (b, h), whatever the thread count.
+void attention_forward(float* out, float* lse, float* scores, const float* q, const float* k,
+                       const float* v, const int* pos, int B, int T, int NH, int NKV, int hs) {
+    float scale = 1.0f / sqrtf((float)hs);
+    int group = NH / NKV;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            float* p = scores + ((size_t)b * NH + h) * T;
+            int kvh = h / group;
+            for (int t = 0; t < T; t++) {
+                const float* qt = q + (((size_t)b * T + t) * NH + h) * hs;
+                int s0 = t - pos[b * T + t];
+                float maxv = -INFINITY;
+                for (int s = s0; s <= t; s++) {
+                    p[s] = scale * dot_product(qt, k + (((size_t)b * T + s) * NKV + kvh) * hs, hs);
+                    if (p[s] > maxv) maxv = p[s];
+                }
+                float sum = 0.0f;
+                for (int s = s0; s <= t; s++) {
+                    p[s] = expf(p[s] - maxv);
+                    sum += p[s];
+                }
+                float* ot = out + (((size_t)b * T + t) * NH + h) * hs;
+                for (int i = 0; i < hs; i++) ot[i] = 0.0f;
+                for (int s = s0; s <= t; s++) {
+                    const float* vs = v + (((size_t)b * T + s) * NKV + kvh) * hs;
+                    float w = p[s] / sum;
+                    for (int i = 0; i < hs; i++) ot[i] += w * vs[i];
+                }
+                lse[((size_t)b * NH + h) * T + t] = maxv + logf(sum);
+            }
+        }
+    }
+}
+
+// With P the probabilities and dO the output gradient, per query t:
+//   dP_s = dO_t . v_s,  dS_s = P_s (dP_s - dO_t . O_t),
+//   dq_t = scale sum_s dS_s k_s,  dk_s += scale dS_s q_t,  dv_s += P_s dO_t.
+// Each thread owns one (b, kv head) so dk and dv are summed in a fixed order.
+// dq, dk, dv are overwritten.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout,
+                        const float* out, const float* lse, const float* q, const float* k,
+                        const float* v, const int* pos, int B, int T, int NH, int NKV, int hs) {
+    float scale = 1.0f / sqrtf((float)hs);
+    int group = NH / NKV;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int kvh = 0; kvh < NKV; kvh++) {
+            for (int s = 0; s < T; s++) {
+                memset(dk + (((size_t)b * T + s) * NKV + kvh) * hs, 0, hs * sizeof(float));
+                memset(dv + (((size_t)b * T + s) * NKV + kvh) * hs, 0, hs * sizeof(float));
+            }
+            for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                for (int t = 0; t < T; t++) {
+                    size_t qi = (((size_t)b * T + t) * NH + h) * hs;
+                    const float* qt = q + qi;
+                    const float* dot = dout + qi;
+                    float* dqt = dq + qi;
+                    float row_lse = lse[((size_t)b * NH + h) * T + t];
+                    float D = dot_product(dot, out + qi, hs);
+                    int s0 = t - pos[b * T + t];
+                    for (int i = 0; i < hs; i++) dqt[i] = 0.0f;
+                    for (int s = s0; s <= t; s++) {
+                        size_t ki = (((size_t)b * T + s) * NKV + kvh) * hs;
+                        float prob = expf(scale * dot_product(qt, k + ki, hs) - row_lse);
+                        float dS = prob * (dot_product(dot, v + ki, hs) - D) * scale;
+                        for (int i = 0; i < hs; i++) {
+                            dqt[i] += dS * k[ki + i];
+                            dk[ki + i] += dS * qt[i];
+                            dv[ki + i] += prob * dot[i];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// SwiGLU: out (N,I) = silu(gate) * up, silu(g) = g * sigmoid(g)
+void swiglu_forward(float* out, const float* gate, const float* up, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// dgate = dout * up * sigmoid(g) (1 + g (1 - sigmoid(g))),  dup = dout * silu(g)
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                     const float* up, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float sig = 1.0f / (1.0f + expf(-g));
+        dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+        dup[i] = dout[i] * g * sig;
+    }
+}
+
+// Cross-entropy per token: losses (N) = logsumexp(logits) - logits[target], 0 where
+// the target is masked (< 0). Returns the number of unmasked tokens.
+int crossentropy_forward(float* losses, const float* logits, const int* targets, int N, int V) {
+    int count = 0;
+    #pragma omp parallel for schedule(static) reduction(+:count)
+    for (int n = 0; n < N; n++) {
+        losses[n] = 0.0f;
+        if (targets[n] < 0) continue;
+        const float* row = logits + (size_t)n * V;
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++) maxv = row[i] > maxv ? row[i] : maxv;
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) sum += expf(row[i] - maxv);
+        losses[n] = maxv + logf(sum) - row[targets[n]];
+        count++;
+    }
+    return count;
+}
+
+// In place: logits (N,V) become dlogits = (softmax - onehot(target)) * dloss, zero
+// for masked tokens. dloss = 1 / (unmasked tokens in the whole optimizer step).
+void crossentropy_backward(float* logits, const int* targets, int N, int V, float dloss) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float* row = logits + (size_t)n * V;
+        if (targets[n] < 0) {
+            memset(row, 0, V * sizeof(float));
+            continue;
+        }
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++) maxv = row[i] > maxv ? row[i] : maxv;
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) {
+            row[i] = expf(row[i] - maxv);
+            sum += row[i];
+        }
+        float norm = dloss / sum;
+        for (int i = 0; i < V; i++) row[i] *= norm;
+        row[targets[n]] -= dloss;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// LoRA: y += s * (dropout(x) A^T) B^T, A (r,in), B (out,r), s = alpha/r (rsLoRA: alpha/sqrt(r)).
+// Dropout is a pure function of (seed, step, layer, module, element): the backward
+// regenerates the same mask instead of storing it, and a test can reproduce it exactly.
+
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+// key for one (seed, step, layer, module): stream = (step * L + layer) * 7 + module
+static uint32_t dropout_key(uint32_t seed, long step, int layer, int n_layers, int module) {
+    uint32_t stream = (uint32_t)((step * n_layers + layer) * 7 + module);
+    return mix32(seed ^ mix32(stream));
+}
+
+// element e is kept iff mix32(key ^ mix32(e)) / 2^32 >= p (top 24 bits)
+static inline int dropout_keep(uint32_t key, uint32_t e, float p) {
+    return (float)(mix32(key ^ mix32(e)) >> 8) * (1.0f / 16777216.0f) >= p;
+}
+
+// out (n) = x * keep / (1-p), or dout masked the same way in the backward
+void dropout_apply(float* out, const float* x, size_t n, float p, uint32_t key) {
+    float keep_scale = 1.0f / (1.0f - p);
+    #pragma omp parallel for schedule(static)
+    for (size_t e = 0; e < n; e++) out[e] = dropout_keep(key, (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;
+}
+
+// y (N,out) += s * xa @ B^T where xa (N,r) = xd @ A^T is kept for the backward;
+// xd (N,in) = dropout(x), computed into scratch when p > 0. scaled (N,r) is scratch.
+void lora_forward(float* y, float* xa, float* xd, float* scaled, const float* x, const float* A,
+                  const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key) {
+    const float* xin = x;
+    if (p > 0.0f) {
+        dropout_apply(xd, x, (size_t)N * in, p, key);
+        xin = xd;
+    }
+    linear_forward(xa, xin, A, N, in, r, 0);
+    for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
+    linear_forward(y, scaled, Bw, N, r, out, 1);
+}
+
+// dB (out,r) += dy^T (s xa);  dxa (N,r) = s dy B;  dA (r,in) += dxa^T xd;
+// dx (N,in) += dropout(dxa A). xd, dxa and scaled (N,r) are scratch.
+void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float* scaled,
+                   const float* dy, const float* x, const float* xa, const float* A,
+                   const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key) {
+    for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
+    linear_backward_weight(dB, dy, scaled, N, r, out);
+    linear_backward_input(dxa, dy, Bw, N, r, out, 0);
+    for (size_t i = 0; i < (size_t)N * r; i++) dxa[i] *= s;
+    const float* xin = x;
+    if (p > 0.0f) {
+        dropout_apply(xd, x, (size_t)N * in, p, key);
+        xin = xd;
+    }
+    linear_backward_weight(dA, dxa, xin, N, in, r);
+    if (p > 0.0f) {
+        linear_backward_input(xd, dxa, A, N, in, r, 0);
+        float keep_scale = 1.0f / (1.0f - p);
+        #pragma omp parallel for schedule(static)
+        for (size_t e = 0; e < (size_t)N * in; e++) {
+            if (dropout_keep(key, (uint32_t)e, p)) dx[e] += xd[e] * keep_scale;
+        }
+    } else {
+        linear_backward_input(dx, dxa, A, N, in, r, 1);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// safetensors: u64 header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
+// then the data buffer. The file is mapped read-only; every rule of the format is
+// checked before a byte of tensor data is used.
+
+enum { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_I32, DTYPE_I64, NUM_DTYPES };
+static const char* DTYPE_NAMES[NUM_DTYPES] = {"F32", "F16", "BF16", "I32", "I64"};
+static const size_t DTYPE_SIZES[NUM_DTYPES] = {4, 2, 2, 4, 8};
+#define SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)
+#define SAFETENSORS_MAX_DIMS 8
+
+typedef struct {
+    char* name;
+    int dtype;
+    int ndim;
+    int64_t shape[SAFETENSORS_MAX_DIMS];
+    size_t numel;
+    const uint8_t* data;
+    size_t begin, end;  // offsets into the data buffer
+} SafeTensor;
+
+typedef struct {
+    char* path;
+    uint8_t* map;
+    size_t size;
+    int n;
+    SafeTensor* tensors;
+    cJSON* metadata;  // the "__metadata__" object (owned by header), or NULL
+    cJSON* header;
+} SafeTensors;
+
+static int compare_tensor_begin(const void* a, const void* b) {
+    const SafeTensor* x = *(const SafeTensor* const*)a;
+    const SafeTensor* y = *(const SafeTensor* const*)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+static int compare_tensor_name(const void* a, const void* b) {
+    return strcmp((*(const SafeTensor* const*)a)->name, (*(const SafeTensor* const*)b)->name);
+}
+
+static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON* entry, size_t data_size) {
+    const char* path = st->path;
+    cJSON* dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
+    cJSON* shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
+    cJSON* offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
+    if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets)) {
+        fail("%s: tensor '%s' needs \"dtype\", \"shape\" and \"data_offsets\"; the file is not valid safetensors", path, t->name);
+    }
+    t->dtype = -1;
+    for (int d = 0; d < NUM_DTYPES; d++) if (strcmp(dtype->valuestring, DTYPE_NAMES[d]) == 0) t->dtype = d;
+    if (t->dtype < 0) fail("%s: tensor '%s' has unsupported dtype %s (supported: F32, F16, BF16)", path, t->name, dtype->valuestring);
+    t->ndim = cJSON_GetArraySize(shape);
+    if (t->ndim > SAFETENSORS_MAX_DIMS) fail("%s: tensor '%s' has %d dimensions (at most %d)", path, t->name, t->ndim, SAFETENSORS_MAX_DIMS);
+    t->numel = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        cJSON* dim = cJSON_GetArrayItem(shape, i);
+        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble != floor(dim->valuedouble) || dim->valuedouble > 1e15) {
+            fail("%s: tensor '%s' has an invalid shape entry", path, t->name);
+        }
+        t->shape[i] = (int64_t)dim->valuedouble;
+        t->numel *= (size_t)t->shape[i];
+    }
+    cJSON* b = cJSON_GetArrayItem(offsets, 0);
+    cJSON* e = cJSON_GetArrayItem(offsets, 1);
+    if (cJSON_GetArraySize(offsets) != 2 || !cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
+        e->valuedouble < b->valuedouble || b->valuedouble != floor(b->valuedouble) || e->valuedouble != floor(e->valuedouble)) {
+        fail("%s: tensor '%s' has invalid data_offsets (expected [begin, end] with begin <= end)", path, t->name);
+    }
+    if (e->valuedouble > (double)data_size) {
+        fail("%s: tensor '%s' data_offsets [%.0f, %.0f] run past the end of the data (%zu bytes); the file is truncated or corrupt",
+             path, t->name, b->valuedouble, e->valuedouble, data_size);
+    }
+    t->begin = (size_t)b->valuedouble;
+    t->end = (size_t)e->valuedouble;
+    if (t->end - t->begin != t->numel * DTYPE_SIZES[t->dtype]) {
+        fail("%s: tensor '%s' has %zu bytes but shape and dtype %s need %zu", path, t->name,
+             t->end - t->begin, DTYPE_NAMES[t->dtype], t->numel * DTYPE_SIZES[t->dtype]);
+    }
+}
+
+// Offsets must tile the data buffer exactly: no holes, no overlap, ending at EOF.
+static void safetensors_check_layout(SafeTensors* st, size_t data_size) {
+    SafeTensor** order = malloc_check((st->n + 1) * sizeof(SafeTensor*), "safetensors index");
+    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
+    qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_name);
+    for (int i = 1; i < st->n; i++) {
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) fail("%s: tensor '%s' appears twice in the header", st->path, order[i]->name);
+    }
+    qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_begin);
+    size_t expect = 0;
+    for (int i = 0; i < st->n; i++) {
+        if (order[i]->begin < expect) fail("%s: tensor '%s' overlaps tensor '%s'", st->path, order[i]->name, order[i - 1]->name);
+        if (order[i]->begin > expect) fail("%s: hole in the data buffer before tensor '%s' (offset %zu, expected %zu)", st->path, order[i]->name, order[i]->begin, expect);
+        expect = order[i]->end;
+    }
+    if (expect != data_size) fail("%s: data buffer is %zu bytes but the tensors cover %zu; the file is truncated or has trailing bytes", st->path, data_size, expect);
+    free(order);
+}
+
+void safetensors_open(SafeTensors* st, const char* path) {
+    memset(st, 0, sizeof(*st));
+    st->path = strdup(path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) fail("%s is not a regular file", path);
+    st->size = (size_t)sb.st_size;
+    if (st->size < 8) fail("%s: file is %zu bytes, too short for a safetensors header; the file is truncated", path, st->size);
+    st->map = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (st->map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
+    close(fd);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | st->map[i];
+    if (n > SAFETENSORS_MAX_HEADER) fail("%s: header length %llu is over the 100 MB limit; the file is corrupt", path, (unsigned long long)n);
+    if (n > st->size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated", path, (unsigned long long)n, st->size);
+    if (n < 2 || st->map[8] != '{') fail("%s: header does not start with '{'; not a safetensors file", path);
+    st->header = cJSON_ParseWithLength((const char*)st->map + 8, (size_t)n);
+    if (st->header == NULL || !cJSON_IsObject(st->header)) fail("%s: header is not valid JSON", path);
+    size_t data_size = st->size - 8 - (size_t)n;
+    int count = cJSON_GetArraySize(st->header);
+    st->tensors = malloc_check((count + 1) * sizeof(SafeTensor), "safetensors index");
+    for (cJSON* entry = st->header->child; entry != NULL; entry = entry->next) {
+        if (strcmp(entry->string, "__metadata__") == 0) {
+            st->metadata = entry;
+            continue;
+        }
+        if (!cJSON_IsObject(entry)) fail("%s: header entry '%s' is not an object", path, entry->string);
+        SafeTensor* t = &st->tensors[st->n++];
+        t->name = entry->string;
+        safetensors_parse_entry(st, t, entry, data_size);
+        t->data = st->map + 8 + n + t->begin;
+    }
+    safetensors_check_layout(st, data_size);
+}
+
+void safetensors_close(SafeTensors* st) {
+    if (st->map != NULL) munmap(st->map, st->size);
+    cJSON_Delete(st->header);
+    free(st->tensors);
+    free(st->path);
+    memset(st, 0, sizeof(*st));
+}
+
+SafeTensor* safetensors_find(SafeTensors* st, const char* name) {
+    for (int i = 0; i < st->n; i++) if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+// "__metadata__" value for key, or NULL
+const char* safetensors_metadata(SafeTensors* st, const char* key) {
+    cJSON* v = st->metadata ? cJSON_GetObjectItemCaseSensitive(st->metadata, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float f16_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
+    if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else if (exponent == 0) {
+        float f = ldexpf((float)mantissa, -24);  // zero or subnormal
+        return sign ? -f : f;
+    } else {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Checks the shape against expected dims (ndim entries) and converts to fp32 into dst.
+void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst, int ndim, const int64_t* dims) {
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
+    if (!ok) {
+        char want[128] = "", got[128] = "";
+        for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", i ? "," : "", (long long)dims[i]);
+        for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
+        fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config", st->path, t->name, got, want);
+    }
+    const uint8_t* src = t->data;
+    switch (t->dtype) {
+    case DTYPE_F32: memcpy(dst, src, t->numel * 4); break;
+    case DTYPE_BF16:
+        for (size_t i = 0; i < t->numel; i++) dst[i] = bf16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        break;
+    case DTYPE_F16:
+        for (size_t i = 0; i < t->numel; i++) dst[i] = f16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        break;
+    default: fail("%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", st->path, t->name, DTYPE_NAMES[t->dtype]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// config.json (Hugging Face LlamaConfig)
+
+#define MAX_EOS_TOKENS 8
+
+typedef struct {
+    int C;         // hidden_size
+    int I;         // intermediate_size
+    int L;         // num_hidden_layers
+    int NH;        // num_attention_heads
+    int NKV;       // num_key_value_heads
+    int hs;        // head_dim
+    int V;         // vocab_size
+    int max_seq_len;
+    float norm_eps;
+    double rope_theta;
+    int rope_llama3;  // rope_scaling of type llama3 present
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor, rope_original_max_pos;
+    int tied;      // tie_word_embeddings
+    int bos_token_id;
+    int eos_token_ids[MAX_EOS_TOKENS];
+    int num_eos;
+    char dtype[16];  // torch_dtype, to write merged models back in the same dtype
+} LlamaConfig;
+
+static double json_number(const cJSON* obj, const char* key, int required, double fallback, const char* path) {
+    cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v == NULL || cJSON_IsNull(v)) {
+        if (required) fail("%s: missing required field \"%s\"; is this a Llama config.json?", path, key);
+        return fallback;
+    }
+    if (!cJSON_IsNumber(v)) fail("%s: field \"%s\" must be a number", path, key);
+    return v->valuedouble;
+}
+
+static int json_positive_int(const cJSON* obj, const char* key, int required, int fallback, const char* path) {
+    double v = json_number(obj, key, required, fallback, path);
+    if (v < 1 || v > 1e9 || v != floor(v)) fail("%s: field \"%s\" must be a positive integer, got %g", path, key, v);
+    return (int)v;
+}
+
+static void config_read_rope_scaling(LlamaConfig* c, const cJSON* json, const char* path) {
+    cJSON* rs = cJSON_GetObjectItemCaseSensitive(json, "rope_scaling");
+    if (rs == NULL || cJSON_IsNull(rs)) return;
+    if (!cJSON_IsObject(rs)) fail("%s: \"rope_scaling\" must be an object or null", path);
+    cJSON* type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!cJSON_IsString(type)) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "llama3") != 0) {
+        fail("%s: rope_scaling type \"%s\" is not supported (only \"llama3\" or null)", path,
+             cJSON_IsString(type) ? type->valuestring : "(missing)");
+    }
+    c->rope_llama3 = 1;
+    c->rope_factor = json_number(rs, "factor", 1, 0, path);
+    c->rope_low_freq_factor = json_number(rs, "low_freq_factor", 1, 0, path);
+    c->rope_high_freq_factor = json_number(rs, "high_freq_factor", 1, 0, path);
+    c->rope_original_max_pos = json_number(rs, "original_max_position_embeddings", 1, 0, path);
+    if (c->rope_factor <= 0 || c->rope_high_freq_factor <= c->rope_low_freq_factor || c->rope_original_max_pos <= 0) {
+        fail("%s: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0", path);
+    }
+}
+
+void config_load(LlamaConfig* c, const char* model_dir) {
+    memset(c, 0, sizeof(*c));
+    struct stat sb;
+    if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fail("model directory %s does not exist; pass a Hugging Face model directory (config.json + *.safetensors) with --model", model_dir);
+    }
+    char* path = path_join(model_dir, "config.json");
+    char* text = read_text_file(path, "; a Hugging Face model directory needs config.json");
+    cJSON* json = cJSON_Parse(text);
+    if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
+    c->C = json_positive_int(json, "hidden_size", 1, 0, path);
+    c->I = json_positive_int(json, "intermediate_size", 1, 0, path);
+    c->L = json_positive_int(json, "num_hidden_layers", 1, 0, path);
+    c->NH = json_positive_int(json, "num_attention_heads", 1, 0, path);
+    c->NKV = json_positive_int(json, "num_key_value_heads", 0, c->NH, path);
+    c->hs = json_positive_int(json, "head_dim", 0, c->C / c->NH, path);
+    c->V = json_positive_int(json, "vocab_size", 1, 0, path);
+    c->max_seq_len = json_positive_int(json, "max_position_embeddings", 0, 2048, path);
+    c->norm_eps = (float)json_number(json, "rms_norm_eps", 0, 1e-6, path);
+    c->rope_theta = json_number(json, "rope_theta", 0, 10000.0, path);
+    if (c->NH % c->NKV != 0) fail("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->NH, c->NKV);
+    if (c->hs % 2 != 0) fail("%s: head_dim (%d) must be even for RoPE", path, c->hs);
+    config_read_rope_scaling(c, json, path);
+    cJSON* tied = cJSON_GetObjectItemCaseSensitive(json, "tie_word_embeddings");
+    c->tied = cJSON_IsTrue(tied);
+    c->bos_token_id = (int)json_number(json, "bos_token_id", 0, -1, path);
+    cJSON* eos = cJSON_GetObjectItemCaseSensitive(json, "eos_token_id");
+    if (cJSON_IsNumber(eos)) {
+        c->eos_token_ids[c->num_eos++] = eos->valueint;
+    } else if (cJSON_IsArray(eos)) {
+        for (cJSON* e = eos->child; e != NULL && c->num_eos < MAX_EOS_TOKENS; e = e->next) {
+            if (cJSON_IsNumber(e)) c->eos_token_ids[c->num_eos++] = e->valueint;
+        }
+    }
+    cJSON* dtype = cJSON_GetObjectItemCaseSensitive(json, "torch_dtype");
+    snprintf(c->dtype, sizeof(c->dtype), "%s", cJSON_IsString(dtype) ? dtype->valuestring : "float32");
+    cJSON_Delete(json);
+    free(text);
+    free(path);
+}
+
+// RoPE table cos_sin (T, hs/2, 2) for positions 0..T-1. inv_freq[i] = theta^(-2i/hs),
+// with the llama3 adjustment: long wavelengths are slowed down by `factor`, short ones
+// kept, and the band between them interpolated.
+void rope_table(float* cos_sin, const LlamaConfig* c, int T) {
+    int half = c->hs / 2;
+    for (int i = 0; i < half; i++) {
+        double inv_freq = pow(c->rope_theta, -2.0 * i / c->hs);
+        if (c->rope_llama3) {
+            double wavelen = 2.0 * M_PI / inv_freq;
+            double low_wavelen = c->rope_original_max_pos / c->rope_low_freq_factor;
+            double high_wavelen = c->rope_original_max_pos / c->rope_high_freq_factor;
+            if (wavelen > low_wavelen) {
+                inv_freq /= c->rope_factor;
+            } else if (wavelen >= high_wavelen) {
+                double smooth = (c->rope_original_max_pos / wavelen - c->rope_low_freq_factor) /
+                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                inv_freq = (1.0 - smooth) * inv_freq / c->rope_factor + smooth * inv_freq;
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            cos_sin[((size_t)t * half + i) * 2] = (float)cos(t * inv_freq);
+            cos_sin[((size_t)t * half + i) * 2 + 1] = (float)sin(t * inv_freq);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the model: parameters, LoRA adapters and activations, each in one allocation
+
+#define NUM_PARAMETER_TENSORS 12
+typedef struct {
+    float* wte;    // (V, C)       model.embed_tokens.weight
+    float* ln1;    // (L, C)       input_layernorm
+    float* wq;     // (L, NH*hs, C)
+    float* wk;     // (L, NKV*hs, C)
+    float* wv;     // (L, NKV*hs, C)
+    float* wo;     // (L, C, NH*hs)
+    float* ln2;    // (L, C)       post_attention_layernorm
+    float* wgate;  // (L, I, C)
+    float* wup;    // (L, I, C)
+    float* wdown;  // (L, C, I)
+    float* lnf;    // (C)          model.norm.weight
+    float* wlm;    // (V, C)       lm_head.weight; empty when tied (wte is used)
+} ParameterTensors;
+
+// Hugging Face name of each parameter tensor, per layer where it contains %d.
+static const char* PARAMETER_NAMES[NUM_PARAMETER_TENSORS] = {
+    "model.embed_tokens.weight", "model.layers.%d.input_layernorm.weight",
+    "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.k_proj.weight",
+    "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.o_proj.weight",
+    "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+    "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+    "model.norm.weight", "lm_head.weight"};
+
+// Shape of one tensor (one layer's slice for per-layer tensors): rows, cols (cols 0 = 1-D).
+static void parameter_shape(const LlamaConfig* c, int i, int64_t* rows, int64_t* cols, int* per_layer) {
+    int64_t q = (int64_t)c->NH * c->hs, kv = (int64_t)c->NKV * c->hs;
+    int64_t shapes[NUM_PARAMETER_TENSORS][2] = {
+        {c->V, c->C}, {c->C, 0}, {q, c->C}, {kv, c->C}, {kv, c->C}, {c->C, q},
+        {c->C, 0}, {c->I, c->C}, {c->I, c->C}, {c->C, c->I}, {c->C, 0}, {c->tied ? 0 : c->V, c->C}};
+    *rows = shapes[i][0];
+    *cols = shapes[i][1];
+    *per_layer = i >= 1 && i <= 9;
+}
+
+static size_t parameter_numel(const LlamaConfig* c, int i) {
+    int64_t rows, cols;
+    int per_layer;
+    parameter_shape(c, i, &rows, &cols, &per_layer);
+    return (size_t)rows * (size_t)(cols ? cols : 1) * (per_layer ? c->L : 1);
+}
+
+// Points each tensor of p into one block of memory; returns the number of floats.
+static size_t parameters_point(ParameterTensors* p, float* memory, const LlamaConfig* c) {
+    float** ptrs[NUM_PARAMETER_TENSORS] = {&p->wte, &p->ln1, &p->wq, &p->wk, &p->wv, &p->wo,
+                                           &p->ln2, &p->wgate, &p->wup, &p->wdown, &p->lnf, &p->wlm};
+    size_t offset = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        *ptrs[i] = memory ? memory + offset : NULL;
+        offset += parameter_numel(c, i);
+    }
+    if (c->tied) p->wlm = p->wte;
+    return offset;
+}
+
+// LoRA targets, in the order the dropout streams number them.
+enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, NUM_LORA_MODULES };
+static const char* LORA_MODULE_NAMES[NUM_LORA_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+typedef struct {
+    int rank;
+    float alpha;
+    float dropout;
+    int rslora;
+    int target[NUM_LORA_MODULES];  // 1 if the module gets an adapter
+} LoraConfig;
+
+typedef struct {
+    float* A[NUM_LORA_MODULES];  // (L, r, in) or NULL when not targeted
+    float* B[NUM_LORA_MODULES];  // (L, out, r)
+} LoraTensors;
+
+// (in, out) features of each linear module
+static void lora_module_dims(const LlamaConfig* c, int m, int* in, int* out) {
+    int q = c->NH * c->hs, kv = c->NKV * c->hs;
+    int ins[NUM_LORA_MODULES] = {c->C, c->C, c->C, q, c->C, c->C, c->I};
+    int outs[NUM_LORA_MODULES] = {q, kv, kv, c->C, c->I, c->I, c->C};
+    *in = ins[m];
+    *out = outs[m];
+}
+
+static size_t lora_point(LoraTensors* t, float* memory, const LlamaConfig* c, const LoraConfig* lc) {
+    size_t offset = 0;
+    for (int m = 0; m < NUM_LORA_MODULES; m++) {
+        int in, out;
+        lora_module_dims(c, m, &in, &out);
+        t->A[m] = t->B[m] = NULL;
+        if (!lc->target[m]) continue;
+        t->A[m] = memory ? memory + offset : NULL;
+        offset += (size_t)c->L * lc->rank * in;
+        t->B[m] = memory ? memory + offset : NULL;
+        offset += (size_t)c->L * out * lc->rank;
+    }
+    return offset;
+}
+
+// PEFT's key for a LoRA tensor, e.g. base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
+void lora_key(char* buf, size_t size, int layer, int m, char which) {
+    snprintf(buf, size, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
+             m <= LORA_O ? "self_attn" : "mlp", LORA_MODULE_NAMES[m], which);
+}
+
+#define NUM_ACTIVATION_TENSORS 17
+typedef struct {
+    float* x;         // (L+1, B, T, C) residual stream entering each layer; x[L] enters the final norm
+    float* ln1;       // (L, B, T, C)
+    float* ln1_rstd;  // (L, B, T)
+    float* q;         // (L, B, T, NH*hs) after RoPE
+    float* k;         // (L, B, T, NKV*hs) after RoPE
+    float* v;         // (L, B, T, NKV*hs)
+    float* att;       // (L, B, T, NH*hs) attention output, input of o_proj
+    float* lse;       // (L, B, NH, T) softmax log-sum-exp per query
+    float* x_mid;     // (L, B, T, C) residual after attention
+    float* ln2;       // (L, B, T, C)
+    float* ln2_rstd;  // (L, B, T)
+    float* gate;      // (L, B, T, I) before SiLU
+    float* up;        // (L, B, T, I)
+    float* lnf;       // (B, T, C)
+    float* lnf_rstd;  // (B, T)
+    float* logits;    // (B, T, V); the backward turns it into dlogits in place
+    float* losses;    // (B, T) per-token loss
+} ActivationTensors;
+
+// Reused by every layer of the backward (and as forward scratch): not per layer.
+#define NUM_SCRATCH_TENSORS 13
+typedef struct {
+    float* dx;       // (B, T, C) gradient of the residual stream
+    float* dln;      // (B, T, C) gradient of a norm's output
+    float* dq;       // (B, T, NH*hs)
+    float* dk;       // (B, T, NKV*hs)
+    float* dv;       // (B, T, NKV*hs)
+    float* datt;     // (B, T, NH*hs)
+    float* act;      // (B, T, I) silu(gate)*up, recomputed in the backward
+    float* dact;     // (B, T, I)
+    float* dgate;    // (B, T, I)
+    float* dup;      // (B, T, I)
+    float* lora_xd;  // (B, T, max(C, NH*hs, I)) dropout(x) for LoRA
+    float* lora_r1;  // (B, T, r)
+    float* lora_r2;  // (B, T, r)
+} ScratchTensors;
+
+typedef struct {
+    LlamaConfig config;
+    ParameterTensors params;
+    float* params_memory;
+    size_t num_parameters;
+    int full_finetune;           // train every base weight too
+    ParameterTensors grads;      // only when full_finetune
+    float* grads_memory;
+    float* m_memory;             // AdamW moments of all trainable parameters
+    float* v_memory;
+    LoraConfig lora_config;
+    int use_lora;
+    float lora_scale;            // alpha/r or alpha/sqrt(r)
+    LoraTensors lora, lora_grads;
+    float* lora_memory;
+    float* lora_grads_memory;
+    size_t num_lora_parameters;
+    float* lora_xa[NUM_LORA_MODULES];  // (L, B, T, r) x A^T kept per layer for the backward
+    ActivationTensors acts;
+    float* acts_memory;
+    ScratchTensors scratch;
+    float* scratch_memory;
+    float* attention_scores;     // (B, NH, T)
+    float* cos_sin;              // (T, hs/2, 2)
+    int* default_pos;            // (B, T) 0..T-1 per row
+    double* norm_partials;       // per-chunk partial sums for the gradient norm
+    int B, T;                    // sizes the activations were allocated for
+    uint32_t seed;
+    long step;                   // optimizer steps taken (dropout streams and Adam bias correction)
+    float loss;                  // mean loss of the last forward
+    int num_tokens;              // unmasked tokens in the last forward
+} Model;
+
+// Weight of linear module m in layer l, (out, in) row-major.
+static float* module_weight(const ParameterTensors* p, const LlamaConfig* c, int l, int m) {
+    float* bases[NUM_LORA_MODULES] = {p->wq, p->wk, p->wv, p->wo, p->wgate, p->wup, p->wdown};
+    int in, out;
+    lora_module_dims(c, m, &in, &out);
+    return bases[m] == NULL ? NULL : bases[m] + (size_t)l * in * out;
+}
+
+// Opens model.safetensors, or every shard named in model.safetensors.index.json.
+static int open_weight_files(SafeTensors** files, const char* dir) {
+    char* index_path = path_join(dir, "model.safetensors.index.json");
+    char* single_path = path_join(dir, "model.safetensors");
+    int n = 0;
+    if (access(index_path, F_OK) == 0) {
+        char* text = read_text_file(index_path, "");
+        cJSON* json = cJSON_Parse(text);
+        cJSON* map = cJSON_GetObjectItemCaseSensitive(json, "weight_map");
+        if (!cJSON_IsObject(map)) fail("%s: missing \"weight_map\" object", index_path);
+        int count = cJSON_GetArraySize(map);
+        const char** names = malloc_check((count + 1) * sizeof(char*), "shard list");
+        for (cJSON* e = map->child; e != NULL; e = e->next) {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') != NULL) fail("%s: weight_map entry '%s' must name a file in the same directory", index_path, e->string);
+            int seen = 0;
+            for (int i = 0; i < n; i++) seen |= strcmp(names[i], e->valuestring) == 0;
+            if (!seen) names[n++] = e->valuestring;
+        }
+        if (n == 0) fail("%s: weight_map is empty", index_path);
+        *files = malloc_check(n * sizeof(SafeTensors), "shards");
+        for (int i = 0; i < n; i++) {
+            char* shard = path_join(dir, names[i]);
+            safetensors_open(&(*files)[i], shard);
+            free(shard);
+        }
+        free(names);
+        cJSON_Delete(json);
+        free(text);
+    } else if (access(single_path, F_OK) == 0) {
+        *files = malloc_check(sizeof(SafeTensors), "weights");
+        safetensors_open(&(*files)[0], single_path);
+        n = 1;
+    } else {
+        fail("%s: no weights found (expected model.safetensors or model.safetensors.index.json)", dir);
+    }
+    free(index_path);
+    free(single_path);
+    return n;
+}
+
+// Reads every parameter of the config from the model directory into fp32.
+void model_load(Model* m, const char* dir) {
+    memset(m, 0, sizeof(*m));
+    config_load(&m->config, dir);
+    LlamaConfig* c = &m->config;
+    m->num_parameters = parameters_point(&m->params, NULL, c);
+    m->params_memory = malloc_check(m->num_parameters * sizeof(float), "model weights");
+    parameters_point(&m->params, m->params_memory, c);
+    SafeTensors* files;
+    int num_files = open_weight_files(&files, dir);
+    float* dst = m->params_memory;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t rows, cols;
+        int per_layer;
+        parameter_shape(c, i, &rows, &cols, &per_layer);
+        if (rows == 0) continue;  // tied lm_head
+        for (int l = 0; l < (per_layer ? c->L : 1); l++) {
+            char name[128];
+            snprintf(name, sizeof(name), PARAMETER_NAMES[i], l);
+            SafeTensor* t = NULL;
+            SafeTensors* file = NULL;
+            for (int f = 0; f < num_files && t == NULL; f++) t = safetensors_find(file = &files[f], name);
+            if (t == NULL) {
+                fail("%s: missing tensor '%s'%s", num_files > 1 ? dir : files[0].path, name,
+                     i == NUM_PARAMETER_TENSORS - 1 ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json" : "");
+            }
+            int64_t dims[2] = {rows, cols};
+            safetensors_read_floats(file, t, dst, cols ? 2 : 1, dims);
+            dst += (size_t)rows * (cols ? cols : 1);
+        }
+    }
+    for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
+    free(files);
+}
+
+// Uniform in [-bound, bound) from the counter-based hash: value e of stream `stream`.
+static float hash_uniform(uint32_t seed, uint32_t stream, uint32_t e, float bound) {
+    uint32_t h = mix32(mix32(seed ^ mix32(stream)) ^ mix32(e));
+    return ((float)(h >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
+}
+
+// Adds LoRA adapters, initialised as PEFT does: A kaiming-uniform (bound 1/sqrt(in)), B = 0.
+void model_init_lora(Model* m, const LoraConfig* lc, uint32_t seed) {
+    const LlamaConfig* c = &m->config;
+    m->use_lora = 1;
+    m->lora_config = *lc;
+    m->lora_scale = lc->rslora ? lc->alpha / sqrtf((float)lc->rank) : lc->alpha / lc->rank;
+    m->num_lora_parameters = lora_point(&m->lora, NULL, c, lc);
+    m->lora_memory = calloc_floats(m->num_lora_parameters, "LoRA weights");
+    m->lora_grads_memory = calloc_floats(m->num_lora_parameters, "LoRA gradients");
+    lora_point(&m->lora, m->lora_memory, c, lc);
+    lora_point(&m->lora_grads, m->lora_grads_memory, c, lc);
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        if (!lc->target[mod]) continue;
+        int in, out;
+        lora_module_dims(c, mod, &in, &out);
+        size_t n = (size_t)c->L * lc->rank * in;
+        for (size_t e = 0; e < n; e++) m->lora.A[mod][e] = hash_uniform(seed, mod, (uint32_t)e, 1.0f / sqrtf((float)in));
+    }
+}
+
+// Allocates gradients, optimizer state and activations for batches of up to B x T.
+// Nothing is allocated after this: the training step runs in this memory.
+void model_allocate(Model* m, int B, int T, int full_finetune) {
+    const LlamaConfig* c = &m->config;
+    m->B = B;
+    m->T = T;
+    m->full_finetune = full_finetune;
+    size_t trainable = m->num_lora_parameters;
+    if (full_finetune) {
+        m->grads_memory = calloc_floats(m->num_parameters, "gradients");
+        parameters_point(&m->grads, m->grads_memory, c);
+        trainable += m->num_parameters;
+    }
+    m->m_memory = calloc_floats(trainable, "AdamW first moments");
+    m->v_memory = calloc_floats(trainable, "AdamW second moments");
+    m->norm_partials = malloc_check((trainable / 65536 + 2) * sizeof(double), "gradient norm");
+
+    size_t N = (size_t)B * T, L = c->L, q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs;
+    size_t act_sizes[NUM_ACTIVATION_TENSORS] = {
+        (L + 1) * N * c->C, L * N * c->C, L * N, L * N * q, L * N * kv, L * N * kv, L * N * q,
+        L * N * c->NH, L * N * c->C, L * N * c->C, L * N, L * N * c->I, L * N * c->I,
+        N * c->C, N, N * c->V, N};
+    float** act_ptrs[NUM_ACTIVATION_TENSORS] = {
+        &m->acts.x, &m->acts.ln1, &m->acts.ln1_rstd, &m->acts.q, &m->acts.k, &m->acts.v, &m->acts.att,
+        &m->acts.lse, &m->acts.x_mid, &m->acts.ln2, &m->acts.ln2_rstd, &m->acts.gate, &m->acts.up,
+        &m->acts.lnf, &m->acts.lnf_rstd, &m->acts.logits, &m->acts.losses};
+    size_t total = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) total += act_sizes[i];
+    int r = m->use_lora ? m->lora_config.rank : 0;
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) if (m->use_lora && m->lora_config.target[mod]) total += L * N * r;
+    m->acts_memory = malloc_check(total * sizeof(float), "activations");
+    float* p = m->acts_memory;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *act_ptrs[i] = p; p += act_sizes[i]; }
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        m->lora_xa[mod] = NULL;
+        if (m->use_lora && m->lora_config.target[mod]) { m->lora_xa[mod] = p; p += L * N * r; }
+    }
+
+    size_t widest = (size_t)c->C > q ? (size_t)c->C : q;
+    widest = widest > (size_t)c->I ? widest : (size_t)c->I;
+    size_t scratch_sizes[NUM_SCRATCH_TENSORS] = {
+        N * c->C, N * c->C, N * q, N * kv, N * kv, N * q, N * c->I, N * c->I, N * c->I, N * c->I,
+        m->use_lora ? N * widest : 0, N * r, N * r};
+    float** scratch_ptrs[NUM_SCRATCH_TENSORS] = {
+        &m->scratch.dx, &m->scratch.dln, &m->scratch.dq, &m->scratch.dk, &m->scratch.dv,
+        &m->scratch.datt, &m->scratch.act, &m->scratch.dact, &m->scratch.dgate, &m->scratch.dup,
+        &m->scratch.lora_xd, &m->scratch.lora_r1, &m->scratch.lora_r2};
+    total = 0;
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) total += scratch_sizes[i];
+    m->scratch_memory = malloc_check(total * sizeof(float), "backward scratch");
+    p = m->scratch_memory;
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *scratch_ptrs[i] = p; p += scratch_sizes[i]; }
+
+    m->attention_scores = malloc_check(N * c->NH * sizeof(float), "attention scores");
+    m->cos_sin = malloc_check((size_t)T * c->hs * sizeof(float), "RoPE table");
+    rope_table(m->cos_sin, c, T);
+    m->default_pos = malloc_check(N * sizeof(int), "positions");
+    matmul_init();
+}
+
+// ----------------------------------------------------------------------------
+// forward and backward of the whole model
+
+// y (N,out) (+)= x W^T for module mod of layer l, plus its LoRA term when targeted.
+static void model_linear_forward(Model* m, int l, int mod, float* y, const float* x, int N,
+                                 int accumulate, int training) {
+    const LlamaConfig* c = &m->config;
+    int in, out;
+    lora_module_dims(c, mod, &in, &out);
+    linear_forward(y, x, module_weight(&m->params, c, l, mod), N, in, out, accumulate);
+    if (!m->use_lora || !m->lora_config.target[mod]) return;
+    int r = m->lora_config.rank;
+    float p = training ? m->lora_config.dropout : 0.0f;
+    uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
+    lora_forward(y, m->lora_xa[mod] + (size_t)l * N * r, m->scratch.lora_xd, m->scratch.lora_r1, x,
+                 m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
+                 N, in, out, r, m->lora_scale, p, key);
+}
+
+// dx (N,in) (+)= dy W; dW += dy^T x when training every weight; LoRA gradients when targeted.
+static void model_linear_backward(Model* m, int l, int mod, float* dx, const float* dy,
+                                  const float* x, int N, int accumulate) {
+    const LlamaConfig* c = &m->config;
+    int in, out;
+    lora_module_dims(c, mod, &in, &out);
+    linear_backward_input(dx, dy, module_weight(&m->params, c, l, mod), N, in, out, accumulate);
+    if (m->full_finetune) linear_backward_weight(module_weight(&m->grads, c, l, mod), dy, x, N, in, out);
+    if (!m->use_lora || !m->lora_config.target[mod]) return;
+    int r = m->lora_config.rank;
+    uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
+    lora_backward(dx, m->lora_grads.A[mod] + (size_t)l * r * in, m->lora_grads.B[mod] + (size_t)l * out * r,
+                  m->scratch.lora_xd, m->scratch.lora_r1, m->scratch.lora_r2, dy, x,
+                  m->lora_xa[mod] + (size_t)l * N * r, m->lora.A[mod] + (size_t)l * r * in,
+                  m->lora.B[mod] + (size_t)l * out * r, N, in, out, m->lora_config.rank,
+                  m->lora_scale, m->lora_config.dropout, key);
+}
+
+static void check_batch(const Model* m, const int* tokens, const int* pos, int B, int T) {
+    if (B < 1 || T < 1 || (size_t)B * T > (size_t)m->B * m->T || T > m->T) {
+        fail("batch %dx%d does not fit the %dx%d the model was allocated for", B, T, m->B, m->T);
+    }
+    for (int n = 0; n < B * T; n++) {
+        if (tokens[n] < 0 || tokens[n] >= m->config.V) fail("token id %d at position %d is outside the vocabulary [0, %d)", tokens[n], n, m->config.V);
+        if (pos != NULL && (pos[n] < 0 || pos[n] > n % T)) fail("position %d at index %d must be in [0, %d]", pos[n], n, n % T);
+    }
+}
+
+// tokens, targets, pos (B,T). targets < 0 are not trained on; pos NULL means 0..T-1 in
+// every row (pos restarting at 0 marks a new packed sequence). targets may be NULL
+// (logits only). Dropout is active when training.
+void model_forward(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training) {
+    check_batch(m, tokens, pos, B, T);
+    const LlamaConfig* c = &m->config;
+    ActivationTensors* a = &m->acts;
+    ParameterTensors* p = &m->params;
+    int N = B * T, C = c->C, I = c->I;
+    size_t q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
+    if (pos == NULL) {
+        for (int n = 0; n < N; n++) m->default_pos[n] = n % T;
+        pos = m->default_pos;
+    }
+    embedding_forward(a->x, tokens, p->wte, N, C);
+    for (int l = 0; l < c->L; l++) {
+        float* x = a->x + (size_t)l * N * C;
+        float* ln1 = a->ln1 + (size_t)l * N * C;
+        float* q = a->q + (size_t)l * N * q_dim;
+        float* k = a->k + (size_t)l * N * kv_dim;
+        float* v = a->v + (size_t)l * N * kv_dim;
+        float* att = a->att + (size_t)l * N * q_dim;
+        float* x_mid = a->x_mid + (size_t)l * N * C;
+        float* ln2 = a->ln2 + (size_t)l * N * C;
+        float* gate = a->gate + (size_t)l * N * I;
+        float* up = a->up + (size_t)l * N * I;
+        float* x_next = a->x + (size_t)(l + 1) * N * C;
+
+        rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
+        model_linear_forward(m, l, LORA_Q, q, ln1, N, 0, training);
+        model_linear_forward(m, l, LORA_K, k, ln1, N, 0, training);
+        model_linear_forward(m, l, LORA_V, v, ln1, N, 0, training);
+        rope_forward(q, pos, m->cos_sin, N, c->NH, c->hs);
+        rope_forward(k, pos, m->cos_sin, N, c->NKV, c->hs);
+        attention_forward(att, a->lse + (size_t)l * N * c->NH, m->attention_scores, q, k, v, pos, B, T, c->NH, c->NKV, c->hs);
+        memcpy(x_mid, x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
+        model_linear_forward(m, l, LORA_O, x_mid, att, N, 1, training);
+
+        rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
+        model_linear_forward(m, l, LORA_GATE, gate, ln2, N, 0, training);
+        model_linear_forward(m, l, LORA_UP, up, ln2, N, 0, training);
+        swiglu_forward(m->scratch.act, gate, up, (size_t)N * I);
+        memcpy(x_next, x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
+        model_linear_forward(m, l, LORA_DOWN, x_next, m->scratch.act, N, 1, training);
+    }
+    rmsnorm_forward(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, p->lnf, N, C, c->norm_eps);
+    linear_forward(a->logits, a->lnf, p->wlm, N, C, c->V, 0);
+    m->num_tokens = 0;
+    m->loss = 0.0f;
+    if (targets == NULL) return;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] >= c->V) fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
+    }
+    m->num_tokens = crossentropy_forward(a->losses, a->logits, targets, N, c->V);
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) sum += a->losses[n];
+    m->loss = m->num_tokens > 0 ? (float)(sum / m->num_tokens) : 0.0f;
+}
+
+// Adds this batch's gradients to the gradient buffers. The loss gradient of each
+// unmasked token is 1/tokens_in_step, the unmasked tokens of the whole optimizer step,
+// so the update does not depend on how the step is split into micro-batches.
+void model_backward(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step) {
+    const LlamaConfig* c = &m->config;
+    ActivationTensors* a = &m->acts;
+    ScratchTensors* s = &m->scratch;
+    ParameterTensors* p = &m->params;
+    ParameterTensors* g = m->full_finetune ? &m->grads : NULL;
+    int N = B * T, C = c->C, I = c->I;
+    size_t q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
+    if (pos == NULL) pos = m->default_pos;  // filled by the forward
+
+    crossentropy_backward(a->logits, targets, N, c->V, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
+    float* dlogits = a->logits;
+    linear_backward_input(s->dln, dlogits, p->wlm, N, C, c->V, 0);
+    if (g) linear_backward_weight(g->wlm, dlogits, a->lnf, N, C, c->V);
+    memset(s->dx, 0, (size_t)N * C * sizeof(float));
+    rmsnorm_backward(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
+
+    for (int l = c->L - 1; l >= 0; l--) {
+        float* x = a->x + (size_t)l * N * C;
+        float* ln1 = a->ln1 + (size_t)l * N * C;
+        float* q = a->q + (size_t)l * N * q_dim;
+        float* k = a->k + (size_t)l * N * kv_dim;
+        float* v = a->v + (size_t)l * N * kv_dim;
+        float* att = a->att + (size_t)l * N * q_dim;
+        float* x_mid = a->x_mid + (size_t)l * N * C;
+        float* ln2 = a->ln2 + (size_t)l * N * C;
+        float* gate = a->gate + (size_t)l * N * I;
+        float* up = a->up + (size_t)l * N * I;
+
+        // MLP: s->dx holds d x_next, which flows unchanged into d x_mid plus the MLP branch
+        swiglu_forward(s->act, gate, up, (size_t)N * I);
+        model_linear_backward(m, l, LORA_DOWN, s->dact, s->dx, s->act, N, 0);
+        swiglu_backward(s->dgate, s->dup, s->dact, gate, up, (size_t)N * I);
+        model_linear_backward(m, l, LORA_GATE, s->dln, s->dgate, ln2, N, 0);
+        model_linear_backward(m, l, LORA_UP, s->dln, s->dup, ln2, N, 1);
+        rmsnorm_backward(s->dx, g ? g->ln2 + (size_t)l * C : NULL, s->dln, x_mid, p->ln2 + (size_t)l * C,
+                         a->ln2_rstd + (size_t)l * N, N, C);
+
+        // attention: s->dx now holds d x_mid
+        model_linear_backward(m, l, LORA_O, s->datt, s->dx, att, N, 0);
+        attention_backward(s->dq, s->dk, s->dv, s->datt, att, a->lse + (size_t)l * N * c->NH, q, k, v, pos,
+                           B, T, c->NH, c->NKV, c->hs);
+        rope_backward(s->dq, pos, m->cos_sin, N, c->NH, c->hs);
+        rope_backward(s->dk, pos, m->cos_sin, N, c->NKV, c->hs);
+        model_linear_backward(m, l, LORA_Q, s->dln, s->dq, ln1, N, 0);
+        model_linear_backward(m, l, LORA_K, s->dln, s->dk, ln1, N, 1);
+        model_linear_backward(m, l, LORA_V, s->dln, s->dv, ln1, N, 1);
+        rmsnorm_backward(s->dx, g ? g->ln1 + (size_t)l * C : NULL, s->dln, x, p->ln1 + (size_t)l * C,
+                         a->ln1_rstd + (size_t)l * N, N, C);
+    }
+    if (g) embedding_backward(g->wte, s->dx, tokens, N, C);
+}
+
+void model_zero_grad(Model* m) {
+    if (m->lora_grads_memory) memset(m->lora_grads_memory, 0, m->num_lora_parameters * sizeof(float));
+    if (m->grads_memory) memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
+}
+
+// ----------------------------------------------------------------------------
+// optimizer: global-norm clipping and AdamW
+
+typedef struct {
+    float learning_rate;
+    float beta1, beta2, eps;
+    float weight_decay;
+    float max_grad_norm;  // 0 disables clipping
+} AdamWConfig;
+
+#define NORM_CHUNK 65536
+// sum of g^2 in fixed chunks, so the result does not depend on the thread count
+static double sum_of_squares(const float* g, size_t n, double* partials) {
+    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < chunks; i++) {
+        size_t end = (i + 1) * NORM_CHUNK < n ? (i + 1) * NORM_CHUNK : n;
+        double sum = 0.0;
+        for (size_t e = i * NORM_CHUNK; e < end; e++) sum += (double)g[e] * g[e];
+        partials[i] = sum;
+    }
+    double total = 0.0;
+    for (size_t i = 0; i < chunks; i++) total += partials[i];
+    return total;
+}
+
+// L2 norm of all trainable gradients
+float model_grad_norm(Model* m) {
+    double sum = 0.0;
+    if (m->use_lora) sum += sum_of_squares(m->lora_grads_memory, m->num_lora_parameters, m->norm_partials);
+    if (m->full_finetune) sum += sum_of_squares(m->grads_memory, m->num_parameters, m->norm_partials);
+    return (float)sqrt(sum);
+}
+
+// PyTorch's AdamW for n values: decoupled decay p -= lr*wd*p, then the bias-corrected
+// Adam step p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). g is multiplied by
+// grad_scale (the clipping factor) first.
+void adamw_update(float* p, const float* g, float* mom, float* vel, size_t n, const AdamWConfig* o,
+                  float lr, float weight_decay, float grad_scale, long t) {
+    float bias1 = 1.0f - powf(o->beta1, (float)t);
+    float bias2_sqrt = sqrtf(1.0f - powf(o->beta2, (float)t));
+    float step_size = lr / bias1;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float grad = g[i] * grad_scale;
+        mom[i] = o->beta1 * mom[i] + (1.0f - o->beta1) * grad;
+        vel[i] = o->beta2 * vel[i] + (1.0f - o->beta2) * grad * grad;
+        p[i] -= lr * weight_decay * p[i];
+        p[i] -= step_size * mom[i] / (sqrtf(vel[i]) / bias2_sqrt + o->eps);
+    }
+}
+
+// Clips to max_grad_norm like torch.nn.utils.clip_grad_norm_ (factor
+// max_norm/(norm+1e-6), at most 1), takes one AdamW step and returns the pre-clip norm.
+// Norm weights are not decayed, as in Hugging Face's Trainer.
+float model_update(Model* m, const AdamWConfig* o, float lr) {
+    float norm = model_grad_norm(m);
+    float scale = 1.0f;
+    if (o->max_grad_norm > 0.0f) {
+        float coef = o->max_grad_norm / (norm + 1e-6f);
+        scale = coef < 1.0f ? coef : 1.0f;
+    }
+    m->step++;
+    size_t offset = 0;
+    if (m->use_lora) {
+        adamw_update(m->lora_memory, m->lora_grads_memory, m->m_memory, m->v_memory, m->num_lora_parameters,
+                     o, lr, o->weight_decay, scale, m->step);
+        offset = m->num_lora_parameters;
+    }
+    if (m->full_finetune) {
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+            size_t n = parameter_numel(&m->config, i);
+            size_t start = 0;
+            for (int j = 0; j < i; j++) start += parameter_numel(&m->config, j);
+            int is_norm = i == 1 || i == 6 || i == 10;
+            adamw_update(m->params_memory + start, m->grads_memory + start, m->m_memory + offset + start,
+                         m->v_memory + offset + start, n, o, lr, is_norm ? 0.0f : o->weight_decay, scale, m->step);
+        }
+    }
+    return norm;
+}
+
+// ----------------------------------------------------------------------------
+// main: until the dataset loader lands, trains on a built-in repeating token sequence
+
+#ifndef TESTING
+
+typedef struct {
+    const char* model_dir;
+    int max_steps;
+    int batch_size;
+    int seq_len;
+    LoraConfig lora;
+    int full_finetune;
+    AdamWConfig adamw;
+    uint32_t seed;
+    int threads;
+} TrainArgs;
+
+static const char* FLAG_NAMES[] = {
+    "--model", "--max_steps", "--per_device_train_batch_size", "--batch_size", "--seq_len", "--lora_rank", "--lora_alpha",
+    "--lora_dropout", "--lora_target", "--use_rslora", "--full_finetune", "--learning_rate",
+    "--weight_decay", "--max_grad_norm", "--seed", "--threads", "--help"};
+#define NUM_FLAGS (int)(sizeof(FLAG_NAMES) / sizeof(FLAG_NAMES[0]))
+
+static void usage(void) {
+    printf("usage: ./train [flags]\n"
+           "  --model DIR            Hugging Face model directory (default test/models/tiny)\n"
+           "  --max_steps N          optimizer steps (default 20)\n"
+           "  --per_device_train_batch_size, --batch_size B   sequences per step (default 2)\n"
+           "  --seq_len T            tokens per sequence (default 64)\n"
+           "  --lora_rank R          LoRA rank (default 8)\n"
+           "  --lora_alpha A         LoRA alpha; scale alpha/R (default 16)\n"
+           "  --lora_dropout P       dropout on the LoRA input (default 0.05)\n"
+           "  --lora_target LIST     comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all (default q_proj,v_proj)\n"
+           "  --use_rslora           scale alpha/sqrt(R) (rank-stabilised LoRA)\n"
+           "  --full_finetune        train every weight instead of LoRA adapters\n"
+           "  --learning_rate LR     AdamW learning rate (default 3e-4)\n"
+           "  --weight_decay WD      AdamW decoupled weight decay (default 0)\n"
+           "  --max_grad_norm G      clip the global gradient norm, 0 = off (default 1.0)\n"
+           "  --seed S               seed for LoRA init and dropout (default 42)\n"
+           "  --threads N            OpenMP threads (default: all cores)\n");
+}
+
+static int edit_distance(const char* a, const char* b) {
+    int la = (int)strlen(a), lb = (int)strlen(b), row[64];
+    if (lb >= 63) return 99;
+    for (int j = 0; j <= lb; j++) row[j] = j;
+    for (int i = 1; i <= la; i++) {
+        int prev = row[0];
+        row[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int cur = row[j];
+            int best = prev + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+static void unknown_flag(const char* flag) {
+    const char* best = FLAG_NAMES[0];
+    for (int i = 1; i < NUM_FLAGS; i++) if (edit_distance(flag, FLAG_NAMES[i]) < edit_distance(flag, best)) best = FLAG_NAMES[i];
+    fail("unknown flag %s; did you mean %s? (./train --help lists every flag)", flag, best);
+}
+
+static double parse_number(const char* flag, const char* value, double lo, double hi) {
+    char* end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno != 0 || end == value || *end != '\0' || v < lo || v > hi) fail("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, value);
+    return v;
+}
+
+static int parse_int(const char* flag, const char* value, int lo, int hi) {
+    double v = parse_number(flag, value, lo, hi);
+    if (v != floor(v)) fail("%s expects an integer, got '%s'", flag, value);
+    return (int)v;
+}
+
+static void parse_lora_target(LoraConfig* lc, const char* list) {
+    memset(lc->target, 0, sizeof(lc->target));
+    if (strcmp(list, "all") == 0) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc->target[mod] = 1;
+        return;
+    }
+    char* copy = strdup(list);
+    for (char* name = strtok(copy, ","); name != NULL; name = strtok(NULL, ",")) {
+        int found = 0;
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+            if (strcmp(name, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
+        }
+        if (!found) fail("--lora_target: unknown module '%s' (choose from q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all)", name);
+    }
+    free(copy);
+}
+
+static void parse_args(TrainArgs* a, int argc, char** argv) {
+    *a = (TrainArgs){.model_dir = "test/models/tiny", .max_steps = 20, .batch_size = 2, .seq_len = 64,
+                     .lora = {.rank = 8, .alpha = 16.0f, .dropout = 0.05f},
+                     .adamw = {.learning_rate = 3e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f},
+                     .seed = 42};
+    parse_lora_target(&a->lora, "q_proj,v_proj");
+    for (int i = 1; i < argc; i++) {
+        const char* f = argv[i];
+        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) { usage(); exit(0); }
+        if (strcmp(f, "--use_rslora") == 0) { a->lora.rslora = 1; continue; }
+        if (strcmp(f, "--full_finetune") == 0) { a->full_finetune = 1; continue; }
+        int known = 0;
+        for (int k = 0; k < NUM_FLAGS; k++) known |= strcmp(f, FLAG_NAMES[k]) == 0;
+        if (!known) unknown_flag(f);
+        if (i + 1 >= argc) fail("%s needs a value", f);
+        const char* v = argv[++i];
+        if (strcmp(f, "--model") == 0) a->model_dir = v;
+        else if (strcmp(f, "--max_steps") == 0) a->max_steps = parse_int(f, v, 1, 1e9);
+        else if (strcmp(f, "--per_device_train_batch_size") == 0 || strcmp(f, "--batch_size") == 0) a->batch_size = parse_int(f, v, 1, 65536);
+        else if (strcmp(f, "--seq_len") == 0) a->seq_len = parse_int(f, v, 2, 1 << 20);
+        else if (strcmp(f, "--lora_rank") == 0) a->lora.rank = parse_int(f, v, 1, 4096);
+        else if (strcmp(f, "--lora_alpha") == 0) a->lora.alpha = (float)parse_number(f, v, 1e-6, 1e6);
+        else if (strcmp(f, "--lora_dropout") == 0) a->lora.dropout = (float)parse_number(f, v, 0, 0.99);
+        else if (strcmp(f, "--lora_target") == 0) parse_lora_target(&a->lora, v);
+        else if (strcmp(f, "--learning_rate") == 0) a->adamw.learning_rate = (float)parse_number(f, v, 0, 10);
+        else if (strcmp(f, "--weight_decay") == 0) a->adamw.weight_decay = (float)parse_number(f, v, 0, 10);
+        else if (strcmp(f, "--max_grad_norm") == 0) a->adamw.max_grad_norm = (float)parse_number(f, v, 0, 1e9);
+        else if (strcmp(f, "--seed") == 0) a->seed = (uint32_t)parse_number(f, v, 0, 4294967295.0);
+        else if (strcmp(f, "--threads") == 0) a->threads = parse_int(f, v, 1, 1024);
+    }
+}
+
+int main(int argc, char** argv) {
+    TrainArgs args;
+    parse_args(&args, argc, argv);
+#ifdef _OPENMP
+    if (args.threads > 0) omp_set_num_threads(args.threads);
+#endif
+    Model model;
+    model_load(&model, args.model_dir);
+    LlamaConfig* c = &model.config;
+    if (args.seq_len > c->max_seq_len) fail("--seq_len %d is longer than the model's max_position_embeddings (%d)", args.seq_len, c->max_seq_len);
+    model.seed = args.seed;
+    if (!args.full_finetune) model_init_lora(&model, &args.lora, args.seed);
+    model_allocate(&model, args.batch_size, args.seq_len, args.full_finetune);
+    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters\n", args.model_dir, c->L, c->C,
+           c->NH, c->NKV, c->V, model.num_parameters / 1e6);
+    if (model.use_lora) printf("LoRA rank %d alpha %g: %.3fM trainable parameters\n", args.lora.rank, args.lora.alpha, model.num_lora_parameters / 1e6);
+
+    // A built-in sequence: a period-23 cycle of token ids the adapter learns to continue.
+    int B = args.batch_size, T = args.seq_len, N = B * T;
+    int* tokens = malloc_check(N * sizeof(int), "tokens");
+    int* targets = malloc_check(N * sizeof(int), "targets");
+    int span = c->V < 1000 ? c->V : 1000;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t <= T; t++) {
+            int id = (int)(mix32((uint32_t)((b * 5 + t) % 23)) % span);
+            if (t < T) tokens[b * T + t] = id;
+            if (t > 0) targets[b * T + t - 1] = id;
+        }
+    }
+    for (int step = 0; step < args.max_steps; step++) {
+        double t0 = wall_seconds();
+        model_zero_grad(&model);
+        model_forward(&model, tokens, targets, NULL, B, T, 1);
+        model_backward(&model, tokens, targets, NULL, B, T, model.num_tokens);
+        float norm = model_update(&model, &args.adamw, args.adamw.learning_rate);
+        double dt = wall_seconds() - t0;
+        if (!isfinite(model.loss) || !isfinite(norm)) fail("step %d: loss or gradient is not finite; lower --learning_rate", step + 1);
+        printf("step %4d/%d | loss %.4f | grad norm %.3f | %.0f ms | %.0f tok/s\n", step + 1, args.max_steps,
+               model.loss, norm, dt * 1e3, N / dt);
+    }
+    return 0;
+}
+#endif
