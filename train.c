@@ -1011,14 +1011,21 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
     return n;
 }
 
-// Reads every parameter of the config from the model directory into fp32.
-void model_load(Model* m, const char* dir) {
+// A model with the given shape and uninitialised weights.
+void model_create(Model* m, const LlamaConfig* c) {
     memset(m, 0, sizeof(*m));
-    config_load(&m->config, dir);
-    LlamaConfig* c = &m->config;
+    m->config = *c;
     m->num_parameters = parameters_point(&m->params, NULL, c);
     m->params_memory = malloc_check(m->num_parameters * sizeof(float), "model weights");
     parameters_point(&m->params, m->params_memory, c);
+}
+
+// Reads every parameter of the config from the model directory into fp32.
+void model_load(Model* m, const char* dir) {
+    LlamaConfig config;
+    config_load(&config, dir);
+    model_create(m, &config);
+    const LlamaConfig* c = &m->config;
     SafeTensors* files;
     int num_files = open_weight_files(&files, dir);
     float* dst = m->params_memory;

@@ -1,0 +1,61 @@
+/*
+bench_train.c: times one LoRA training step (forward, backward, AdamW) of train.c on a
+Llama-3.2-1B-shaped stack with random weights. test/bench_train.py times the same step
+in PyTorch; test/bench_train.sh runs both and prints the ratio.
+
+usage: ./bench_train [layers] [B] [T] [steps]   (default 4 1 512 3)
+*/
+#define TESTING
+#include "../train.c"
+
+int main(int argc, char** argv) {
+    int layers = argc > 1 ? atoi(argv[1]) : 4;
+    int B = argc > 2 ? atoi(argv[2]) : 1;
+    int T = argc > 3 ? atoi(argv[3]) : 512;
+    int steps = argc > 4 ? atoi(argv[4]) : 3;
+    // Llama-3.2-1B: hidden 2048, MLP 8192, 32 heads / 8 kv heads of 64, vocab 128256, tied
+    LlamaConfig c = {.C = 2048, .I = 8192, .L = layers, .NH = 32, .NKV = 8, .hs = 64, .V = 128256,
+                     .max_seq_len = 131072, .norm_eps = 1e-5f, .rope_theta = 500000.0, .rope_llama3 = 1,
+                     .rope_factor = 32.0, .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
+                     .rope_original_max_pos = 8192.0, .tied = 1};
+    Model m;
+    model_create(&m, &c);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < m.num_parameters; i++) m.params_memory[i] = hash_uniform(1, 0, (uint32_t)i, 0.02f);
+    for (int l = 0; l < layers; l++) {  // norm weights near 1
+        for (int i = 0; i < c.C; i++) m.params.ln1[l * c.C + i] = m.params.ln2[l * c.C + i] = 1.0f;
+    }
+    LoraConfig lc = {.rank = 8, .alpha = 16.0f, .dropout = 0.05f};
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc.target[mod] = 1;
+    model_init_lora(&m, &lc, 42);
+    for (size_t i = 0; i < m.num_lora_parameters; i++) if (m.lora_memory[i] == 0.0f) m.lora_memory[i] = 1e-3f;
+    model_allocate(&m, B, T, 0);
+    int N = B * T;
+    int* tokens = malloc_check(N * sizeof(int), "tokens");
+    int* targets = malloc_check(N * sizeof(int), "targets");
+    for (int n = 0; n < N; n++) {
+        tokens[n] = (int)(mix32(n) % c.V);
+        targets[n] = (int)(mix32(n + 1) % c.V);
+    }
+    AdamWConfig o = {.learning_rate = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f};
+    double best = 1e30, total = 0.0;
+    for (int s = 0; s <= steps; s++) {  // step 0 warms up
+        double t0 = wall_seconds();
+        model_zero_grad(&m);
+        model_forward(&m, tokens, targets, NULL, B, T, 1);
+        model_backward(&m, tokens, targets, NULL, B, T, m.num_tokens);
+        model_update(&m, &o, o.learning_rate);
+        double dt = wall_seconds() - t0;
+        if (s > 0) { total += dt; if (dt < best) best = dt; }
+        fprintf(stderr, "train.c step %d: %.3f s, loss %.4f\n", s, dt, m.loss);
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    // forward 2 flops per weight per token, backward (input gradients only) another 2
+    double linear = (double)layers * (2.0 * c.C * c.NH * c.hs + 2.0 * c.C * c.NKV * c.hs + 3.0 * c.C * c.I) + (double)c.V * c.C;
+    printf("train.c: layers %d B %d T %d threads %d: best %.3f s, mean %.3f s per step, %.0f tok/s, %.1f GFLOP/s (4 x weights x tokens)\n",
+           layers, B, T, threads, best, total / steps, N / best, 4.0 * linear * N / best / 1e9);
+    return 0;
+}
