@@ -78,7 +78,7 @@ static char* read_text_file(const char* path, const char* hint) {
     return text;
 }
 
-static double wall_seconds(void) {
+double wall_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -231,9 +231,17 @@ void rope_backward(float* dx, const int* pos, const float* cos_sin, int N, int n
     }
 }
 
+// a . b summed in 16 interleaved partial sums, which the compiler keeps in one vector
+// register (a plain running sum cannot be vectorised without reordering it).
 static float dot_product(const float* a, const float* b, int n) {
+    float partial[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int j = 0; j < 16; j++) partial[j] += a[i + j] * b[i + j];
+    }
     float sum = 0.0f;
-    for (int i = 0; i < n; i++) sum += a[i] * b[i];
+    for (int j = 0; j < 16; j++) sum += partial[j];
+    for (; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
 
@@ -518,6 +526,7 @@ static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON*
             fail("%s: tensor '%s' has an invalid shape entry", path, t->name);
         }
         t->shape[i] = (int64_t)dim->valuedouble;
+        if (t->shape[i] > 0 && t->numel > SIZE_MAX / 8 / (size_t)t->shape[i]) fail("%s: tensor '%s' has an impossibly large shape", path, t->name);
         t->numel *= (size_t)t->shape[i];
     }
     cJSON* b = cJSON_GetArrayItem(offsets, 0);
@@ -557,6 +566,20 @@ static void safetensors_check_layout(SafeTensors* st, size_t data_size) {
     free(order);
 }
 
+// JSON text is UTF-8 with no raw control characters (cJSON would accept a raw NUL inside
+// a name and silently cut the name there).
+static int json_text_valid(const uint8_t* s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint8_t b = s[i];
+        int extra = b < 0x80 ? 0 : (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2 : (b & 0xF8) == 0xF0 ? 3 : -1;
+        if (extra < 0 || (extra == 1 && b < 0xC2) || i + extra >= n + (extra == 0)) return 0;  // bad or cut-off sequence
+        if (b < 0x20 && b != '\t' && b != '\n' && b != '\r') return 0;
+        for (int k = 1; k <= extra; k++) if ((s[i + k] & 0xC0) != 0x80) return 0;
+        i += 1 + extra;
+    }
+    return 1;
+}
+
 void safetensors_open(SafeTensors* st, const char* path) {
     memset(st, 0, sizeof(*st));
     st->path = strdup(path);
@@ -575,7 +598,9 @@ void safetensors_open(SafeTensors* st, const char* path) {
     if (n > st->size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated", path, (unsigned long long)n, st->size);
     if (n < 2 || st->map[8] != '{') fail("%s: header does not start with '{'; not a safetensors file", path);
     st->header = cJSON_ParseWithLength((const char*)st->map + 8, (size_t)n);
-    if (st->header == NULL || !cJSON_IsObject(st->header)) fail("%s: header is not valid JSON", path);
+    if (st->header == NULL || !cJSON_IsObject(st->header) || !json_text_valid(st->map + 8, (size_t)n)) {
+        fail("%s: header is not valid JSON", path);
+    }
     size_t data_size = st->size - 8 - (size_t)n;
     int count = cJSON_GetArraySize(st->header);
     st->tensors = malloc_check((count + 1) * sizeof(SafeTensor), "safetensors index");
@@ -634,16 +659,19 @@ static float f16_to_float(uint16_t h) {
     return f;
 }
 
-// Checks the shape against expected dims (ndim entries) and converts to fp32 into dst.
-void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst, int ndim, const int64_t* dims) {
+// Fails unless tensor t has exactly the expected dims (ndim entries).
+void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int64_t* dims) {
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
-    if (!ok) {
-        char want[128] = "", got[128] = "";
-        for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", i ? "," : "", (long long)dims[i]);
-        for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
-        fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config", st->path, t->name, got, want);
-    }
+    if (ok) return;
+    char want[128] = "", got[128] = "";
+    for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", i ? "," : "", (long long)dims[i]);
+    for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config", st->path, t->name, got, want);
+}
+
+// Converts tensor t (F32, BF16 or F16) to fp32 into dst.
+void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
     const uint8_t* src = t->data;
     switch (t->dtype) {
     case DTYPE_F32: memcpy(dst, src, t->numel * 4); break;
@@ -979,6 +1007,7 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
     if (access(index_path, F_OK) == 0) {
         char* text = read_text_file(index_path, "");
         cJSON* json = cJSON_Parse(text);
+        if (json == NULL) fail("%s: not valid JSON", index_path);
         cJSON* map = cJSON_GetObjectItemCaseSensitive(json, "weight_map");
         if (!cJSON_IsObject(map)) fail("%s: missing \"weight_map\" object", index_path);
         int count = cJSON_GetArraySize(map);
@@ -1020,15 +1049,9 @@ void model_create(Model* m, const LlamaConfig* c) {
     parameters_point(&m->params, m->params_memory, c);
 }
 
-// Reads every parameter of the config from the model directory into fp32.
-void model_load(Model* m, const char* dir) {
-    LlamaConfig config;
-    config_load(&config, dir);
-    model_create(m, &config);
-    const LlamaConfig* c = &m->config;
-    SafeTensors* files;
-    int num_files = open_weight_files(&files, dir);
-    float* dst = m->params_memory;
+// Finds every parameter the config implies in the weight files and checks its shape;
+// with dst set, also converts it to fp32 into dst (all parameters in order).
+static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, float* dst) {
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         int64_t rows, cols;
         int per_layer;
@@ -1045,10 +1068,25 @@ void model_load(Model* m, const char* dir) {
                      i == NUM_PARAMETER_TENSORS - 1 ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json" : "");
             }
             int64_t dims[2] = {rows, cols};
-            safetensors_read_floats(file, t, dst, cols ? 2 : 1, dims);
+            safetensors_check_shape(file, t, cols ? 2 : 1, dims);
+            if (dst == NULL) continue;
+            safetensors_read_floats(file, t, dst);
             dst += (size_t)rows * (cols ? cols : 1);
         }
     }
+}
+
+// Reads every parameter of the config from the model directory into fp32. Shapes are
+// checked before the weights are allocated, so a config that does not match its
+// weights is reported as such rather than as a failed allocation.
+void model_load(Model* m, const char* dir) {
+    LlamaConfig config;
+    config_load(&config, dir);
+    SafeTensors* files;
+    int num_files = open_weight_files(&files, dir);
+    read_weights(files, num_files, &config, dir, NULL);
+    model_create(m, &config);
+    read_weights(files, num_files, &config, dir, m->params_memory);
     for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
     free(files);
 }

@@ -68,7 +68,8 @@ def main():
     blob = open(st_path, "rb").read()
 
     def case(name, weights=True, cfg=None):
-        """A fresh copy of the tiny model named `name`; returns (dir, fresh header, data)."""
+        """Writes OUTDIR/name (config.json, plus the good model.safetensors if weights);
+        returns (dir, a fresh parse of the good header, its data, the weights path)."""
         d = os.path.join(out, name)
         os.makedirs(d)
         with open(os.path.join(d, "config.json"), "w") as f:
@@ -99,10 +100,15 @@ def main():
     d, h, data, p = case("header_len_huge")  # header length over the 100 MB limit
     write_raw(p, header_bytes(h), data, length=200_000_000)
 
-    d, h, data, p = case("header_not_json")  # bytes in the middle of the header garbled
-    text = bytearray(header_bytes(h))
-    text[len(text) // 2:len(text) // 2 + 8] = b"\xff\x00garbl"
-    write_raw(p, bytes(text), data)
+    d, h, data, p = case("header_not_json")  # JSON cut short; length kept, rest space-padded
+    text = header_bytes(h)
+    write_raw(p, text[:-40] + b" " * 40, data)
+
+    # a NUL byte and an invalid UTF-8 byte in a tensor name (JSON forbids raw control
+    # characters in strings); a C reader must not silently read it as a shorter name
+    d, h, data, p = case("header_nul_in_name")
+    text = header_bytes(h).replace(b"model.norm.weight", b"model.norm.weight\x00\xff", 1)
+    write_raw(p, text + b" " * (-len(text) % 8), data)
 
     # --- data_offsets
     d, h, data, p = case("offsets_out_of_range")  # lm_head ends past the data buffer
@@ -182,7 +188,7 @@ def main():
                 for i, k in enumerate(names)}
     first = {k: dict(h[k]) for k in names[:len(names) // 2]}
     end = max(v["data_offsets"][1] for v in first.values())
-    write_safetensors(os.path.join(d, shard_of[names[0]]), dict(first, __metadata__={"format": "pt"}), data[:end])
+    write_safetensors(os.path.join(d, "model-00001-of-00002.safetensors"), dict(first, __metadata__={"format": "pt"}), data[:end])
     index = {"metadata": {"total_size": len(data)}, "weight_map": shard_of}
     json.dump(index, open(os.path.join(d, "model.safetensors.index.json"), "w"), indent=2)
 
