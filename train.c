@@ -889,6 +889,9 @@ typedef struct {
     float* B[NUM_LORA_MODULES];  // (L, out, r)
 } LoraTensors;
 
+// The LoRA module a parameter tensor is, or -1 (embeddings, norms, lm_head).
+static const int PARAMETER_MODULE[NUM_PARAMETER_TENSORS] = {-1, -1, LORA_Q, LORA_K, LORA_V, LORA_O, -1, LORA_GATE, LORA_UP, LORA_DOWN, -1, -1};
+
 // (in, out) features of each linear module
 static void lora_module_dims(const LlamaConfig* c, int m, int* in, int* out) {
     int q = c->NH * c->hs, kv = c->NKV * c->hs;
@@ -1424,6 +1427,357 @@ float model_update(Model* m, const AdamWConfig* o, float lr) {
         }
     }
     return norm;
+}
+
+// ----------------------------------------------------------------------------
+// saving: a streaming safetensors writer, PEFT adapters, merged models. Every file is
+// written to a temporary name, flushed to disk and renamed, so a crash or a full disk
+// never leaves a half-written file under the real name.
+
+typedef struct {
+    FILE* f;
+    char* path;
+    char* tmp_path;
+} FileWriter;
+
+void file_writer_open(FileWriter* w, const char* path) {
+    w->path = strdup(path);
+    size_t n = strlen(path) + 16;
+    w->tmp_path = malloc_check(n, "a path");
+    snprintf(w->tmp_path, n, "%s.tmp%d", path, (int)getpid());
+    w->f = fopen(w->tmp_path, "wb");
+    if (w->f == NULL) fail("cannot write %s: %s; check that the output directory exists and is writable", w->tmp_path, strerror(errno));
+}
+
+void file_writer_write(FileWriter* w, const void* data, size_t size) {
+    if (size > 0 && fwrite(data, 1, size, w->f) != size) {
+        int err = errno;
+        fclose(w->f);
+        unlink(w->tmp_path);
+        fail("cannot write %s: %s", w->path, strerror(err));
+    }
+}
+
+// flush, fsync, rename over the real name
+void file_writer_close(FileWriter* w) {
+    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
+        int err = errno;
+        fclose(w->f);
+        unlink(w->tmp_path);
+        fail("cannot write %s: %s", w->path, strerror(err));
+    }
+    if (fclose(w->f) != 0 || rename(w->tmp_path, w->path) != 0) {
+        int err = errno;
+        unlink(w->tmp_path);
+        fail("cannot write %s: %s", w->path, strerror(err));
+    }
+    free(w->path);
+    free(w->tmp_path);
+}
+
+void write_text_file(const char* path, const char* text) {
+    FileWriter w;
+    file_writer_open(&w, path);
+    file_writer_write(&w, text, strlen(text));
+    file_writer_close(&w);
+}
+
+void copy_file(const char* from, const char* to) {
+    char* text = read_text_file(from, "");
+    write_text_file(to, text);
+    free(text);
+}
+
+static uint16_t float_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);  // NaN stays NaN
+    bits += 0x7fffu + ((bits >> 16) & 1);  // round to nearest even
+    return (uint16_t)(bits >> 16);
+}
+
+static uint16_t float_to_f16(float f) {
+    _Float16 h = (_Float16)f;
+    uint16_t bits;
+    memcpy(&bits, &h, 2);
+    return bits;
+}
+
+#define MAX_WRITER_TENSORS 4096
+typedef struct {
+    FileWriter file;
+    int count, written;
+    int dtype;  // of every tensor in the file: F32, BF16 or F16
+} SafeTensorsWriter;
+
+// Writes the header for tensors names[i] with shape (rows[i], cols[i]) (cols 0 = 1-D), all
+// of one dtype, laid out in order; the data then follows with safetensors_writer_tensor.
+void safetensors_writer_open(SafeTensorsWriter* w, const char* path, int count, char** names,
+                             const int64_t* rows, const int64_t* cols, int dtype) {
+    cJSON* header = cJSON_CreateObject();
+    cJSON* meta = cJSON_AddObjectToObject(header, "__metadata__");
+    cJSON_AddStringToObject(meta, "format", "pt");
+    size_t offset = 0;
+    for (int i = 0; i < count; i++) {
+        cJSON* t = cJSON_AddObjectToObject(header, names[i]);
+        cJSON_AddStringToObject(t, "dtype", DTYPE_NAMES[dtype]);
+        double shape[2] = {(double)rows[i], (double)cols[i]};
+        cJSON_AddItemToObject(t, "shape", cJSON_CreateDoubleArray(shape, cols[i] ? 2 : 1));
+        size_t bytes = (size_t)rows[i] * (cols[i] ? cols[i] : 1) * DTYPE_SIZES[dtype];
+        double offsets[2] = {(double)offset, (double)(offset + bytes)};
+        cJSON_AddItemToObject(t, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
+        offset += bytes;
+    }
+    char* json = cJSON_PrintUnformatted(header);
+    size_t n = strlen(json), padded = (n + 7) / 8 * 8;
+    uint8_t length[8];
+    for (int i = 0; i < 8; i++) length[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    file_writer_open(&w->file, path);
+    file_writer_write(&w->file, length, 8);
+    file_writer_write(&w->file, json, n);
+    file_writer_write(&w->file, "        ", padded - n);
+    w->count = count;
+    w->written = 0;
+    w->dtype = dtype;
+    free(json);
+    cJSON_Delete(header);
+}
+
+// The next tensor's n values, converted from fp32 to the file's dtype.
+void safetensors_writer_tensor(SafeTensorsWriter* w, const float* data, size_t n) {
+    uint16_t buffer[4096];
+    if (w->dtype == DTYPE_F32) {
+        file_writer_write(&w->file, data, n * sizeof(float));
+    } else {
+        for (size_t i = 0; i < n; i += 4096) {
+            size_t k = n - i < 4096 ? n - i : 4096;
+            for (size_t j = 0; j < k; j++) buffer[j] = w->dtype == DTYPE_BF16 ? float_to_bf16(data[i + j]) : float_to_f16(data[i + j]);
+            file_writer_write(&w->file, buffer, k * 2);
+        }
+    }
+    w->written++;
+}
+
+void safetensors_writer_close(SafeTensorsWriter* w) {
+    if (w->written != w->count) fail("internal error: %s got %d of %d tensors", w->file.path, w->written, w->count);
+    file_writer_close(&w->file);
+}
+
+static void make_directory(const char* dir) {
+    char* path = strdup(dir);
+    for (char* p = path + 1; ; p++) {  // mkdir -p
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) fail("cannot create directory %s: %s", path, strerror(errno));
+            *p = saved;
+            if (saved == '\0') break;
+        }
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) fail("%s exists and is not a directory", dir);
+    free(path);
+}
+
+// The double nearest the float's shortest decimal form, so 0.05f is written as 0.05.
+static double shortest_double(float f) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%.7g", f);
+    return strtod(buf, NULL);
+}
+
+// Names and shapes of every LoRA tensor under PEFT's keys, layer by layer.
+static int lora_tensor_list(const Model* m, char** names, int64_t* rows, int64_t* cols, float** data) {
+    const LlamaConfig* c = &m->config;
+    int r = m->lora_config.rank, n = 0;
+    for (int l = 0; l < c->L; l++) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+            if (!m->lora_config.target[mod]) continue;
+            int in, out;
+            lora_module_dims(c, mod, &in, &out);
+            for (int which = 0; which < 2; which++) {
+                names[n] = malloc_check(160, "tensor name");
+                lora_key(names[n], 160, l, mod, which ? 'B' : 'A');
+                rows[n] = which ? out : r;
+                cols[n] = which ? r : in;
+                data[n] = which ? m->lora.B[mod] + (size_t)l * out * r : m->lora.A[mod] + (size_t)l * r * in;
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+// A PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) that
+// PeftModel.from_pretrained loads onto base_model.
+void lora_save_adapter(const Model* m, const char* dir, const char* base_model) {
+    make_directory(dir);
+    int max = m->config.L * NUM_LORA_MODULES * 2;
+    char** names = malloc_check(max * sizeof(char*), "adapter");
+    int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
+    int64_t* cols = malloc_check(max * sizeof(int64_t), "adapter");
+    float** data = malloc_check(max * sizeof(float*), "adapter");
+    int n = lora_tensor_list(m, names, rows, cols, data);
+    char* path = path_join(dir, "adapter_model.safetensors");
+    SafeTensorsWriter w;
+    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32);
+    for (int i = 0; i < n; i++) safetensors_writer_tensor(&w, data[i], (size_t)rows[i] * cols[i]);
+    safetensors_writer_close(&w);
+    free(path);
+
+    const LoraConfig* lc = &m->lora_config;
+    cJSON* config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "peft_type", "LORA");
+    cJSON_AddStringToObject(config, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(config, "base_model_name_or_path", base_model);
+    cJSON_AddNumberToObject(config, "r", lc->rank);
+    cJSON_AddNumberToObject(config, "lora_alpha", shortest_double(lc->alpha));
+    cJSON_AddNumberToObject(config, "lora_dropout", shortest_double(lc->dropout));
+    cJSON* targets = cJSON_AddArrayToObject(config, "target_modules");
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        if (lc->target[mod]) cJSON_AddItemToArray(targets, cJSON_CreateString(LORA_MODULE_NAMES[mod]));
+    }
+    cJSON_AddStringToObject(config, "bias", "none");
+    cJSON_AddBoolToObject(config, "use_rslora", lc->rslora);
+    cJSON_AddBoolToObject(config, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(config, "inference_mode", 1);
+    cJSON_AddBoolToObject(config, "use_dora", 0);
+    char* json = cJSON_Print(config);
+    path = path_join(dir, "adapter_config.json");
+    write_text_file(path, json);
+    free(path);
+    free(json);
+    cJSON_Delete(config);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names); free(rows); free(cols); free(data);
+}
+
+// Reads a PEFT adapter's config into lc.
+static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
+    char* path = path_join(dir, "adapter_config.json");
+    char* text = read_text_file(path, "; an adapter directory needs adapter_config.json and adapter_model.safetensors");
+    cJSON* json = cJSON_Parse(text);
+    if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
+    cJSON* type = cJSON_GetObjectItemCaseSensitive(json, "peft_type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA") != 0) fail("%s: peft_type is %s; only LORA adapters are supported", path, type->valuestring);
+    memset(lc, 0, sizeof(*lc));
+    lc->rank = json_positive_int(json, "r", 1, 0, path);
+    lc->alpha = (float)json_number(json, "lora_alpha", 1, 0, path);
+    lc->dropout = (float)json_number(json, "lora_dropout", 0, 0.0, path);
+    lc->rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "use_rslora"));
+    cJSON* targets = cJSON_GetObjectItemCaseSensitive(json, "target_modules");
+    if (cJSON_IsString(targets) && strcmp(targets->valuestring, "all-linear") == 0) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc->target[mod] = 1;
+    } else if (cJSON_IsArray(targets)) {
+        for (cJSON* t = targets->child; t != NULL; t = t->next) {
+            int found = 0;
+            for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+                if (cJSON_IsString(t) && strcmp(t->valuestring, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
+            }
+            if (!found) fail("%s: target module %s is not a Llama linear layer", path, cJSON_IsString(t) ? t->valuestring : "(not a string)");
+        }
+    } else {
+        fail("%s: \"target_modules\" must be a list of module names", path);
+    }
+    cJSON_Delete(json);
+    free(text);
+    free(path);
+}
+
+// Adds the PEFT adapter in dir to the model (its config decides rank, alpha and targets).
+void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
+    LoraConfig lc;
+    lora_read_adapter_config(&lc, dir);
+    model_init_lora(m, &lc, seed);
+    char* path = path_join(dir, "adapter_model.safetensors");
+    SafeTensors st;
+    safetensors_open(&st, path);
+    int max = m->config.L * NUM_LORA_MODULES * 2;
+    char** names = malloc_check(max * sizeof(char*), "adapter");
+    int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
+    int64_t* cols = malloc_check(max * sizeof(int64_t), "adapter");
+    float** data = malloc_check(max * sizeof(float*), "adapter");
+    int n = lora_tensor_list(m, names, rows, cols, data);
+    for (int i = 0; i < n; i++) {
+        SafeTensor* t = safetensors_find(&st, names[i]);
+        if (t == NULL) fail("%s: missing tensor '%s'; the adapter does not match adapter_config.json or this base model", path, names[i]);
+        int64_t dims[2] = {rows[i], cols[i]};
+        safetensors_check_shape(&st, t, 2, dims);
+        safetensors_read_floats(&st, t, data[i]);
+        free(names[i]);
+    }
+    if (st.n != n) fail("%s: has %d tensors but a rank-%d adapter on this %d-layer model has %d; was it made for a different base model?", path, st.n, lc.rank, m->config.L, n);
+    safetensors_close(&st);
+    free(path);
+    free(names); free(rows); free(cols); free(data);
+}
+
+// A complete Hugging Face model directory with the adapter merged in,
+// W' = W + s B A, in the base model's dtype, with its config and tokenizer files.
+void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
+    const LlamaConfig* c = &m->config;
+    make_directory(dir);
+    int dtype = strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16 : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
+    int max = NUM_PARAMETER_TENSORS * c->L;
+    char** names = malloc_check(max * sizeof(char*), "merged model");
+    int64_t* rows = malloc_check(max * sizeof(int64_t), "merged model");
+    int64_t* cols = malloc_check(max * sizeof(int64_t), "merged model");
+    int n = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t r, cl;
+        int per_layer;
+        parameter_shape(c, i, &r, &cl, &per_layer);
+        for (int l = 0; r > 0 && l < (per_layer ? c->L : 1); l++, n++) {
+            names[n] = malloc_check(128, "tensor name");
+            snprintf(names[n], 128, PARAMETER_NAMES[i], l);
+            rows[n] = r;
+            cols[n] = cl;
+        }
+    }
+    char* path = path_join(dir, "model.safetensors");
+    SafeTensorsWriter w;
+    safetensors_writer_open(&w, path, n, names, rows, cols, dtype);
+    int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;  // largest out or in of a module
+    float* merged = malloc_check((size_t)widest * c->C * sizeof(float), "merged weight");
+    int r = m->use_lora ? m->lora_config.rank : 0;
+    float* scaled_B = malloc_check((size_t)widest * r * sizeof(float), "merged weight");
+    const float* p = m->params_memory;
+    for (int i = 0, k = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t rr, cl;
+        int per_layer;
+        parameter_shape(c, i, &rr, &cl, &per_layer);
+        for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
+            size_t numel = (size_t)rr * (cl ? cl : 1);
+            int mod = PARAMETER_MODULE[i];
+            if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
+                int in, out;
+                lora_module_dims(c, mod, &in, &out);
+                memcpy(merged, p, numel * sizeof(float));
+                const float* B = m->lora.B[mod] + (size_t)l * out * r;
+                for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = m->lora_scale * B[e];
+                matmul(merged, scaled_B, m->lora.A[mod] + (size_t)l * r * in, out, in, r, r, 1, in, 1, in, 1);
+                safetensors_writer_tensor(&w, merged, numel);
+            } else {
+                safetensors_writer_tensor(&w, p, numel);
+            }
+            p += numel;
+            free(names[k]);
+        }
+    }
+    safetensors_writer_close(&w);
+    free(path);
+    free(merged);
+    free(scaled_B);
+    free(names); free(rows); free(cols);
+    const char* copies[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                            "special_tokens_map.json"};
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+        char* from = path_join(base_dir, copies[i]);
+        char* to = path_join(dir, copies[i]);
+        if (access(from, R_OK) == 0) copy_file(from, to);
+        free(from);
+        free(to);
+    }
 }
 
 // ----------------------------------------------------------------------------

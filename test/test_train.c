@@ -288,6 +288,59 @@ static void test_no_allocation(SafeTensors* ref) {
     model_free(&m);
 }
 
+// Logits (B,T,V) of an evaluation forward (no dropout) on the reference batch, into out.
+static void eval_logits(Model* m, SafeTensors* ref, float* out) {
+    int B = (int)ref_number(ref, "B"), T = (int)ref_number(ref, "T");
+    model_forward(m, ref_ints(ref, "tokens"), NULL, ref_ints(ref, "pos"), B, T, 0);
+    memcpy(out, m->acts.logits, (size_t)B * T * m->config.V * sizeof(float));
+}
+
+// Trains a few steps, writes the PEFT adapter and the merged model, and reads both back:
+// the reloaded adapter must give bit-identical logits, the merged model the same logits
+// within 1e-4. The logits go to test/tmp/adapter_logits.safetensors for test_peft.py,
+// which applies the adapter to the PyTorch reference model the way PEFT would.
+static void test_adapter_and_merge(SafeTensors* ref) {
+    const char* base = ref_meta(ref, "model");
+    Model m;
+    model_from_ref(&m, ref, base, 0);
+    AdamWConfig o = {.learning_rate = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f};
+    for (int s = 0; s < 3; s++) {
+        forward_backward(&m, ref, NULL);
+        model_update(&m, &o, o.learning_rate);
+    }
+    size_t nl = (size_t)ref_number(ref, "B") * ref_number(ref, "T") * m.config.V;
+    float* trained = malloc_check(nl * sizeof(float), "test");
+    float* other = malloc_check(nl * sizeof(float), "test");
+    eval_logits(&m, ref, trained);
+    make_directory("test/tmp");
+    lora_save_adapter(&m, "test/tmp/adapter", base);
+    model_save_merged(&m, base, "test/tmp/merged");
+    char* name = "logits";
+    int64_t rows = (int64_t)nl, cols = 0;
+    SafeTensorsWriter w;
+    safetensors_writer_open(&w, "test/tmp/adapter_logits.safetensors", 1, &name, &rows, &cols, DTYPE_F32);
+    safetensors_writer_tensor(&w, trained, nl);
+    safetensors_writer_close(&w);
+
+    Model reloaded;
+    model_load(&reloaded, base);
+    lora_load_adapter(&reloaded, "test/tmp/adapter", 0);
+    model_allocate(&reloaded, m.B, m.T, 0);
+    eval_logits(&reloaded, ref, other);
+    check(memcmp(trained, other, nl * sizeof(float)) == 0, "adapter written and read back gives bit-identical logits");
+    model_free(&reloaded);
+
+    Model merged;
+    model_load(&merged, "test/tmp/merged");
+    model_allocate(&merged, m.B, m.T, 0);
+    eval_logits(&merged, ref, other);
+    compare("merged model logits vs base + adapter", other, trained, nl, 1e-4, 0.0);
+    model_free(&merged);
+    free(trained);
+    free(other);
+    model_free(&m);
+}
+
 // The blocked matmul against the naive oracle, on awkward shapes and all stride patterns.
 static void test_matmul(void) {
     int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {40, 301, 48}, {129, 67, 259}, {64, 4, 520}, {7, 1000, 3}, {300, 200, 1100}};
@@ -334,6 +387,7 @@ int main(void) {
             test_low_precision(&ref, "test/models/tiny_f16", 0, 1e-2);
             test_thread_determinism(&ref);
             test_no_allocation(&ref);
+            test_adapter_and_merge(&ref);
         }
         safetensors_close(&ref);
     }
