@@ -1783,7 +1783,7 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
 // ----------------------------------------------------------------------------
 // main: until the dataset loader lands, trains on a built-in repeating token sequence
 
-#ifndef TESTING
+#ifndef TRAIN_NO_MAIN
 
 typedef struct {
     const char* model_dir;

@@ -5,7 +5,7 @@ in PyTorch; test/bench_train.sh runs both and prints the ratio.
 
 usage: ./bench_train [layers] [B] [T] [steps]   (default 4 1 512 3)
 */
-#define TESTING
+#define TRAIN_NO_MAIN  // use train.c as a library: everything but its main
 #include "../train.c"
 
 int main(int argc, char** argv) {

@@ -19,7 +19,7 @@ static long allocations = 0;
 static void* counted_aligned_alloc(size_t alignment, size_t size) { allocations++; return aligned_alloc(alignment, size); }
 #define aligned_alloc counted_aligned_alloc
 
-#define TESTING
+#define TRAIN_NO_MAIN  // use train.c as a library: everything but its main
 #include "../train.c"
 
 static int passed = 0, failed = 0;
