@@ -944,7 +944,6 @@ typedef struct {
 } ActivationTensors;
 
 // Reused by every layer of the backward (and as forward scratch): not per layer.
-#define NUM_SCRATCH_TENSORS 13
 typedef struct {
     float* dx;       // (B, T, C) gradient of the residual stream
     float* dln;      // (B, T, C) gradient of a norm's output
@@ -980,9 +979,8 @@ typedef struct {
     size_t num_lora_parameters;
     float* lora_xa[NUM_LORA_MODULES];  // (L, B, T, r) x A^T kept per layer for the backward
     ActivationTensors acts;
-    float* acts_memory;
+    float* acts_memory;          // activations, LoRA inputs, scratch, RoPE table: one block
     ScratchTensors scratch;
-    float* scratch_memory;
     float* attention_scores;     // (B, NH, T)
     float* cos_sin;              // (T, hs/2, 2)
     int* default_pos;            // (B, T) 0..T-1 per row
@@ -1120,6 +1118,51 @@ void model_init_lora(Model* m, const LoraConfig* lc, uint32_t seed) {
     }
 }
 
+// Points the activation tensors, LoRA inputs and backward scratch into memory (when not
+// NULL) for batches of up to B x T; returns the number of floats needed.
+static size_t activations_point(Model* m, int B, int T, float* memory) {
+    const LlamaConfig* c = &m->config;
+    size_t N = (size_t)B * T, L = c->L, q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs;
+    size_t r = m->use_lora ? m->lora_config.rank : 0;
+    size_t widest = (size_t)c->C > q ? (size_t)c->C : q;
+    widest = widest > (size_t)c->I ? widest : (size_t)c->I;
+    ActivationTensors* a = &m->acts;
+    ScratchTensors* s = &m->scratch;
+    struct { float** ptr; size_t size; } layout[] = {
+        {&a->x, (L + 1) * N * c->C}, {&a->ln1, L * N * c->C}, {&a->ln1_rstd, L * N}, {&a->q, L * N * q},
+        {&a->k, L * N * kv}, {&a->v, L * N * kv}, {&a->att, L * N * q}, {&a->lse, L * N * c->NH},
+        {&a->x_mid, L * N * c->C}, {&a->ln2, L * N * c->C}, {&a->ln2_rstd, L * N}, {&a->gate, L * N * c->I},
+        {&a->up, L * N * c->I}, {&a->lnf, N * c->C}, {&a->lnf_rstd, N}, {&a->logits, N * c->V}, {&a->losses, N},
+        {&m->lora_xa[LORA_Q], 0}, {&m->lora_xa[LORA_K], 0}, {&m->lora_xa[LORA_V], 0}, {&m->lora_xa[LORA_O], 0},
+        {&m->lora_xa[LORA_GATE], 0}, {&m->lora_xa[LORA_UP], 0}, {&m->lora_xa[LORA_DOWN], 0},
+        {&s->dx, N * c->C}, {&s->dln, N * c->C}, {&s->dq, N * q}, {&s->dk, N * kv}, {&s->dv, N * kv},
+        {&s->datt, N * q}, {&s->act, N * c->I}, {&s->dact, N * c->I}, {&s->dgate, N * c->I}, {&s->dup, N * c->I},
+        {&s->lora_xd, r ? N * widest : 0}, {&s->lora_r1, N * r}, {&s->lora_r2, N * r},
+        {&m->attention_scores, N * c->NH}, {&m->cos_sin, (size_t)T * c->hs}};
+    int count = (int)(sizeof(layout) / sizeof(layout[0]));
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {  // x A^T per targeted module
+        if (m->use_lora && m->lora_config.target[mod]) layout[NUM_ACTIVATION_TENSORS + mod].size = L * N * r;
+    }
+    size_t total = 0;
+    for (int i = 0; i < count; i++) {
+        *layout[i].ptr = memory && layout[i].size ? memory + total : NULL;
+        total += layout[i].size;
+    }
+    return total;
+}
+
+typedef struct {
+    size_t weights, gradients, optimizer, activations;
+} MemoryEstimate;
+
+// Bytes a run with batches of B x T will hold, before anything is allocated for it.
+MemoryEstimate model_memory_estimate(Model* m, int B, int T, int full_finetune) {
+    size_t trainable = m->num_lora_parameters + (full_finetune ? m->num_parameters : 0);
+    MemoryEstimate e = {m->num_parameters * 4, trainable * 4, trainable * 8,
+                        activations_point(m, B, T, NULL) * 4 + (size_t)B * T * sizeof(int)};
+    return e;
+}
+
 // Allocates gradients, optimizer state and activations for batches of up to B x T.
 // Nothing is allocated after this: the training step runs in this memory.
 void model_allocate(Model* m, int B, int T, int full_finetune) {
@@ -1136,47 +1179,10 @@ void model_allocate(Model* m, int B, int T, int full_finetune) {
     m->m_memory = calloc_floats(trainable, "AdamW first moments");
     m->v_memory = calloc_floats(trainable, "AdamW second moments");
     m->norm_partials = malloc_check((trainable / 65536 + 2) * sizeof(double), "gradient norm");
-
-    size_t N = (size_t)B * T, L = c->L, q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs;
-    size_t act_sizes[NUM_ACTIVATION_TENSORS] = {
-        (L + 1) * N * c->C, L * N * c->C, L * N, L * N * q, L * N * kv, L * N * kv, L * N * q,
-        L * N * c->NH, L * N * c->C, L * N * c->C, L * N, L * N * c->I, L * N * c->I,
-        N * c->C, N, N * c->V, N};
-    float** act_ptrs[NUM_ACTIVATION_TENSORS] = {
-        &m->acts.x, &m->acts.ln1, &m->acts.ln1_rstd, &m->acts.q, &m->acts.k, &m->acts.v, &m->acts.att,
-        &m->acts.lse, &m->acts.x_mid, &m->acts.ln2, &m->acts.ln2_rstd, &m->acts.gate, &m->acts.up,
-        &m->acts.lnf, &m->acts.lnf_rstd, &m->acts.logits, &m->acts.losses};
-    size_t total = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) total += act_sizes[i];
-    int r = m->use_lora ? m->lora_config.rank : 0;
-    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) if (m->use_lora && m->lora_config.target[mod]) total += L * N * r;
-    m->acts_memory = malloc_check(total * sizeof(float), "activations");
-    float* p = m->acts_memory;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *act_ptrs[i] = p; p += act_sizes[i]; }
-    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
-        m->lora_xa[mod] = NULL;
-        if (m->use_lora && m->lora_config.target[mod]) { m->lora_xa[mod] = p; p += L * N * r; }
-    }
-
-    size_t widest = (size_t)c->C > q ? (size_t)c->C : q;
-    widest = widest > (size_t)c->I ? widest : (size_t)c->I;
-    size_t scratch_sizes[NUM_SCRATCH_TENSORS] = {
-        N * c->C, N * c->C, N * q, N * kv, N * kv, N * q, N * c->I, N * c->I, N * c->I, N * c->I,
-        m->use_lora ? N * widest : 0, N * r, N * r};
-    float** scratch_ptrs[NUM_SCRATCH_TENSORS] = {
-        &m->scratch.dx, &m->scratch.dln, &m->scratch.dq, &m->scratch.dk, &m->scratch.dv,
-        &m->scratch.datt, &m->scratch.act, &m->scratch.dact, &m->scratch.dgate, &m->scratch.dup,
-        &m->scratch.lora_xd, &m->scratch.lora_r1, &m->scratch.lora_r2};
-    total = 0;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) total += scratch_sizes[i];
-    m->scratch_memory = malloc_check(total * sizeof(float), "backward scratch");
-    p = m->scratch_memory;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *scratch_ptrs[i] = p; p += scratch_sizes[i]; }
-
-    m->attention_scores = malloc_check(N * c->NH * sizeof(float), "attention scores");
-    m->cos_sin = malloc_check((size_t)T * c->hs * sizeof(float), "RoPE table");
+    m->acts_memory = malloc_check(activations_point(m, B, T, NULL) * sizeof(float), "activations");
+    activations_point(m, B, T, m->acts_memory);
     rope_table(m->cos_sin, c, T);
-    m->default_pos = malloc_check(N * sizeof(int), "positions");
+    m->default_pos = malloc_check((size_t)B * T * sizeof(int), "positions");
     matmul_init();
 }
 
@@ -1512,11 +1518,13 @@ typedef struct {
 
 // Writes the header for tensors names[i] with shape (rows[i], cols[i]) (cols 0 = 1-D), all
 // of one dtype, laid out in order; the data then follows with safetensors_writer_tensor.
+// metadata: NULL or NULL-terminated key, value pairs added to {"format": "pt"}.
 void safetensors_writer_open(SafeTensorsWriter* w, const char* path, int count, char** names,
-                             const int64_t* rows, const int64_t* cols, int dtype) {
+                             const int64_t* rows, const int64_t* cols, int dtype, char** metadata) {
     cJSON* header = cJSON_CreateObject();
     cJSON* meta = cJSON_AddObjectToObject(header, "__metadata__");
     cJSON_AddStringToObject(meta, "format", "pt");
+    for (int i = 0; metadata && metadata[i]; i += 2) cJSON_AddStringToObject(meta, metadata[i], metadata[i + 1]);
     size_t offset = 0;
     for (int i = 0; i < count; i++) {
         cJSON* t = cJSON_AddObjectToObject(header, names[i]);
@@ -1620,7 +1628,7 @@ void lora_save_adapter(const Model* m, const char* dir, const char* base_model) 
     int n = lora_tensor_list(m, names, rows, cols, data);
     char* path = path_join(dir, "adapter_model.safetensors");
     SafeTensorsWriter w;
-    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32);
+    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32, NULL);
     for (int i = 0; i < n; i++) safetensors_writer_tensor(&w, data[i], (size_t)rows[i] * cols[i]);
     safetensors_writer_close(&w);
     free(path);
@@ -1736,7 +1744,7 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
     }
     char* path = path_join(dir, "model.safetensors");
     SafeTensorsWriter w;
-    safetensors_writer_open(&w, path, n, names, rows, cols, dtype);
+    safetensors_writer_open(&w, path, n, names, rows, cols, dtype, NULL);
     int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;  // largest out or in of a module
     float* merged = malloc_check((size_t)widest * c->C * sizeof(float), "merged weight");
     int r = m->use_lora ? m->lora_config.rank : 0;
@@ -1778,6 +1786,296 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
         free(from);
         free(to);
     }
+}
+
+// ----------------------------------------------------------------------------
+// datasets: CSV, Alpaca JSON/JSONL, chat JSONL (messages or ShareGPT) and plain text,
+// read into conversations of (role, content) messages. Roles are system, user,
+// assistant; an Alpaca "input" is kept as its own message (role input) after the
+// instruction so each template can place it; plain text is one message of role text.
+
+typedef struct {
+    char* role;
+    char* content;
+} Message;
+
+typedef struct {
+    Message* messages;
+    int count;
+    int line;  // where the record starts in the file, for error messages
+} Conversation;
+
+typedef struct {
+    char* path;
+    const char* unit;  // "line", or "record" for a JSON array: how conv->line counts
+    Conversation* items;
+    int count, capacity;
+} Dataset;
+
+static void conversation_add(Conversation* conv, const char* role, const char* content) {
+    conv->messages = realloc(conv->messages, (conv->count + 1) * sizeof(Message));
+    if (conv->messages == NULL) fail("out of memory reading the dataset");
+    conv->messages[conv->count].role = strdup(role);
+    conv->messages[conv->count].content = strdup(content);
+    conv->count++;
+}
+
+static Conversation* dataset_add(Dataset* d, int line) {
+    if (d->count == d->capacity) {
+        d->capacity = d->capacity ? 2 * d->capacity : 256;
+        d->items = realloc(d->items, d->capacity * sizeof(Conversation));
+        if (d->items == NULL) fail("out of memory reading %s", d->path);
+    }
+    Conversation* conv = &d->items[d->count++];
+    memset(conv, 0, sizeof(*conv));
+    conv->line = line;
+    return conv;
+}
+
+// The record layouts every format shares, by field name. Returns 0 if none matches.
+// get(ctx, name) returns a field's text or NULL.
+typedef const char* (*FieldGetter)(void* ctx, const char* name);
+static int record_to_conversation(Conversation* conv, FieldGetter get, void* ctx) {
+    const char* system = get(ctx, "system");
+    if (system && *system) conversation_add(conv, "system", system);
+    const char* pairs[][2] = {{"instruction", "output"}, {"question", "answer"}, {"prompt", "completion"}};
+    for (int i = 0; i < 3; i++) {
+        const char* prompt = get(ctx, pairs[i][0]);
+        const char* response = get(ctx, pairs[i][1]);
+        if (prompt == NULL && response == NULL) continue;
+        if (prompt == NULL || response == NULL) return -i - 1;  // half a pair: caller names it
+        conversation_add(conv, "user", prompt);
+        const char* input = i == 0 ? get(ctx, "input") : NULL;
+        if (input && *input) conversation_add(conv, "input", input);
+        conversation_add(conv, "assistant", response);
+        return 1;
+    }
+    const char* text = get(ctx, "text");
+    if (text == NULL) return 0;
+    conversation_add(conv, "text", text);
+    return 1;
+}
+
+static const char* RECORD_LAYOUTS = "instruction/input/output, question/answer, prompt/completion or text "
+                                    "(JSON also: messages or ShareGPT conversations)";
+
+static void record_check(int status, const Dataset* d, int line) {
+    const char* pairs[][2] = {{"instruction", "output"}, {"question", "answer"}, {"prompt", "completion"}};
+    if (status < 0) {
+        fail("%s %s %d: has \"%s\" or \"%s\" but not both; each example needs both", d->path, d->unit, line, pairs[-status - 1][0], pairs[-status - 1][1]);
+    }
+    if (status == 0) fail("%s %s %d: none of the expected fields; expected %s", d->path, d->unit, line, RECORD_LAYOUTS);
+}
+
+// --- CSV (RFC 4180): a header row, then records; quoted fields may hold commas, "" and newlines
+
+typedef struct {
+    char** fields;
+    int count, capacity;
+} CsvRow;
+
+static void csv_row_add(CsvRow* row, const char* text, size_t n) {
+    if (row->count == row->capacity) {
+        row->capacity = row->capacity ? 2 * row->capacity : 8;
+        row->fields = realloc(row->fields, row->capacity * sizeof(char*));
+    }
+    char* field = malloc(n + 1);
+    if (row->fields == NULL || field == NULL) fail("out of memory reading CSV");
+    memcpy(field, text, n);
+    field[n] = '\0';
+    row->fields[row->count++] = field;
+}
+
+static void csv_row_clear(CsvRow* row) {
+    for (int i = 0; i < row->count; i++) free(row->fields[i]);
+    row->count = 0;
+}
+
+// Reads one record at *p into row; *line counts newlines. Returns 0 at end of input.
+static int csv_read_row(const char** p, const char* end, CsvRow* row, int* line, const char* path, char** scratch, size_t* scratch_size) {
+    csv_row_clear(row);
+    if (*p >= end) return 0;
+    const char* s = *p;
+    for (;;) {
+        size_t n = 0;
+        if (s < end && *s == '"') {  // quoted field: "" is a quote, anything else is literal
+            int open_line = *line;
+            s++;
+            for (;;) {
+                if (s >= end) fail("%s line %d: unterminated quoted field (a \" opened here is never closed)", path, open_line);
+                if (*s == '"') {
+                    if (s + 1 < end && s[1] == '"') s++;
+                    else break;
+                }
+                if (*s == '\n') (*line)++;
+                if (n + 1 >= *scratch_size) {
+                    *scratch_size = *scratch_size * 2 + 64;
+                    *scratch = realloc(*scratch, *scratch_size);
+                    if (*scratch == NULL) fail("out of memory reading %s", path);
+                }
+                (*scratch)[n++] = *s++;
+            }
+            s++;  // closing quote
+            if (s < end && *s != ',' && *s != '\n' && *s != '\r') fail("%s line %d: unexpected character after a closing quote; quote the whole field", path, *line);
+            csv_row_add(row, *scratch, n);
+        } else {
+            const char* start = s;
+            while (s < end && *s != ',' && *s != '\n' && *s != '\r') {
+                if (*s == '"') fail("%s line %d: a quote inside an unquoted field; wrap the field in quotes and double the quote", path, *line);
+                s++;
+            }
+            csv_row_add(row, start, s - start);
+        }
+        if (s < end && *s == ',') { s++; continue; }
+        if (s < end && *s == '\r') s++;
+        if (s < end && *s == '\n') s++;
+        (*line)++;
+        break;
+    }
+    *p = s;
+    return 1;
+}
+
+typedef struct {
+    CsvRow* header;
+    CsvRow* row;
+} CsvRecord;
+
+static const char* csv_get(void* ctx, const char* name) {
+    CsvRecord* r = ctx;
+    for (int i = 0; i < r->header->count; i++) {
+        if (strcasecmp(r->header->fields[i], name) == 0) return r->row->fields[i];
+    }
+    return NULL;
+}
+
+static void dataset_read_csv(Dataset* d, const char* text, size_t size) {
+    const char* p = text;
+    const char* end = text + size;
+    if (size >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;  // UTF-8 byte-order mark
+    CsvRow header = {0}, row = {0};
+    char* scratch = NULL;
+    size_t scratch_size = 0;
+    int line = 1;
+    if (!csv_read_row(&p, end, &header, &line, d->path, &scratch, &scratch_size)) fail("%s: empty file; expected a header row (%s)", d->path, RECORD_LAYOUTS);
+    for (int i = 0; i < header.count; i++) {  // trim the column names
+        char* f = header.fields[i];
+        while (isspace((unsigned char)*f)) memmove(f, f + 1, strlen(f));
+        for (size_t n = strlen(f); n > 0 && isspace((unsigned char)f[n - 1]); n--) f[n - 1] = '\0';
+    }
+    for (;;) {
+        int row_line = line;
+        if (!csv_read_row(&p, end, &row, &line, d->path, &scratch, &scratch_size)) break;
+        if (row.count == 1 && row.fields[0][0] == '\0') continue;  // blank line
+        if (row.count != header.count) fail("%s line %d: %d fields but the header has %d columns", d->path, row_line, row.count, header.count);
+        CsvRecord record = {&header, &row};
+        int status = record_to_conversation(dataset_add(d, row_line), csv_get, &record);
+        if (status == 0) {
+            char cols[512] = "";
+            for (int i = 0; i < header.count && strlen(cols) < 400; i++) snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), "%s%s", i ? "," : "", header.fields[i]);
+            fail("%s: header has columns %s; expected %s", d->path, cols, RECORD_LAYOUTS);
+        }
+        record_check(status, d, row_line);
+    }
+    csv_row_clear(&header);
+    csv_row_clear(&row);
+    free(header.fields);
+    free(row.fields);
+    free(scratch);
+}
+
+// --- JSON: an array of records, or JSONL (one record per line)
+
+static const char* json_get(void* ctx, const char* name) {
+    cJSON* v = cJSON_GetObjectItemCaseSensitive((cJSON*)ctx, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+// A "messages" list ({role, content}) or ShareGPT "conversations" list ({from, value}).
+static int json_chat_to_conversation(Conversation* conv, const cJSON* list, int sharegpt, const Dataset* d, int line) {
+    const char* role_key = sharegpt ? "from" : "role";
+    const char* content_key = sharegpt ? "value" : "content";
+    for (const cJSON* m = list->child; m != NULL; m = m->next) {
+        cJSON* role = cJSON_GetObjectItemCaseSensitive(m, role_key);
+        cJSON* content = cJSON_GetObjectItemCaseSensitive(m, content_key);
+        if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+            fail("%s %s %d: every message needs string \"%s\" and \"%s\" fields", d->path, d->unit, line, role_key, content_key);
+        }
+        const char* r = role->valuestring;
+        if (strcmp(r, "human") == 0) r = "user";
+        if (strcmp(r, "gpt") == 0) r = "assistant";
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
+            fail("%s %s %d: unknown role \"%s\" (expected system, user or assistant; ShareGPT: human, gpt)", d->path, d->unit, line, role->valuestring);
+        }
+        conversation_add(conv, r, content->valuestring);
+    }
+    return 1;
+}
+
+static void dataset_add_json_record(Dataset* d, const cJSON* record, int line) {
+    if (!cJSON_IsObject(record)) fail("%s %s %d: each record must be a JSON object", d->path, d->unit, line);
+    Conversation* conv = dataset_add(d, line);
+    cJSON* messages = cJSON_GetObjectItemCaseSensitive(record, "messages");
+    cJSON* sharegpt = cJSON_GetObjectItemCaseSensitive(record, "conversations");
+    int status;
+    if (cJSON_IsArray(messages)) status = json_chat_to_conversation(conv, messages, 0, d, line);
+    else if (cJSON_IsArray(sharegpt)) status = json_chat_to_conversation(conv, sharegpt, 1, d, line);
+    else status = record_to_conversation(conv, json_get, (void*)record);
+    record_check(status, d, line);
+}
+
+static void dataset_read_json(Dataset* d, const char* text, size_t size) {
+    const char* p = text;
+    while (p < text + size && isspace((unsigned char)*p)) p++;
+    if (p < text + size && *p == '[') {  // one JSON array
+        const char* error_at = NULL;
+        cJSON* array = cJSON_ParseWithOpts(text, &error_at, 0);
+        if (array == NULL) {
+            int line = 1;
+            for (const char* q = text; error_at && q < error_at; q++) line += *q == '\n';
+            fail("%s line %d: not valid JSON", d->path, line);
+        }
+        int index = 0;
+        d->unit = "record";
+        for (cJSON* record = array->child; record != NULL; record = record->next) dataset_add_json_record(d, record, ++index);
+        cJSON_Delete(array);
+        return;
+    }
+    int line = 0;
+    for (const char* start = text; start < text + size;) {  // JSONL
+        const char* newline = memchr(start, '\n', text + size - start);
+        const char* stop = newline ? newline : text + size;
+        line++;
+        const char* q = start;
+        while (q < stop && isspace((unsigned char)*q)) q++;
+        if (q < stop) {
+            cJSON* record = cJSON_ParseWithLength(start, stop - start);
+            if (record == NULL) fail("%s line %d: not valid JSON (JSONL needs one complete JSON object per line)", d->path, line);
+            dataset_add_json_record(d, record, line);
+            cJSON_Delete(record);
+        }
+        start = stop + 1;
+    }
+}
+
+static int has_suffix(const char* s, const char* suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+// Reads a dataset file; the format comes from the extension (.csv, .json, .jsonl, .txt).
+void dataset_load(Dataset* d, const char* path) {
+    memset(d, 0, sizeof(*d));
+    d->path = strdup(path);
+    d->unit = "line";
+    char* text = read_text_file(path, "; pass a .csv, .json, .jsonl or .txt file with --data");
+    size_t size = strlen(text);
+    if (has_suffix(path, ".csv")) dataset_read_csv(d, text, size);
+    else if (has_suffix(path, ".json") || has_suffix(path, ".jsonl")) dataset_read_json(d, text, size);
+    else if (has_suffix(path, ".txt")) { if (size > 0) conversation_add(dataset_add(d, 1), "text", text); }
+    else fail("%s: unknown dataset format; use .csv, .json, .jsonl or .txt", path);
+    if (d->count == 0) fail("%s: the dataset has no examples", path);
+    free(text);
 }
 
 // ----------------------------------------------------------------------------

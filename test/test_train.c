@@ -128,8 +128,7 @@ static void model_from_ref(Model* m, SafeTensors* ref, const char* model_dir, in
 
 static void model_free(Model* m) {
     void* blocks[] = {m->params_memory, m->grads_memory, m->m_memory, m->v_memory, m->lora_memory,
-                      m->lora_grads_memory, m->acts_memory, m->scratch_memory, m->attention_scores,
-                      m->cos_sin, m->default_pos, m->norm_partials};
+                      m->lora_grads_memory, m->acts_memory, m->default_pos, m->norm_partials};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) free(blocks[i]);
 }
 
@@ -318,7 +317,7 @@ static void test_adapter_and_merge(SafeTensors* ref) {
     char* name = "logits";
     int64_t rows = (int64_t)nl, cols = 0;
     SafeTensorsWriter w;
-    safetensors_writer_open(&w, "test/tmp/adapter_logits.safetensors", 1, &name, &rows, &cols, DTYPE_F32);
+    safetensors_writer_open(&w, "test/tmp/adapter_logits.safetensors", 1, &name, &rows, &cols, DTYPE_F32, NULL);
     safetensors_writer_tensor(&w, trained, nl);
     safetensors_writer_close(&w);
 
