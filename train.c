@@ -1155,11 +1155,21 @@ typedef struct {
     size_t weights, gradients, optimizer, activations;
 } MemoryEstimate;
 
-// Bytes a run with batches of B x T will hold, before anything is allocated for it.
-MemoryEstimate model_memory_estimate(Model* m, int B, int T, int full_finetune) {
-    size_t trainable = m->num_lora_parameters + (full_finetune ? m->num_parameters : 0);
-    MemoryEstimate e = {m->num_parameters * 4, trainable * 4, trainable * 8,
-                        activations_point(m, B, T, NULL) * 4 + (size_t)B * T * sizeof(int)};
+// Bytes a run will hold (lc NULL: no LoRA), computed from the config before anything
+// is allocated.
+MemoryEstimate memory_estimate(const LlamaConfig* c, const LoraConfig* lc, int B, int T, int full_finetune) {
+    Model m;
+    memset(&m, 0, sizeof(m));
+    m.config = *c;
+    m.num_parameters = parameters_point(&m.params, NULL, c);
+    if (lc != NULL) {
+        m.use_lora = 1;
+        m.lora_config = *lc;
+        m.num_lora_parameters = lora_point(&m.lora, NULL, c, lc);
+    }
+    size_t trainable = m.num_lora_parameters + (full_finetune ? m.num_parameters : 0);
+    MemoryEstimate e = {m.num_parameters * 4, trainable * 4, trainable * 8,
+                        activations_point(&m, B, T, NULL) * 4 + (size_t)B * T * sizeof(int)};
     return e;
 }
 
@@ -1406,13 +1416,12 @@ void adamw_update(float* p, const float* g, float* mom, float* vel, size_t n, co
 }
 
 // Clips to max_grad_norm like torch.nn.utils.clip_grad_norm_ (factor
-// max_norm/(norm+1e-6), at most 1), takes one AdamW step and returns the pre-clip norm.
+// max_norm/(norm+1e-6), at most 1) given the gradients' norm, and takes one AdamW step.
 // Norm weights are not decayed, as in Hugging Face's Trainer.
-float model_update(Model* m, const AdamWConfig* o, float lr) {
-    float norm = model_grad_norm(m);
+void model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm) {
     float scale = 1.0f;
     if (o->max_grad_norm > 0.0f) {
-        float coef = o->max_grad_norm / (norm + 1e-6f);
+        float coef = o->max_grad_norm / (grad_norm + 1e-6f);
         scale = coef < 1.0f ? coef : 1.0f;
     }
     m->step++;
@@ -1423,16 +1432,15 @@ float model_update(Model* m, const AdamWConfig* o, float lr) {
         offset = m->num_lora_parameters;
     }
     if (m->full_finetune) {
+        size_t start = 0;
         for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
             size_t n = parameter_numel(&m->config, i);
-            size_t start = 0;
-            for (int j = 0; j < i; j++) start += parameter_numel(&m->config, j);
             int is_norm = i == 1 || i == 6 || i == 10;
             adamw_update(m->params_memory + start, m->grads_memory + start, m->m_memory + offset + start,
                          m->v_memory + offset + start, n, o, lr, is_norm ? 0.0f : o->weight_decay, scale, m->step);
+            start += n;
         }
     }
-    return norm;
 }
 
 // ----------------------------------------------------------------------------
@@ -2079,45 +2087,361 @@ void dataset_load(Dataset* d, const char* path) {
 }
 
 // ----------------------------------------------------------------------------
-// main: until the dataset loader lands, trains on a built-in repeating token sequence
+// batches: tokenized examples into (B,T) tokens, targets and positions, either one
+// example per row with padding, or packed several to a row with positions restarting
+// at 0 for each, which the attention turns into a block-causal mask.
+
+typedef struct {
+    int* ids;         // (len) token ids
+    uint8_t* train;   // (len) 1 where the token is a training target
+    int len;
+} Example;
+
+typedef struct {
+    Example* items;
+    int count;
+} Examples;
+
+// Deterministic order of an epoch: a Fisher-Yates shuffle driven by (seed, epoch).
+void epoch_order(int* order, int n, uint32_t seed, int epoch) {
+    for (int i = 0; i < n; i++) order[i] = i;
+    uint32_t key = mix32(seed ^ mix32(0x5eed0000u + (uint32_t)epoch));
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(mix32(key ^ mix32((uint32_t)i)) % (uint32_t)(i + 1));
+        int t = order[i]; order[i] = order[j]; order[j] = t;
+    }
+}
+
+// Writes an example's inputs ids[0..len-2] and next-token targets at row offset `at`.
+static void place_example(const Example* e, int* tokens, int* targets, int* pos, int at) {
+    for (int t = 0; t < e->len - 1; t++) {
+        tokens[at + t] = e->ids[t];
+        targets[at + t] = e->train[t + 1] ? e->ids[t + 1] : -1;
+        pos[at + t] = t;
+    }
+}
+
+// Fills one micro-batch from examples order[*cursor...], advancing *cursor; returns the
+// rows used (0 when the order is exhausted) and sets *T_used. Examples hold at most
+// T + 1 ids. Padding: one example per row, rows as long as the longest; packing: rows
+// of T, examples kept whole. Padding tokens are pad_id with masked targets.
+int batch_fill(int* tokens, int* targets, int* pos, int B, int T, const Examples* ex, const int* order,
+               int n, int* cursor, int packing, int pad_id, int* T_used) {
+    int rows = 0, width = packing ? T : 1;
+    if (!packing) {  // the row width is the longest of the next B examples
+        for (int i = *cursor; i < n && i < *cursor + B; i++) {
+            int len = ex->items[order[i]].len - 1;
+            width = len > width ? len : width;
+        }
+    }
+    while (rows < B && *cursor < n) {
+        int* row_tokens = tokens + rows * width;
+        int used = 0;
+        while (*cursor < n) {
+            const Example* e = &ex->items[order[*cursor]];
+            if (used > 0 && (!packing || used + e->len - 1 > width)) break;
+            place_example(e, tokens, targets, pos, rows * width + used);
+            used += e->len - 1;
+            (*cursor)++;
+        }
+        for (int t = used; t < width; t++) {  // padding: its own segment, never a target
+            row_tokens[t] = pad_id;
+            targets[rows * width + t] = -1;
+            pos[rows * width + t] = t - used;
+        }
+        rows++;
+    }
+    *T_used = width;
+    return rows;
+}
+
+// Micro-batches an epoch of n examples makes.
+int batches_per_epoch(const Examples* ex, const int* order, int n, int B, int T, int packing, int* scratch) {
+    int cursor = 0, count = 0, T_used;
+    while (batch_fill(scratch, scratch + B * T, scratch + 2 * B * T, B, T, ex, order, n, &cursor, packing, 0, &T_used) > 0) count++;
+    return count;
+}
+
+// ----------------------------------------------------------------------------
+// learning-rate schedules, as Hugging Face's: linear warmup from 0, then cosine or
+// linear decay to min_lr, or constant. step counts from 0.
+
+enum { SCHEDULE_COSINE, SCHEDULE_LINEAR, SCHEDULE_CONSTANT };
+static const char* SCHEDULE_NAMES[] = {"cosine", "linear", "constant"};
+
+float learning_rate_at(int step, int total, int warmup, float lr, float min_lr, int schedule) {
+    if (step < warmup) return lr * (float)step / (float)warmup;
+    if (schedule == SCHEDULE_CONSTANT || total <= warmup) return lr;
+    float progress = (float)(step - warmup) / (float)(total - warmup);
+    if (progress > 1.0f) progress = 1.0f;
+    float decay = schedule == SCHEDULE_COSINE ? 0.5f * (1.0f + cosf((float)M_PI * progress)) : 1.0f - progress;
+    return min_lr + (lr - min_lr) * decay;
+}
+
+// ----------------------------------------------------------------------------
+// the loss curve: train and validation loss against step, as an SVG
+
+typedef struct {
+    float* train;  // (steps) loss of each step
+    float* val;    // (steps) validation loss, NaN where not computed
+    int steps, capacity;
+} LossHistory;
+
+void history_add(LossHistory* h, float train, float val) {
+    if (h->steps == h->capacity) {
+        h->capacity = h->capacity ? 2 * h->capacity : 1024;
+        h->train = realloc(h->train, h->capacity * sizeof(float));
+        h->val = realloc(h->val, h->capacity * sizeof(float));
+        if (h->train == NULL || h->val == NULL) fail("out of memory for the loss history");
+    }
+    h->train[h->steps] = train;
+    h->val[h->steps] = val;
+    h->steps++;
+}
+
+// Appends printf-formatted text to a growing string.
+static void append(char** buf, size_t* len, size_t* cap, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (*len + n + 1 > *cap) {
+        *cap = (*len + n + 1) * 2;
+        *buf = realloc(*buf, *cap);
+        if (*buf == NULL) fail("out of memory");
+    }
+    va_start(ap, fmt);
+    vsnprintf(*buf + *len, n + 1, fmt, ap);
+    va_end(ap);
+    *len += n;
+}
+
+void write_loss_svg(const LossHistory* h, const char* path) {
+    const int W = 640, H = 400, left = 60, right = 20, top = 20, bottom = 50;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < h->steps; i++) {
+        float v[2] = {h->train[i], h->val[i]};
+        for (int k = 0; k < 2; k++) if (isfinite(v[k])) { lo = fminf(lo, v[k]); hi = fmaxf(hi, v[k]); }
+    }
+    if (!(hi > lo)) { lo = isfinite(lo) ? lo - 1.0f : 0.0f; hi = lo + 2.0f; }
+    float pad = 0.05f * (hi - lo);
+    lo -= pad; hi += pad;
+    int steps = h->steps > 1 ? h->steps : 2;
+    char* buf = NULL;
+    size_t len = 0, cap = 0;
+    append(&buf, &len, &cap, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+           "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    for (int k = 0; k <= 4; k++) {  // axes: 5 loss ticks, first and last step
+        float v = lo + (hi - lo) * k / 4;
+        float y = top + (H - top - bottom) * (1.0f - (float)k / 4);
+        append(&buf, &len, &cap, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
+               left, y, W - right, y, left - 6, y + 4, v);
+    }
+    append(&buf, &len, &cap, "<text x=\"%d\" y=\"%d\">1</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n"
+           "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n", left, H - bottom + 16, W - right, H - bottom + 16, h->steps,
+           (left + W - right) / 2, H - 12);
+    const char* colors[2] = {"#1f77b4", "#d62728"};
+    const char* labels[2] = {"train loss", "validation loss"};
+    for (int k = 0; k < 2; k++) {
+        const float* series = k ? h->val : h->train;
+        append(&buf, &len, &cap, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", colors[k]);
+        for (int i = 0; i < h->steps; i++) {
+            if (!isfinite(series[i])) continue;
+            float x = left + (W - left - right) * (float)i / (steps - 1);
+            float y = top + (H - top - bottom) * (hi - series[i]) / (hi - lo);
+            append(&buf, &len, &cap, "%.1f,%.1f ", x, y);
+        }
+        append(&buf, &len, &cap, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", W - right - 120, top + 14 + 16 * k, colors[k], labels[k]);
+    }
+    append(&buf, &len, &cap, "</svg>\n");
+    write_text_file(path, buf);
+    free(buf);
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints: everything a resumed run needs to continue bit for bit. The trainable
+// weights, both AdamW moments and the loss history are tensors of one safetensors file;
+// the step, the data position and the flags that shape the run are its metadata.
+// Dropout and shuffling are pure functions of (seed, step) and (seed, epoch), so no
+// generator state needs saving.
+
+typedef struct {
+    long step;
+    int epoch, cursor;  // data position: next example index into the epoch's order
+} TrainState;
+
+void checkpoint_save(const Model* m, const char* path, const TrainState* st, const LossHistory* h, const char* signature) {
+    size_t trainable = m->num_lora_parameters + (m->full_finetune ? m->num_parameters : 0);
+    char* names[6];
+    int64_t rows[6], cols[6] = {0};
+    const float* data[6];
+    int n = 0;
+    if (m->use_lora) { names[n] = "lora"; rows[n] = (int64_t)m->num_lora_parameters; data[n++] = m->lora_memory; }
+    if (m->full_finetune) { names[n] = "params"; rows[n] = (int64_t)m->num_parameters; data[n++] = m->params_memory; }
+    names[n] = "adam_m"; rows[n] = (int64_t)trainable; data[n++] = m->m_memory;
+    names[n] = "adam_v"; rows[n] = (int64_t)trainable; data[n++] = m->v_memory;
+    names[n] = "history_train"; rows[n] = h->steps; data[n++] = h->train;
+    names[n] = "history_val"; rows[n] = h->steps; data[n++] = h->val;
+    char step[32], epoch[32], cursor[32];
+    snprintf(step, sizeof(step), "%ld", st->step);
+    snprintf(epoch, sizeof(epoch), "%d", st->epoch);
+    snprintf(cursor, sizeof(cursor), "%d", st->cursor);
+    char* metadata[] = {"step", step, "epoch", epoch, "cursor", cursor, "run", (char*)signature, NULL};
+    SafeTensorsWriter w;
+    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32, metadata);
+    for (int i = 0; i < n; i++) safetensors_writer_tensor(&w, data[i], (size_t)rows[i]);
+    safetensors_writer_close(&w);
+}
+
+static void checkpoint_read(SafeTensors* ck, const char* name, float* dst, size_t n) {
+    SafeTensor* t = safetensors_find(ck, name);
+    int64_t dims[1] = {(int64_t)n};
+    if (t == NULL) fail("%s: missing tensor '%s'; not a checkpoint of this run", ck->path, name);
+    safetensors_check_shape(ck, t, 1, dims);
+    safetensors_read_floats(ck, t, dst);
+}
+
+void checkpoint_load(Model* m, const char* path, TrainState* st, LossHistory* h, const char* signature) {
+    SafeTensors ck;
+    safetensors_open(&ck, path);
+    const char* run = safetensors_metadata(&ck, "run");
+    const char* step = safetensors_metadata(&ck, "step");
+    const char* epoch = safetensors_metadata(&ck, "epoch");
+    const char* cursor = safetensors_metadata(&ck, "cursor");
+    if (run == NULL || step == NULL || epoch == NULL || cursor == NULL) fail("%s: not a checkpoint written by ./train", path);
+    if (strcmp(run, signature) != 0) {
+        fail("%s: the checkpoint was made by a run with different settings (%s); this run has (%s). Resume with the same flags, or pick a new --output_dir",
+             path, run, signature);
+    }
+    size_t trainable = m->num_lora_parameters + (m->full_finetune ? m->num_parameters : 0);
+    if (m->use_lora) checkpoint_read(&ck, "lora", m->lora_memory, m->num_lora_parameters);
+    if (m->full_finetune) checkpoint_read(&ck, "params", m->params_memory, m->num_parameters);
+    checkpoint_read(&ck, "adam_m", m->m_memory, trainable);
+    checkpoint_read(&ck, "adam_v", m->v_memory, trainable);
+    st->step = atol(step);
+    st->epoch = atoi(epoch);
+    st->cursor = atoi(cursor);
+    SafeTensor* t = safetensors_find(&ck, "history_train");
+    int steps = t ? (int)t->numel : 0;
+    h->steps = 0;
+    for (int i = 0; i < steps; i++) history_add(h, 0.0f, 0.0f);
+    if (steps > 0) {
+        checkpoint_read(&ck, "history_train", h->train, steps);
+        checkpoint_read(&ck, "history_val", h->val, steps);
+    }
+    m->step = st->step;
+    safetensors_close(&ck);
+}
+
+// ----------------------------------------------------------------------------
+// command line: one table of flags gives parsing, --help and suggestions
 
 #ifndef TRAIN_NO_MAIN
 
 typedef struct {
-    const char* model_dir;
+    char* model_dir;
+    char* data;
+    char* template_name;
+    char* output_dir;
+    char* init_adapter;
+    char* resume_from_checkpoint;
+    int lora_rank;
+    float lora_alpha, lora_dropout;
+    char* lora_target;
+    int use_rslora, full_finetune;
+    float learning_rate, min_lr;
+    char* lr_scheduler_type;
+    int warmup_steps;
+    float warmup_ratio;
+    float num_train_epochs;
     int max_steps;
-    int batch_size;
-    int seq_len;
-    LoraConfig lora;
-    int full_finetune;
-    AdamWConfig adamw;
-    uint32_t seed;
+    int batch_size, gradient_accumulation_steps, max_seq_length;
+    float weight_decay, max_grad_norm;
+    int seed;
+    float val_size;
+    int eval_steps, save_steps;
+    int resume, stop_after_steps, packing, train_on_inputs, drop_long, merge;
+    char* date;
     int threads;
 } TrainArgs;
 
-static const char* FLAG_NAMES[] = {
-    "--model", "--max_steps", "--per_device_train_batch_size", "--batch_size", "--seq_len", "--lora_rank", "--lora_alpha",
-    "--lora_dropout", "--lora_target", "--use_rslora", "--full_finetune", "--learning_rate",
-    "--weight_decay", "--max_grad_norm", "--seed", "--threads", "--help"};
-#define NUM_FLAGS (int)(sizeof(FLAG_NAMES) / sizeof(FLAG_NAMES[0]))
+enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_BOOL };
+typedef struct {
+    const char* name;
+    const char* alias;  // or NULL
+    int type;
+    size_t offset;      // into TrainArgs
+    double lo, hi;      // range of numbers
+    const char* help;
+} Flag;
+
+#define ARG(field) offsetof(TrainArgs, field)
+static const Flag FLAGS[] = {
+    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0, "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)"},
+    {"--data", NULL, FLAG_STRING, ARG(data), 0, 0, "training data: .csv, .json, .jsonl or .txt; several files separated by commas"},
+    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template: auto, llama3, llama3.1, llama2, alpaca, plain"},
+    {"--output_dir", NULL, FLAG_STRING, ARG(output_dir), 0, 0, "where the adapter, checkpoint, log.jsonl and loss.svg go"},
+    {"--lora_rank", NULL, FLAG_INT, ARG(lora_rank), 1, 4096, "LoRA rank r"},
+    {"--lora_alpha", NULL, FLAG_FLOAT, ARG(lora_alpha), 1e-6, 1e6, "LoRA alpha; the update is scaled by alpha/r"},
+    {"--lora_dropout", NULL, FLAG_FLOAT, ARG(lora_dropout), 0, 0.99, "dropout on the LoRA input"},
+    {"--lora_target", NULL, FLAG_STRING, ARG(lora_target), 0, 0, "modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all"},
+    {"--use_rslora", NULL, FLAG_BOOL, ARG(use_rslora), 0, 1, "scale by alpha/sqrt(r) (rank-stabilised LoRA)"},
+    {"--full_finetune", NULL, FLAG_BOOL, ARG(full_finetune), 0, 1, "train every weight instead of LoRA adapters"},
+    {"--init_adapter", NULL, FLAG_STRING, ARG(init_adapter), 0, 0, "start from this PEFT adapter directory (its rank, alpha and targets)"},
+    {"--learning_rate", "--lr", FLAG_FLOAT, ARG(learning_rate), 0, 10, "peak AdamW learning rate"},
+    {"--lr_scheduler_type", NULL, FLAG_STRING, ARG(lr_scheduler_type), 0, 0, "cosine, linear or constant (after warmup)"},
+    {"--warmup_steps", NULL, FLAG_INT, ARG(warmup_steps), 0, 1e9, "linear warmup steps (overrides --warmup_ratio)"},
+    {"--warmup_ratio", NULL, FLAG_FLOAT, ARG(warmup_ratio), 0, 1, "warmup as a fraction of all steps"},
+    {"--min_lr", NULL, FLAG_FLOAT, ARG(min_lr), 0, 10, "learning rate at the end of the decay"},
+    {"--num_train_epochs", "--epochs", FLAG_FLOAT, ARG(num_train_epochs), 0, 1e6, "passes over the training data (fractions allowed)"},
+    {"--max_steps", NULL, FLAG_INT, ARG(max_steps), 0, 1e9, "optimizer steps; 0 = from --num_train_epochs"},
+    {"--per_device_train_batch_size", "--batch_size", FLAG_INT, ARG(batch_size), 1, 65536, "sequences per micro-batch"},
+    {"--gradient_accumulation_steps", NULL, FLAG_INT, ARG(gradient_accumulation_steps), 1, 65536, "micro-batches per optimizer step"},
+    {"--max_seq_length", "--cutoff_len", FLAG_INT, ARG(max_seq_length), 2, 1 << 20, "tokens per sequence; longer examples are truncated or dropped"},
+    {"--drop_long", NULL, FLAG_BOOL, ARG(drop_long), 0, 1, "drop over-long examples instead of truncating them"},
+    {"--packing", NULL, FLAG_BOOL, ARG(packing), 0, 1, "pack several examples per row (block-causal, positions reset)"},
+    {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "train on prompts too, not only the assistant's replies"},
+    {"--weight_decay", NULL, FLAG_FLOAT, ARG(weight_decay), 0, 10, "AdamW decoupled weight decay (never on norm weights)"},
+    {"--max_grad_norm", NULL, FLAG_FLOAT, ARG(max_grad_norm), 0, 1e9, "clip the global gradient norm; 0 = off"},
+    {"--seed", NULL, FLAG_INT, ARG(seed), 0, 2147483647, "seed for LoRA init, dropout, shuffling and the validation split"},
+    {"--val_size", NULL, FLAG_FLOAT, ARG(val_size), 0, 1e9, "validation examples: a fraction (< 1) or a count"},
+    {"--eval_steps", NULL, FLAG_INT, ARG(eval_steps), 0, 1e9, "evaluate every N steps (and at the end); 0 = only at the end"},
+    {"--save_steps", NULL, FLAG_INT, ARG(save_steps), 0, 1e9, "write the adapter and a checkpoint every N steps; 0 = only at the end"},
+    {"--resume", NULL, FLAG_BOOL, ARG(resume), 0, 1, "continue from OUTPUT_DIR/checkpoint.safetensors if it exists"},
+    {"--stop_after_steps", NULL, FLAG_INT, ARG(stop_after_steps), 0, 1e9, "stop after N steps of this run, checkpoint saved, as if interrupted; 0 = run to the end"},
+    {"--resume_from_checkpoint", NULL, FLAG_STRING, ARG(resume_from_checkpoint), 0, 0, "continue from this checkpoint file"},
+    {"--merge", NULL, FLAG_BOOL, ARG(merge), 0, 1, "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
+    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
+    {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
+};
+#define NUM_FLAGS (int)(sizeof(FLAGS) / sizeof(FLAGS[0]))
+
+static void train_args_defaults(TrainArgs* a) {
+    // alpaca-lora and LLaMA-Factory defaults where they exist (SPEC §3)
+    *a = (TrainArgs){.model_dir = "test/models/tiny", .data = "", .template_name = "auto", .output_dir = "out",
+                     .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
+                     .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f,
+                     .lr_scheduler_type = "cosine", .num_train_epochs = 3.0f, .batch_size = 4,
+                     .gradient_accumulation_steps = 1, .max_seq_length = 512, .max_grad_norm = 1.0f, .seed = 42,
+                     .val_size = 0.0f, .date = ""};
+}
 
 static void usage(void) {
-    printf("usage: ./train [flags]\n"
-           "  --model DIR            Hugging Face model directory (default test/models/tiny)\n"
-           "  --max_steps N          optimizer steps (default 20)\n"
-           "  --per_device_train_batch_size, --batch_size B   sequences per step (default 2)\n"
-           "  --seq_len T            tokens per sequence (default 64)\n"
-           "  --lora_rank R          LoRA rank (default 8)\n"
-           "  --lora_alpha A         LoRA alpha; scale alpha/R (default 16)\n"
-           "  --lora_dropout P       dropout on the LoRA input (default 0.05)\n"
-           "  --lora_target LIST     comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all (default q_proj,v_proj)\n"
-           "  --use_rslora           scale alpha/sqrt(R) (rank-stabilised LoRA)\n"
-           "  --full_finetune        train every weight instead of LoRA adapters\n"
-           "  --learning_rate LR     AdamW learning rate (default 3e-4)\n"
-           "  --weight_decay WD      AdamW decoupled weight decay (default 0)\n"
-           "  --max_grad_norm G      clip the global gradient norm, 0 = off (default 1.0)\n"
-           "  --seed S               seed for LoRA init and dropout (default 42)\n"
-           "  --threads N            OpenMP threads (default: all cores)\n");
+    TrainArgs d;
+    train_args_defaults(&d);
+    printf("usage: ./train [flags]   (every flag, with its default)\n");
+    for (int i = 0; i < NUM_FLAGS; i++) {
+        const Flag* f = &FLAGS[i];
+        char* field = (char*)&d + f->offset;
+        char value[64];
+        if (f->type == FLAG_INT) snprintf(value, sizeof(value), "%d", *(int*)field);
+        else if (f->type == FLAG_FLOAT) snprintf(value, sizeof(value), "%g", *(float*)field);
+        else if (f->type == FLAG_BOOL) snprintf(value, sizeof(value), "off");
+        else snprintf(value, sizeof(value), "%s", **(char**)field ? *(char**)field : "none");
+        char names[80];
+        snprintf(names, sizeof(names), "%s%s%s", f->name, f->alias ? ", " : "", f->alias ? f->alias : "");
+        printf("  %-44s %s (default %s)\n", names, f->help, value);
+    }
 }
 
 static int edit_distance(const char* a, const char* b) {
@@ -2140,23 +2464,42 @@ static int edit_distance(const char* a, const char* b) {
 }
 
 static void unknown_flag(const char* flag) {
-    const char* best = FLAG_NAMES[0];
-    for (int i = 1; i < NUM_FLAGS; i++) if (edit_distance(flag, FLAG_NAMES[i]) < edit_distance(flag, best)) best = FLAG_NAMES[i];
+    const char* best = FLAGS[0].name;
+    for (int i = 1; i < NUM_FLAGS; i++) if (edit_distance(flag, FLAGS[i].name) < edit_distance(flag, best)) best = FLAGS[i].name;
     fail("unknown flag %s; did you mean %s? (./train --help lists every flag)", flag, best);
 }
 
-static double parse_number(const char* flag, const char* value, double lo, double hi) {
-    char* end;
-    errno = 0;
-    double v = strtod(value, &end);
-    if (errno != 0 || end == value || *end != '\0' || v < lo || v > hi) fail("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, value);
-    return v;
-}
-
-static int parse_int(const char* flag, const char* value, int lo, int hi) {
-    double v = parse_number(flag, value, lo, hi);
-    if (v != floor(v)) fail("%s expects an integer, got '%s'", flag, value);
-    return (int)v;
+static void parse_args(TrainArgs* a, int argc, char** argv) {
+    train_args_defaults(a);
+    for (int i = 1; i < argc; i++) {
+        const char* name = argv[i];
+        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) { usage(); exit(0); }
+        char* eq = strchr(name, '=');  // --flag=value
+        char flag[128];
+        snprintf(flag, sizeof(flag), "%.*s", eq ? (int)(eq - name) : (int)strlen(name), name);
+        const Flag* f = NULL;
+        for (int k = 0; k < NUM_FLAGS && f == NULL; k++) {
+            if (strcmp(flag, FLAGS[k].name) == 0 || (FLAGS[k].alias && strcmp(flag, FLAGS[k].alias) == 0)) f = &FLAGS[k];
+        }
+        if (f == NULL) unknown_flag(flag);
+        char* field = (char*)a + f->offset;
+        if (f->type == FLAG_BOOL && eq == NULL) { *(int*)field = 1; continue; }
+        const char* value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (value == NULL) fail("%s needs a value", flag);
+        if (f->type == FLAG_STRING) { *(char**)field = (char*)value; continue; }
+        char* end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (f->type == FLAG_BOOL) {
+            if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) { *(int*)field = value[0] == 't'; continue; }
+            fail("%s expects true or false, got '%s'", flag, value);
+        }
+        if (errno != 0 || end == value || *end != '\0' || v < f->lo || v > f->hi || (f->type == FLAG_INT && v != floor(v))) {
+            fail("%s expects %s in [%g, %g], got '%s'", flag, f->type == FLAG_INT ? "an integer" : "a number", f->lo, f->hi, value);
+        }
+        if (f->type == FLAG_INT) *(int*)field = (int)v;
+        else *(float*)field = (float)v;
+    }
 }
 
 static void parse_lora_target(LoraConfig* lc, const char* list) {
@@ -2176,78 +2519,248 @@ static void parse_lora_target(LoraConfig* lc, const char* list) {
     free(copy);
 }
 
-static void parse_args(TrainArgs* a, int argc, char** argv) {
-    *a = (TrainArgs){.model_dir = "test/models/tiny", .max_steps = 20, .batch_size = 2, .seq_len = 64,
-                     .lora = {.rank = 8, .alpha = 16.0f, .dropout = 0.05f},
-                     .adamw = {.learning_rate = 3e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f},
-                     .seed = 42};
-    parse_lora_target(&a->lora, "q_proj,v_proj");
-    for (int i = 1; i < argc; i++) {
-        const char* f = argv[i];
-        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) { usage(); exit(0); }
-        if (strcmp(f, "--use_rslora") == 0) { a->lora.rslora = 1; continue; }
-        if (strcmp(f, "--full_finetune") == 0) { a->full_finetune = 1; continue; }
-        int known = 0;
-        for (int k = 0; k < NUM_FLAGS; k++) known |= strcmp(f, FLAG_NAMES[k]) == 0;
-        if (!known) unknown_flag(f);
-        if (i + 1 >= argc) fail("%s needs a value", f);
-        const char* v = argv[++i];
-        if (strcmp(f, "--model") == 0) a->model_dir = v;
-        else if (strcmp(f, "--max_steps") == 0) a->max_steps = parse_int(f, v, 1, 1e9);
-        else if (strcmp(f, "--per_device_train_batch_size") == 0 || strcmp(f, "--batch_size") == 0) a->batch_size = parse_int(f, v, 1, 65536);
-        else if (strcmp(f, "--seq_len") == 0) a->seq_len = parse_int(f, v, 2, 1 << 20);
-        else if (strcmp(f, "--lora_rank") == 0) a->lora.rank = parse_int(f, v, 1, 4096);
-        else if (strcmp(f, "--lora_alpha") == 0) a->lora.alpha = (float)parse_number(f, v, 1e-6, 1e6);
-        else if (strcmp(f, "--lora_dropout") == 0) a->lora.dropout = (float)parse_number(f, v, 0, 0.99);
-        else if (strcmp(f, "--lora_target") == 0) parse_lora_target(&a->lora, v);
-        else if (strcmp(f, "--learning_rate") == 0) a->adamw.learning_rate = (float)parse_number(f, v, 0, 10);
-        else if (strcmp(f, "--weight_decay") == 0) a->adamw.weight_decay = (float)parse_number(f, v, 0, 10);
-        else if (strcmp(f, "--max_grad_norm") == 0) a->adamw.max_grad_norm = (float)parse_number(f, v, 0, 1e9);
-        else if (strcmp(f, "--seed") == 0) a->seed = (uint32_t)parse_number(f, v, 0, 4294967295.0);
-        else if (strcmp(f, "--threads") == 0) a->threads = parse_int(f, v, 1, 1024);
+static int parse_schedule(const char* name) {
+    for (int i = 0; i < 3; i++) if (strcmp(name, SCHEDULE_NAMES[i]) == 0) return i;
+    fail("--lr_scheduler_type: unknown schedule '%s' (cosine, linear or constant)", name);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// main: the training run
+
+static void load_examples(Examples* ex, const TrainArgs* a, const LlamaConfig* c) { (void)ex; (void)a; (void)c; fail("TODO tokenizer"); }
+
+// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
+static double available_memory(void) {
+    FILE* f = fopen("/proc/meminfo", "r");
+    if (f == NULL) return 0.0;
+    char line[256];
+    double kb = 0.0;
+    while (fgets(line, sizeof(line), f)) if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024.0;
+}
+
+static void check_memory(const LlamaConfig* c, const LoraConfig* lc, const TrainArgs* a) {
+    MemoryEstimate e = memory_estimate(c, lc, a->batch_size, a->max_seq_length, a->full_finetune);
+    double total = (double)e.weights + e.gradients + e.optimizer + e.activations, gib = 1073741824.0;
+    printf("memory: weights %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB; total %.2f GiB\n",
+           e.weights / 1048576.0, e.gradients / 1048576.0, e.optimizer / 1048576.0, e.activations / 1048576.0, total / gib);
+    double available = available_memory();
+    if (available > 0 && total > available) {
+        fail("this run needs %.2f GiB but only %.2f GiB is available; lower %s", total / gib, available / gib,
+             e.activations > e.weights ? "--per_device_train_batch_size or --max_seq_length (activations dominate)"
+             : a->full_finetune ? "memory by using LoRA instead of --full_finetune, or use a smaller model"
+                                : "memory by using a smaller model (the weights alone do not fit)");
     }
 }
 
-int main(int argc, char** argv) {
-    TrainArgs args;
-    parse_args(&args, argc, argv);
-#ifdef _OPENMP
-    if (args.threads > 0) omp_set_num_threads(args.threads);
-#endif
-    Model model;
-    model_load(&model, args.model_dir);
-    LlamaConfig* c = &model.config;
-    if (args.seq_len > c->max_seq_len) fail("--seq_len %d is longer than the model's max_position_embeddings (%d)", args.seq_len, c->max_seq_len);
-    model.seed = args.seed;
-    if (!args.full_finetune) model_init_lora(&model, &args.lora, args.seed);
-    model_allocate(&model, args.batch_size, args.seq_len, args.full_finetune);
-    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters\n", args.model_dir, c->L, c->C,
-           c->NH, c->NKV, c->V, model.num_parameters / 1e6);
-    if (model.use_lora) printf("LoRA rank %d alpha %g: %.3fM trainable parameters\n", args.lora.rank, args.lora.alpha, model.num_lora_parameters / 1e6);
-
-    // A built-in sequence: a period-23 cycle of token ids the adapter learns to continue.
-    int B = args.batch_size, T = args.seq_len, N = B * T;
-    int* tokens = malloc_check(N * sizeof(int), "tokens");
-    int* targets = malloc_check(N * sizeof(int), "targets");
-    int span = c->V < 1000 ? c->V : 1000;
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t <= T; t++) {
-            int id = (int)(mix32((uint32_t)((b * 5 + t) % 23)) % span);
-            if (t < T) tokens[b * T + t] = id;
-            if (t > 0) targets[b * T + t - 1] = id;
+// The built-in demo data when no --data is given: rows of a period-23 token cycle.
+static void builtin_examples(Examples* ex, int V, int T) {
+    ex->count = 64;
+    ex->items = calloc(ex->count, sizeof(Example));
+    int span = V < 1000 ? V : 1000;
+    for (int i = 0; i < ex->count; i++) {
+        Example* e = &ex->items[i];
+        e->len = T + 1;
+        e->ids = malloc(e->len * sizeof(int));
+        e->train = malloc(e->len);
+        for (int t = 0; t < e->len; t++) {
+            e->ids[t] = (int)(mix32((uint32_t)((i * 5 + t) % 23)) % (uint32_t)span);
+            e->train[t] = t > 0;
         }
     }
-    for (int step = 0; step < args.max_steps; step++) {
-        double t0 = wall_seconds();
-        model_zero_grad(&model);
-        model_forward(&model, tokens, targets, NULL, B, T, 1);
-        model_backward(&model, tokens, targets, NULL, B, T, model.num_tokens);
-        float norm = model_update(&model, &args.adamw, args.adamw.learning_rate);
-        double dt = wall_seconds() - t0;
-        if (!isfinite(model.loss) || !isfinite(norm)) fail("step %d: loss or gradient is not finite; lower --learning_rate", step + 1);
-        printf("step %4d/%d | loss %.4f | grad norm %.3f | %.0f ms | %.0f tok/s\n", step + 1, args.max_steps,
-               model.loss, norm, dt * 1e3, N / dt);
+}
+
+static float evaluate(Model* m, const Examples* ex, int B, int T, int pad_id, int* buffers) {
+    if (ex->count == 0) return NAN;
+    int* order = malloc(ex->count * sizeof(int));
+    for (int i = 0; i < ex->count; i++) order[i] = i;
+    int cursor = 0, T_used, rows;
+    double sum = 0.0;
+    long tokens = 0;
+    while ((rows = batch_fill(buffers, buffers + B * T, buffers + 2 * B * T, B, T, ex, order, ex->count, &cursor, 0, pad_id, &T_used)) > 0) {
+        model_forward(m, buffers, buffers + B * T, buffers + 2 * B * T, rows, T_used, 0);
+        sum += (double)m->loss * m->num_tokens;
+        tokens += m->num_tokens;
     }
+    free(order);
+    return tokens ? (float)(sum / tokens) : NAN;
+}
+
+static void format_duration(char* buf, size_t size, double seconds) {
+    int s = (int)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, size, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(buf, size, "%02d:%02d", s / 60, s % 60);
+}
+
+int main(int argc, char** argv) {
+    TrainArgs a;
+    parse_args(&a, argc, argv);
+#ifdef _OPENMP
+    if (a.threads > 0) omp_set_num_threads(a.threads);
+#endif
+    LoraConfig lc = {.rank = a.lora_rank, .alpha = a.lora_alpha, .dropout = a.lora_dropout, .rslora = a.use_rslora};
+    parse_lora_target(&lc, a.lora_target);
+    int schedule = parse_schedule(a.lr_scheduler_type);
+    if (a.full_finetune && *a.init_adapter) fail("--init_adapter and --full_finetune cannot be combined");
+    int B = a.batch_size, T = a.max_seq_length;
+
+    LlamaConfig config;
+    config_load(&config, a.model_dir);
+    if (T > config.max_seq_len) fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", T, config.max_seq_len);
+    Examples all = {0};
+    int pad_id = config.num_eos > 0 ? config.eos_token_ids[0] : 0;
+    if (*a.data) {
+        load_examples(&all, &a, &config);
+    } else {
+        printf("no --data given: training on a built-in repeating token sequence\n");
+        builtin_examples(&all, config.V, T);
+    }
+    // validation split: the first val_size examples of a seeded shuffle
+    int n_val = a.val_size >= 1.0f ? (int)a.val_size : (int)(a.val_size * all.count);
+    if (n_val >= all.count) fail("--val_size %g leaves no training examples (the dataset has %d)", a.val_size, all.count);
+    int* split = malloc(all.count * sizeof(int));
+    epoch_order(split, all.count, (uint32_t)a.seed, -1);
+    Examples train = {malloc(all.count * sizeof(Example)), 0}, val = {malloc(all.count * sizeof(Example) + 1), 0};
+    for (int i = 0; i < all.count; i++) {
+        if (i < n_val) val.items[val.count++] = all.items[split[i]];
+        else train.items[train.count++] = all.items[split[i]];
+    }
+    printf("data: %d training examples, %d validation examples\n", train.count, val.count);
+
+    make_directory(a.output_dir);
+    char* probe = path_join(a.output_dir, ".write_test");
+    write_text_file(probe, "ok\n");
+    unlink(probe);
+    free(probe);
+    check_memory(&config, a.full_finetune ? NULL : &lc, &a);
+
+    Model model;
+    model_load(&model, a.model_dir);
+    model.seed = (uint32_t)a.seed;
+    if (*a.init_adapter) lora_load_adapter(&model, a.init_adapter, model.seed);
+    else if (!a.full_finetune) model_init_lora(&model, &lc, model.seed);
+    model_allocate(&model, B, T, a.full_finetune);
+    LlamaConfig* c = &model.config;
+    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n", a.model_dir,
+           c->L, c->C, c->NH, c->NKV, c->V, model.num_parameters / 1e6, a.full_finetune ? "full fine-tune" : "LoRA",
+           (a.full_finetune ? model.num_parameters : model.num_lora_parameters) / 1e6);
+
+    int* buffers = malloc((size_t)a.gradient_accumulation_steps * 3 * B * T * sizeof(int));
+    int* order = malloc(train.count * sizeof(int));
+    epoch_order(order, train.count, model.seed, 0);
+    int per_epoch = batches_per_epoch(&train, order, train.count, B, T, a.packing, buffers);
+    int total = a.max_steps > 0 ? a.max_steps : (int)ceil(a.num_train_epochs * per_epoch / a.gradient_accumulation_steps);
+    if (total < 1) total = 1;
+    int warmup = a.warmup_steps > 0 ? a.warmup_steps : (int)ceil(a.warmup_ratio * total);
+    printf("schedule: %d steps, each %d micro-batch%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, warmup %d\n", total,
+           a.gradient_accumulation_steps, a.gradient_accumulation_steps > 1 ? "es" : "", B, T, per_epoch, SCHEDULE_NAMES[schedule],
+           a.learning_rate, warmup);
+
+    char signature[512];
+    snprintf(signature, sizeof(signature), "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d packing=%d val=%g",
+             a.model_dir, a.data, a.full_finetune, model.lora_config.rank, model.lora_config.alpha, a.lora_target, a.use_rslora,
+             a.seed, B, a.gradient_accumulation_steps, T, a.packing, a.val_size);
+    char* checkpoint = path_join(a.output_dir, "checkpoint.safetensors");
+    char* log_path = path_join(a.output_dir, "log.jsonl");
+    char* svg_path = path_join(a.output_dir, "loss.svg");
+    TrainState state = {0, 0, 0};
+    LossHistory history = {0};
+    const char* resume_from = *a.resume_from_checkpoint ? a.resume_from_checkpoint : (a.resume && access(checkpoint, F_OK) == 0 ? checkpoint : NULL);
+    if (resume_from) {
+        checkpoint_load(&model, resume_from, &state, &history, signature);
+        epoch_order(order, train.count, model.seed, state.epoch);
+        printf("resumed from %s at step %ld (epoch %d, example %d)\n", resume_from, state.step, state.epoch, state.cursor);
+    }
+    FILE* log = fopen(log_path, resume_from ? "a" : "w");
+    if (log == NULL) fail("cannot write %s: %s", log_path, strerror(errno));
+
+    AdamWConfig o = {.learning_rate = a.learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                     .weight_decay = a.weight_decay, .max_grad_norm = a.max_grad_norm};
+    int accum = a.gradient_accumulation_steps, tty = isatty(STDOUT_FILENO);
+    int* rows = malloc(accum * sizeof(int));
+    int* widths = malloc(accum * sizeof(int));
+    double start = wall_seconds();
+    long first_step = state.step;
+    int saved_any = resume_from != NULL;
+    while (state.step < total) {
+        double t0 = wall_seconds();
+        int tokens_in_step = 0, processed = 0;
+        for (int k = 0; k < accum; k++) {  // the whole step's micro-batches, to count its tokens first
+            if (state.cursor >= train.count) { state.epoch++; state.cursor = 0; epoch_order(order, train.count, model.seed, state.epoch); }
+            int* buf = buffers + (size_t)k * 3 * B * T;
+            rows[k] = batch_fill(buf, buf + B * T, buf + 2 * B * T, B, T, &train, order, train.count, &state.cursor, a.packing, pad_id, &widths[k]);
+            for (int n = 0; n < rows[k] * widths[k]; n++) tokens_in_step += buf[B * T + n] >= 0;
+            processed += rows[k] * widths[k];
+        }
+        model_zero_grad(&model);
+        double loss_sum = 0.0;
+        for (int k = 0; k < accum; k++) {
+            int* buf = buffers + (size_t)k * 3 * B * T;
+            model_forward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], 1);
+            loss_sum += (double)model.loss * model.num_tokens;
+            model_backward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], tokens_in_step);
+        }
+        float loss = (float)(loss_sum / tokens_in_step);
+        float norm = model_grad_norm(&model);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            fail("step %ld: the loss (%g) or gradient norm (%g) is not finite: training diverged and stopped; nothing from this step was saved%s%s. "
+                 "Lower --learning_rate or --max_grad_norm", state.step + 1, loss, norm, saved_any ? ", the last good checkpoint is " : "", saved_any ? checkpoint : "");
+        }
+        float lr = learning_rate_at((int)state.step, total, warmup, a.learning_rate, a.min_lr, schedule);
+        model_update(&model, &o, lr, norm);
+        state.step = model.step;
+        int stop = a.stop_after_steps > 0 && state.step - first_step == a.stop_after_steps;
+        int last = state.step == total;
+        float val_loss = NAN;
+        if (val.count > 0 && (last || (a.eval_steps > 0 && state.step % a.eval_steps == 0))) {
+            val_loss = evaluate(&model, &val, B, T, pad_id, buffers);
+        }
+        history_add(&history, loss, val_loss);
+
+        double now = wall_seconds(), dt = now - t0, elapsed = now - start;
+        double eta = elapsed / (state.step - first_step) * (total - state.step);
+        char elapsed_text[32], eta_text[32], val_text[32] = "";
+        format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
+        format_duration(eta_text, sizeof(eta_text), eta);
+        if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
+        if (tty) {
+            char bar[21];
+            int filled = (int)(20 * state.step / total);
+            for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
+            bar[20] = '\0';
+            printf("[%s] ", bar);
+        }
+        printf("step %ld/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed | ETA %s\n", state.step, total, loss,
+               val_text, lr, norm, processed / dt, elapsed_text, eta_text);
+        fflush(stdout);
+        char val_json[32] = "null";
+        if (isfinite(val_loss)) snprintf(val_json, sizeof(val_json), "%.6f", val_loss);
+        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_second\": %.1f, \"elapsed\": %.3f}\n",
+                state.step, loss, val_json, lr, norm, processed / dt, elapsed);
+        fflush(log);
+        if (isfinite(val_loss)) write_loss_svg(&history, svg_path);
+        if (last || stop || (a.save_steps > 0 && state.step % a.save_steps == 0)) {
+            if (model.use_lora) lora_save_adapter(&model, a.output_dir, a.model_dir);
+            checkpoint_save(&model, checkpoint, &state, &history, signature);
+            saved_any = 1;
+        }
+        if (stop) {
+            printf("stopped after %d steps as asked; continue with --resume\n", a.stop_after_steps);
+            return 0;
+        }
+    }
+    fclose(log);
+    write_loss_svg(&history, svg_path);
+    if (model.use_lora) printf("adapter: %s/adapter_model.safetensors (PEFT format)\n", a.output_dir);
+    if (a.full_finetune || a.merge) {
+        char* merged = path_join(a.output_dir, a.full_finetune ? "model" : "merged");
+        model_save_merged(&model, a.model_dir, merged);
+        printf("%s model: %s\n", a.full_finetune ? "trained" : "merged", merged);
+        free(merged);
+    }
+    printf("log: %s, loss curve: %s, checkpoint: %s\n", log_path, svg_path, checkpoint);
     return 0;
 }
 #endif

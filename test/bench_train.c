@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
         model_zero_grad(&m);
         model_forward(&m, tokens, targets, NULL, B, T, 1);
         model_backward(&m, tokens, targets, NULL, B, T, m.num_tokens);
-        model_update(&m, &o, o.learning_rate);
+        model_update(&m, &o, o.learning_rate, model_grad_norm(&m));
         double dt = wall_seconds() - t0;
         if (s > 0) { total += dt; if (dt < best) best = dt; }
         fprintf(stderr, "train.c step %d: %.3f s, loss %.4f\n", s, dt, m.loss);
