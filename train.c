@@ -2167,7 +2167,6 @@ int batches_per_epoch(const Examples* ex, const int* order, int n, int B, int T,
 // linear decay to min_lr, or constant. step counts from 0.
 
 enum { SCHEDULE_COSINE, SCHEDULE_LINEAR, SCHEDULE_CONSTANT };
-static const char* SCHEDULE_NAMES[] = {"cosine", "linear", "constant"};
 
 float learning_rate_at(int step, int total, int warmup, float lr, float min_lr, int schedule) {
     if (step < warmup) return lr * (float)step / (float)warmup;
@@ -2519,6 +2518,8 @@ static void parse_lora_target(LoraConfig* lc, const char* list) {
     free(copy);
 }
 
+static const char* SCHEDULE_NAMES[] = {"cosine", "linear", "constant"};
+
 static int parse_schedule(const char* name) {
     for (int i = 0; i < 3; i++) if (strcmp(name, SCHEDULE_NAMES[i]) == 0) return i;
     fail("--lr_scheduler_type: unknown schedule '%s' (cosine, linear or constant)", name);
@@ -2528,7 +2529,7 @@ static int parse_schedule(const char* name) {
 // ----------------------------------------------------------------------------
 // main: the training run
 
-static void load_examples(Examples* ex, const TrainArgs* a, const LlamaConfig* c) { (void)ex; (void)a; (void)c; fail("TODO tokenizer"); }
+static void load_examples(Examples* ex, const TrainArgs* a, const LlamaConfig* c) { (void)ex; (void)a; (void)c; fail("--data is not supported yet: the tokenizer is still being written; run without --data for the built-in sequence"); }
 
 // MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
 static double available_memory(void) {
