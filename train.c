@@ -417,20 +417,23 @@ static inline int dropout_keep(uint32_t key, uint32_t e, float p) {
     return (float)(mix32(key ^ mix32(e)) >> 8) * (1.0f / 16777216.0f) >= p;
 }
 
-// out (n) = x * keep / (1-p), or dout masked the same way in the backward
-void dropout_apply(float* out, const float* x, size_t n, float p, uint32_t key) {
+// out (n) = x * keep / (1-p); x[i] is element first + i of the step's input, so a batch
+// split into micro-batches drops the same elements.
+void dropout_apply(float* out, const float* x, size_t n, float p, uint32_t key, uint32_t first) {
     float keep_scale = 1.0f / (1.0f - p);
     #pragma omp parallel for schedule(static)
-    for (size_t e = 0; e < n; e++) out[e] = dropout_keep(key, (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;
+    for (size_t e = 0; e < n; e++) out[e] = dropout_keep(key, first + (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;
 }
 
 // y (N,out) += s * xa @ B^T where xa (N,r) = xd @ A^T is kept for the backward;
 // xd (N,in) = dropout(x), computed into scratch when p > 0. scaled (N,r) is scratch.
+// x's first row is token first_token of the optimizer step (for the dropout mask).
 void lora_forward(float* y, float* xa, float* xd, float* scaled, const float* x, const float* A,
-                  const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key) {
+                  const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key, int first_token) {
     const float* xin = x;
+    uint32_t first = (uint32_t)first_token * (uint32_t)in;
     if (p > 0.0f) {
-        dropout_apply(xd, x, (size_t)N * in, p, key);
+        dropout_apply(xd, x, (size_t)N * in, p, key, first);
         xin = xd;
     }
     linear_forward(xa, xin, A, N, in, r, 0);
@@ -442,14 +445,15 @@ void lora_forward(float* y, float* xa, float* xd, float* scaled, const float* x,
 // dx (N,in) += dropout(dxa A). xd, dxa and scaled (N,r) are scratch.
 void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float* scaled,
                    const float* dy, const float* x, const float* xa, const float* A,
-                   const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key) {
+                   const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key, int first_token) {
+    uint32_t first = (uint32_t)first_token * (uint32_t)in;
     for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
     linear_backward_weight(dB, dy, scaled, N, r, out);
     linear_backward_input(dxa, dy, Bw, N, r, out, 0);
     for (size_t i = 0; i < (size_t)N * r; i++) dxa[i] *= s;
     const float* xin = x;
     if (p > 0.0f) {
-        dropout_apply(xd, x, (size_t)N * in, p, key);
+        dropout_apply(xd, x, (size_t)N * in, p, key, first);
         xin = xd;
     }
     linear_backward_weight(dA, dxa, xin, N, in, r);
@@ -458,7 +462,7 @@ void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float
         float keep_scale = 1.0f / (1.0f - p);
         #pragma omp parallel for schedule(static)
         for (size_t e = 0; e < (size_t)N * in; e++) {
-            if (dropout_keep(key, (uint32_t)e, p)) dx[e] += xd[e] * keep_scale;
+            if (dropout_keep(key, first + (uint32_t)e, p)) dx[e] += xd[e] * keep_scale;
         }
     } else {
         linear_backward_input(dx, dxa, A, N, in, r, 1);
@@ -988,6 +992,7 @@ typedef struct {
     int B, T;                    // sizes the activations were allocated for
     uint32_t seed;
     long step;                   // optimizer steps taken (dropout streams and Adam bias correction)
+    int first_token;             // tokens of this optimizer step before the current micro-batch (dropout masks)
     float loss;                  // mean loss of the last forward
     int num_tokens;              // unmasked tokens in the last forward
 } Model;
@@ -1212,7 +1217,7 @@ static void model_linear_forward(Model* m, int l, int mod, float* y, const float
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
     lora_forward(y, m->lora_xa[mod] + (size_t)l * N * r, m->scratch.lora_xd, m->scratch.lora_r1, x,
                  m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
-                 N, in, out, r, m->lora_scale, p, key);
+                 N, in, out, r, m->lora_scale, p, key, m->first_token);
 }
 
 // dx (N,in) (+)= dy W; dW += dy^T x when training every weight; LoRA gradients when targeted.
@@ -1230,7 +1235,7 @@ static void model_linear_backward(Model* m, int l, int mod, float* dx, const flo
                   m->scratch.lora_xd, m->scratch.lora_r1, m->scratch.lora_r2, dy, x,
                   m->lora_xa[mod] + (size_t)l * N * r, m->lora.A[mod] + (size_t)l * r * in,
                   m->lora.B[mod] + (size_t)l * out * r, N, in, out, m->lora_config.rank,
-                  m->lora_scale, m->lora_config.dropout, key);
+                  m->lora_scale, m->lora_config.dropout, key, m->first_token);
 }
 
 static void check_batch(const Model* m, const int* tokens, const int* pos, int B, int T) {
@@ -2697,11 +2702,13 @@ int main(int argc, char** argv) {
         }
         model_zero_grad(&model);
         double loss_sum = 0.0;
+        model.first_token = 0;
         for (int k = 0; k < accum; k++) {
             int* buf = buffers + (size_t)k * 3 * B * T;
             model_forward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], 1);
             loss_sum += (double)model.loss * model.num_tokens;
             model_backward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], tokens_in_step);
+            model.first_token += rows[k] * widths[k];
         }
         float loss = (float)(loss_sum / tokens_in_step);
         float norm = model_grad_norm(&model);

@@ -341,6 +341,79 @@ static void test_adapter_and_merge(SafeTensors* ref) {
     model_free(&m);
 }
 
+// One step over the reference batch equals the same batch as two accumulated
+// micro-batches, because the loss is normalised by the unmasked tokens of the whole step.
+static void test_micro_batches(SafeTensors* ref) {
+    Model m;
+    model_from_ref(&m, ref, ref_meta(ref, "model"), 1);
+    int B = (int)ref_number(ref, "B"), T = (int)ref_number(ref, "T");
+    const int* tokens = ref_ints(ref, "tokens");
+    const int* targets = ref_ints(ref, "targets");
+    forward_backward(&m, ref, NULL);
+    float* lora_whole = malloc_check(m.num_lora_parameters * sizeof(float), "test");
+    float* grads_whole = malloc_check(m.num_parameters * sizeof(float), "test");
+    memcpy(lora_whole, m.lora_grads_memory, m.num_lora_parameters * sizeof(float));
+    memcpy(grads_whole, m.grads_memory, m.num_parameters * sizeof(float));
+    int tokens_in_step = 0;
+    for (int n = 0; n < B * T; n++) tokens_in_step += targets[n] >= 0;
+    model_zero_grad(&m);
+    for (int b = 0; b < B; b++) {  // one row per micro-batch
+        m.first_token = b * T;
+        model_forward(&m, tokens + b * T, targets + b * T, NULL, 1, T, 1);
+        model_backward(&m, tokens + b * T, targets + b * T, NULL, 1, T, tokens_in_step);
+    }
+    m.first_token = 0;
+    compare("LoRA gradients: 2 micro-batches of 1 row vs 1 batch of 2 (relative 1e-6)", m.lora_grads_memory, lora_whole, m.num_lora_parameters, 0.0, 1e-6);
+    compare("base gradients: 2 micro-batches of 1 row vs 1 batch of 2 (relative 1e-6)", m.grads_memory, grads_whole, m.num_parameters, 0.0, 1e-6);
+    free(lora_whole);
+    free(grads_whole);
+    model_free(&m);
+}
+
+// Two sequences packed into one row (positions restart at 0 at the second) give the
+// same per-token losses as each sequence alone: packed sequences never see each other.
+static void test_packing_isolation(SafeTensors* ref) {
+    Model m;
+    model_from_ref(&m, ref, ref_meta(ref, "model"), 0);
+    int T = (int)ref_number(ref, "T");
+    const int* tokens = ref_ints(ref, "tokens");
+    int split = 7, packed_tokens[64], packed_targets[64], pos[64];
+    float alone[64], packed[64];
+    for (int t = 0; t < T; t++) {  // row 0's first 7 tokens, then row 1's first 13
+        int from = t < split ? t : T + (t - split);
+        packed_tokens[t] = tokens[from];
+        packed_targets[t] = tokens[(from + 1) % (2 * T)];
+        pos[t] = t < split ? t : t - split;
+    }
+    model_forward(&m, packed_tokens, packed_targets, pos, 1, T, 0);
+    memcpy(packed, m.acts.losses, T * sizeof(float));
+    model_forward(&m, packed_tokens, packed_targets, NULL, 1, split, 0);
+    memcpy(alone, m.acts.losses, split * sizeof(float));
+    model_forward(&m, packed_tokens + split, packed_targets + split, NULL, 1, T - split, 0);
+    memcpy(alone + split, m.acts.losses, (T - split) * sizeof(float));
+    compare("per-token losses of 2 packed sequences vs each alone", packed, alone, T, 1e-6, 0.0);
+    model_forward(&m, packed_tokens, packed_targets, NULL, 1, T, 0);  // without the reset they would differ
+    double moved = 0.0;
+    for (int t = split; t < T; t++) moved = fmax(moved, fabs(m.acts.losses[t] - alone[t]));
+    char what[120];
+    snprintf(what, sizeof(what), "without restarting positions the second sequence's losses change (by %.2e)", moved);
+    check(moved > 1e-3, what);
+    model_free(&m);
+}
+
+// Hugging Face's schedules: linear warmup from 0, then cosine/linear decay to min_lr.
+static void test_schedules(void) {
+    float lr = 1e-3f, min_lr = 1e-4f;
+    int ok = fabsf(learning_rate_at(0, 100, 10, lr, min_lr, SCHEDULE_COSINE)) < 1e-12f &&
+             fabsf(learning_rate_at(5, 100, 10, lr, min_lr, SCHEDULE_COSINE) - 5e-4f) < 1e-9f &&
+             fabsf(learning_rate_at(10, 100, 10, lr, min_lr, SCHEDULE_COSINE) - lr) < 1e-9f &&
+             fabsf(learning_rate_at(55, 100, 10, lr, min_lr, SCHEDULE_COSINE) - 5.5e-4f) < 1e-8f &&
+             fabsf(learning_rate_at(100, 100, 10, lr, min_lr, SCHEDULE_COSINE) - min_lr) < 1e-9f &&
+             fabsf(learning_rate_at(55, 100, 10, lr, 0.0f, SCHEDULE_LINEAR) - 5e-4f) < 1e-8f &&
+             fabsf(learning_rate_at(99, 100, 10, lr, 0.0f, SCHEDULE_CONSTANT) - lr) < 1e-9f;
+    check(ok, "learning-rate schedules: warmup, cosine, linear and constant at known points");
+}
+
 // The blocked matmul against the naive oracle, on awkward shapes and all stride patterns.
 static void test_matmul(void) {
     int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {40, 301, 48}, {129, 67, 259}, {64, 4, 520}, {7, 1000, 3}, {300, 200, 1100}};
@@ -376,6 +449,7 @@ static void test_matmul(void) {
 int main(void) {
     const char* refs[] = {"test/ref/tiny.safetensors", "test/ref/tiny_tied.safetensors"};
     test_matmul();
+    test_schedules();
     for (int i = 0; i < 2; i++) {
         SafeTensors ref;
         safetensors_open(&ref, refs[i]);
@@ -388,6 +462,8 @@ int main(void) {
             test_thread_determinism(&ref);
             test_no_allocation(&ref);
             test_adapter_and_merge(&ref);
+            test_micro_batches(&ref);
+            test_packing_isolation(&ref);
         }
         safetensors_close(&ref);
     }
