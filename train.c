@@ -15,7 +15,9 @@ Shape letters used everywhere:
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2601,6 +2603,7 @@ static void format_duration(char* buf, size_t size, double seconds) {
 }
 
 int main(int argc, char** argv) {
+    signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
     TrainArgs a;
     parse_args(&a, argc, argv);
 #ifdef _OPENMP

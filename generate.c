@@ -1,0 +1,956 @@
+/*
+generate.c: run a Llama model (and optionally a LoRA adapter trained by train.c) on the
+CPU: a KV cache, sampling, and a chat.
+
+The forward pass is train.c's: this file #includes train.c and the prompt goes through
+its model_forward in one batch (prefill). The keys and values model_forward keeps
+(acts.k, acts.v) fill a KV cache, and each new token then goes through a cached forward
+built from the same layer functions (rmsnorm_forward, rope_forward, swiglu_forward,
+lora_forward) with two additions: attention of new queries against the cache, and a
+matrix-vector product that reads BF16 weights directly, so that decoding, which reads
+every weight once per token, moves half the bytes of fp32.
+
+Read top to bottom: decode weights and the matvec kernels, the KV cache and the cached
+forward, sampling, end tokens and generation_config.json, the generation loop, the text
+side (tokenizer.c glue and the chat loop), main.
+
+Shape letters as in train.c: C hidden, NH/NKV query/key-value heads, hs head size,
+I MLP size, V vocabulary, L layers, r LoRA rank; n tokens in a chunk, maxT the context.
+*/
+#define TRAIN_NO_MAIN  // train.c as a library: everything but its main
+#include "train.c"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+// ----------------------------------------------------------------------------
+// matvec: y (out) (+)= W (out,in) @ x (in), W fp32 or BF16. Decoding one token reads
+// every weight once and does 2 FLOPs with it, so speed is set by memory bandwidth; a
+// BF16 copy of the weights halves the bytes. Each output is one row's dot product with
+// the row's sum in a fixed order, so results do not depend on the thread count.
+
+// The readable version, and the test oracle of the fast one.
+void matvec_naive(float* y, const float* x, const void* W, int dtype, int in, int out, int accumulate) {
+    for (int o = 0; o < out; o++) {
+        float sum = 0.0f;
+        for (int i = 0; i < in; i++) {
+            size_t e = (size_t)o * in + i;
+            float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[e]) : ((const float*)W)[e];
+            sum += w * x[i];
+        }
+        y[o] = accumulate ? y[o] + sum : sum;
+    }
+}
+
+#if defined(__AVX512F__)
+// 16 BF16 values widened to fp32: a BF16 number is the top half of an fp32 one.
+static inline __m512 load16_bf16(const uint16_t* p) {
+    __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+static inline __m512 load16(const void* W, int dtype, size_t e) {
+    return dtype == DTYPE_BF16 ? load16_bf16((const uint16_t*)W + e) : _mm512_loadu_ps((const float*)W + e);
+}
+// Four independent accumulators of 16 lanes keep enough loads in flight to stream
+// at memory speed.
+static float dot_row(const void* W, int dtype, size_t row_start, const float* x, int in) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    int i = 0;
+    for (; i + 64 <= in; i += 64) {
+        acc0 = _mm512_fmadd_ps(load16(W, dtype, row_start + i), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(load16(W, dtype, row_start + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
+        acc2 = _mm512_fmadd_ps(load16(W, dtype, row_start + i + 32), _mm512_loadu_ps(x + i + 32), acc2);
+        acc3 = _mm512_fmadd_ps(load16(W, dtype, row_start + i + 48), _mm512_loadu_ps(x + i + 48), acc3);
+    }
+    for (; i + 16 <= in; i += 16) acc0 = _mm512_fmadd_ps(load16(W, dtype, row_start + i), _mm512_loadu_ps(x + i), acc0);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+    for (; i < in; i++) {
+        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i]) : ((const float*)W)[row_start + i];
+        sum += w * x[i];
+    }
+    return sum;
+}
+#else
+// Portable: 64 interleaved partial sums, which the compiler keeps in vector registers.
+static float dot_row(const void* W, int dtype, size_t row_start, const float* x, int in) {
+    float partial[64] = {0};
+    int i = 0;
+    if (dtype == DTYPE_BF16) {
+        const uint16_t* w = (const uint16_t*)W + row_start;
+        for (; i + 64 <= in; i += 64) for (int j = 0; j < 64; j++) partial[j] += bf16_to_float(w[i + j]) * x[i + j];
+    } else {
+        const float* w = (const float*)W + row_start;
+        for (; i + 64 <= in; i += 64) for (int j = 0; j < 64; j++) partial[j] += w[i + j] * x[i + j];
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < 64; j++) sum += partial[j];
+    for (; i < in; i++) {
+        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i]) : ((const float*)W)[row_start + i];
+        sum += w * x[i];
+    }
+    return sum;
+}
+#endif
+
+void matvec(float* y, const float* x, const void* W, int dtype, int in, int out, int accumulate) {
+    #pragma omp parallel for schedule(static)
+    for (int o = 0; o < out; o++) {
+        float sum = dot_row(W, dtype, (size_t)o * in, x, in);
+        y[o] = accumulate ? y[o] + sum : sum;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// decode weights: the linear layers and lm_head as the matvec reads them, either the
+// model's fp32 parameters or a BF16 copy of them.
+
+typedef struct {
+    int dtype;                                // DTYPE_F32 or DTYPE_BF16
+    const void* linear[NUM_LORA_MODULES];     // (L, out, in) per module, in dtype
+    const void* lm_head;                      // (V, C)
+    uint16_t* bf16_memory;                    // the copy, when dtype is BF16
+    size_t bytes_per_token;                   // weight bytes one decode step reads
+} DecodeWeights;
+
+// Rounds n fp32 values to BF16, keeping a copy in dst. A BF16 checkpoint was loaded as
+// exactly representable fp32 values, so for it this changes nothing; for an fp32 model
+// (--weights bf16) it makes the prefill, which reads the fp32 weights, agree with decode.
+static void round_to_bf16(uint16_t* dst, float* w, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = float_to_bf16(w[i]);
+        w[i] = bf16_to_float(dst[i]);
+    }
+}
+
+void decode_weights_init(DecodeWeights* d, Model* m, int dtype) {
+    const LlamaConfig* c = &m->config;
+    ParameterTensors* p = &m->params;
+    float* sources[NUM_LORA_MODULES] = {p->wq, p->wk, p->wv, p->wo, p->wgate, p->wup, p->wdown};
+    size_t numel[NUM_LORA_MODULES], lm_numel = (size_t)c->V * c->C, total = lm_numel;
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        int in, out;
+        lora_module_dims(c, mod, &in, &out);
+        numel[mod] = (size_t)c->L * in * out;
+        total += numel[mod];
+    }
+    memset(d, 0, sizeof(*d));
+    d->dtype = dtype;
+    d->bytes_per_token = total * DTYPE_SIZES[dtype];
+    if (dtype == DTYPE_F32) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = sources[mod];
+        d->lm_head = p->wlm;
+        return;
+    }
+    // one copy: the linear layers of every layer, then lm_head
+    d->bf16_memory = malloc_check(total * sizeof(uint16_t), "BF16 decode weights");
+    uint16_t* dst = d->bf16_memory;
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        round_to_bf16(dst, sources[mod], numel[mod]);
+        d->linear[mod] = dst;
+        dst += numel[mod];
+    }
+    round_to_bf16(dst, p->wlm, lm_numel);  // p->wlm is p->wte when tied: the embeddings are rounded too
+    d->lm_head = dst;
+}
+
+// ----------------------------------------------------------------------------
+// KV cache and the cached forward
+
+typedef struct {
+    Model* model;
+    DecodeWeights weights;
+    int maxT;          // context: positions 0..maxT-1
+    int pos;           // tokens in the cache
+    int* tokens;       // (maxT) the ids in the cache
+    float* k_cache;    // (L, maxT, NKV*hs) keys after RoPE
+    float* v_cache;    // (L, maxT, NKV*hs)
+    float* logits;     // (V) predicting the token after the last one in the cache
+    float* sample_logits; // (V) the copy sampling modifies
+    // scratch for a chunk of up to `chunk` tokens
+    int chunk;
+    int* positions;    // (chunk)
+    float* x;          // (chunk, C) residual stream
+    float* ln;         // (chunk, C) a norm's output
+    float* rstd;       // (chunk)
+    float* q;          // (chunk, NH*hs)
+    float* att;        // (chunk, NH*hs)
+    float* gate;       // (chunk, I)
+    float* up;         // (chunk, I)
+    float* act;        // (chunk, I)
+    float* lora_xa;    // (chunk, r)
+    float* lora_scaled;// (chunk, r)
+    float* scores;     // (NH, maxT)
+} Generator;
+
+#define GENERATOR_CHUNK 64
+
+// A generator for up to maxT tokens. The model must be loaded (adapter included);
+// this allocates its activations for one sequence of maxT tokens (train.c's
+// model_allocate) for the prefill, and the cache.
+void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
+    const LlamaConfig* c = &m->config;
+    if (maxT < 1 || maxT > c->max_seq_len) {
+        fail("context %d must be in [1, %d] (max_position_embeddings in config.json); lower --context", maxT, c->max_seq_len);
+    }
+    memset(g, 0, sizeof(*g));
+    g->model = m;
+    g->maxT = maxT;
+    g->chunk = GENERATOR_CHUNK;
+    model_allocate(m, 1, maxT, 0);
+    decode_weights_init(&g->weights, m, weights_dtype);
+    size_t q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs, n = g->chunk;
+    int r = m->use_lora ? m->lora_config.rank : 1;
+    g->tokens = malloc_check(maxT * sizeof(int), "token history");
+    g->k_cache = calloc_floats((size_t)c->L * maxT * kv, "KV cache (keys); lower --context");
+    g->v_cache = calloc_floats((size_t)c->L * maxT * kv, "KV cache (values); lower --context");
+    g->logits = calloc_floats(c->V, "logits");
+    g->sample_logits = calloc_floats(c->V, "logits");
+    g->positions = malloc_check(n * sizeof(int), "positions");
+    g->x = calloc_floats(n * c->C, "decode scratch");
+    g->ln = calloc_floats(n * c->C, "decode scratch");
+    g->rstd = calloc_floats(n, "decode scratch");
+    g->q = calloc_floats(n * q, "decode scratch");
+    g->att = calloc_floats(n * q, "decode scratch");
+    g->gate = calloc_floats(n * c->I, "decode scratch");
+    g->up = calloc_floats(n * c->I, "decode scratch");
+    g->act = calloc_floats(n * c->I, "decode scratch");
+    g->lora_xa = calloc_floats(n * r, "decode scratch");
+    g->lora_scaled = calloc_floats(n * r, "decode scratch");
+    g->scores = calloc_floats((size_t)c->NH * maxT, "attention scores");
+}
+
+// Attention of n new queries against the cache: query i, at position p0+i, sees the
+// cached keys 0..p0+i. q and out (n, NH, hs); k_cache, v_cache (maxT, NKV, hs) already
+// hold the new tokens' keys and values; scores (NH, maxT) is scratch. The same math,
+// in the same order, as train.c's attention_forward.
+void attention_cached_forward(float* out, float* scores, const float* q, const float* k_cache,
+                              const float* v_cache, int p0, int n, int NH, int NKV, int hs, int maxT) {
+    float scale = 1.0f / sqrtf((float)hs);
+    int group = NH / NKV;
+    #pragma omp parallel for schedule(static)
+    for (int h = 0; h < NH; h++) {
+        float* p = scores + (size_t)h * maxT;
+        int kvh = h / group;
+        for (int i = 0; i < n; i++) {
+            int t = p0 + i;
+            const float* qt = q + ((size_t)i * NH + h) * hs;
+            float maxv = -INFINITY;
+            for (int s = 0; s <= t; s++) {
+                p[s] = scale * dot_product(qt, k_cache + ((size_t)s * NKV + kvh) * hs, hs);
+                if (p[s] > maxv) maxv = p[s];
+            }
+            float sum = 0.0f;
+            for (int s = 0; s <= t; s++) {
+                p[s] = expf(p[s] - maxv);
+                sum += p[s];
+            }
+            float* ot = out + ((size_t)i * NH + h) * hs;
+            for (int e = 0; e < hs; e++) ot[e] = 0.0f;
+            for (int s = 0; s <= t; s++) {
+                const float* vs = v_cache + ((size_t)s * NKV + kvh) * hs;
+                float w = p[s] / sum;
+                for (int e = 0; e < hs; e++) ot[e] += w * vs[e];
+            }
+        }
+    }
+}
+
+// y (n,out) (+)= x W^T for module mod of layer l, plus the unmerged LoRA term. One token
+// reads the decode weights (matvec); a chunk uses train.c's matmul on the fp32 weights.
+static void generator_linear(Generator* g, int l, int mod, float* y, const float* x, int n, int accumulate) {
+    Model* m = g->model;
+    const LlamaConfig* c = &m->config;
+    int in, out;
+    lora_module_dims(c, mod, &in, &out);
+    if (n == 1) {
+        const DecodeWeights* d = &g->weights;
+        const void* W = d->dtype == DTYPE_BF16 ? (const void*)((const uint16_t*)d->linear[mod] + (size_t)l * out * in)
+                                               : (const void*)((const float*)d->linear[mod] + (size_t)l * out * in);
+        matvec(y, x, W, d->dtype, in, out, accumulate);
+    } else {
+        linear_forward(y, x, module_weight(&m->params, c, l, mod), n, in, out, accumulate);
+    }
+    if (!m->use_lora || !m->lora_config.target[mod]) return;
+    int r = m->lora_config.rank;
+    lora_forward(y, g->lora_xa, NULL, g->lora_scaled, x, m->lora.A[mod] + (size_t)l * r * in,
+                 m->lora.B[mod] + (size_t)l * out * r, n, in, out, r, m->lora_scale, 0.0f, 0, 0);
+}
+
+// Forwards n <= chunk tokens at positions pos..pos+n-1 through the model, appending
+// their keys and values to the cache; g->logits then predicts the token after them.
+// The layer sequence is model_forward's, with attention reading the cache.
+void generator_forward(Generator* g, const int* tokens, int n) {
+    Model* m = g->model;
+    const LlamaConfig* c = &m->config;
+    const ParameterTensors* p = &m->params;
+    int C = c->C, I = c->I, p0 = g->pos;
+    size_t kv_dim = (size_t)c->NKV * c->hs;
+    if (n < 1 || n > g->chunk) fail("internal error: chunk of %d tokens (1..%d)", n, g->chunk);
+    if (p0 + n > g->maxT) fail("internal error: %d tokens do not fit the context of %d", p0 + n, g->maxT);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->V) fail("token id %d is outside the vocabulary [0, %d)", tokens[i], c->V);
+        g->positions[i] = p0 + i;
+    }
+    embedding_forward(g->x, tokens, p->wte, n, C);
+    for (int l = 0; l < c->L; l++) {
+        float* k_cache = g->k_cache + (size_t)l * g->maxT * kv_dim;  // (maxT, NKV*hs) of layer l
+        float* v_cache = g->v_cache + (size_t)l * g->maxT * kv_dim;
+        float* k = k_cache + (size_t)p0 * kv_dim;                      // the new tokens' rows
+        float* v = v_cache + (size_t)p0 * kv_dim;
+
+        rmsnorm_forward(g->ln, g->rstd, g->x, p->ln1 + (size_t)l * C, n, C, c->norm_eps);
+        generator_linear(g, l, LORA_Q, g->q, g->ln, n, 0);
+        generator_linear(g, l, LORA_K, k, g->ln, n, 0);
+        generator_linear(g, l, LORA_V, v, g->ln, n, 0);
+        rope_forward(g->q, g->positions, m->cos_sin, n, c->NH, c->hs);
+        rope_forward(k, g->positions, m->cos_sin, n, c->NKV, c->hs);
+        attention_cached_forward(g->att, g->scores, g->q, k_cache, v_cache, p0, n, c->NH, c->NKV, c->hs, g->maxT);
+        generator_linear(g, l, LORA_O, g->x, g->att, n, 1);  // residual: x += o_proj(att)
+
+        rmsnorm_forward(g->ln, g->rstd, g->x, p->ln2 + (size_t)l * C, n, C, c->norm_eps);
+        generator_linear(g, l, LORA_GATE, g->gate, g->ln, n, 0);
+        generator_linear(g, l, LORA_UP, g->up, g->ln, n, 0);
+        swiglu_forward(g->act, g->gate, g->up, (size_t)n * I);
+        generator_linear(g, l, LORA_DOWN, g->x, g->act, n, 1);  // residual: x += down(act)
+    }
+    // only the last token's logits are needed
+    rmsnorm_forward(g->ln, g->rstd, g->x + (size_t)(n - 1) * C, p->lnf, 1, C, c->norm_eps);
+    matvec(g->logits, g->ln, g->weights.lm_head, g->weights.dtype, C, c->V, 0);
+    memcpy(g->tokens + p0, tokens, n * sizeof(int));
+    g->pos += n;
+}
+
+// The prompt in one batch through train.c's model_forward; its keys and values
+// (acts.k, acts.v: (L, 1, n, NKV*hs), after RoPE) become the cache. The logits of every
+// prompt position stay in m->acts.logits (n, V) until the next model_forward.
+void generator_prefill(Generator* g, const int* tokens, int n) {
+    Model* m = g->model;
+    const LlamaConfig* c = &m->config;
+    size_t kv_dim = (size_t)c->NKV * c->hs;
+    if (n > g->maxT) fail("internal error: prefill of %d tokens in a context of %d", n, g->maxT);
+    model_forward(m, tokens, NULL, NULL, 1, n, 0);
+    for (int l = 0; l < c->L; l++) {
+        memcpy(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim, n * kv_dim * sizeof(float));
+        memcpy(g->v_cache + (size_t)l * g->maxT * kv_dim, m->acts.v + (size_t)l * n * kv_dim, n * kv_dim * sizeof(float));
+    }
+    memcpy(g->logits, m->acts.logits + (size_t)(n - 1) * c->V, c->V * sizeof(float));
+    memcpy(g->tokens, tokens, n * sizeof(int));
+    g->pos = n;
+}
+
+// Makes the cache hold exactly ids[0..n) and g->logits predict the token after them.
+// The cached prefix ids share is kept (a chat's next turn only forwards the new tokens);
+// from an empty cache the prompt goes through model_forward, otherwise in chunks.
+// Returns the number of tokens forwarded.
+int generator_extend(Generator* g, const int* ids, int n) {
+    if (n < 1 || n > g->maxT) fail("internal error: %d tokens for a context of %d", n, g->maxT);
+    int keep = 0;
+    while (keep < g->pos && keep < n && g->tokens[keep] == ids[keep]) keep++;
+    if (keep == n) keep = n - 1;  // forward at least the last token, for its logits
+    g->pos = keep;
+    if (keep == 0) {
+        generator_prefill(g, ids, n);
+        return n;
+    }
+    for (int i = keep; i < n; i += g->chunk) generator_forward(g, ids + i, n - i < g->chunk ? n - i : g->chunk);
+    return n - keep;
+}
+
+// ----------------------------------------------------------------------------
+// sampling, in Hugging Face's order: repetition penalty, temperature, top-k, top-p
+
+typedef struct {
+    float prob;
+    int id;
+} Candidate;
+
+typedef struct {
+    float temperature;         // 0: greedy (argmax)
+    float top_p;               // keep the smallest set of tokens with this much probability; 1: off
+    int top_k;                 // keep the k most likely tokens; 0: off
+    float repetition_penalty;  // divide positive logits (multiply negative ones) of seen tokens; 1: off
+    uint64_t rng;              // xorshift64* state
+    Candidate* candidates;     // (V) scratch
+    uint8_t* seen;             // (V) scratch
+} Sampler;
+
+void sampler_init(Sampler* s, int V, uint64_t seed) {
+    s->rng = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;  // never 0
+    s->candidates = malloc_check((size_t)V * sizeof(Candidate), "sampler");
+    s->seen = malloc_check((size_t)V, "sampler");
+}
+
+// uniform in [0, 1)
+static float random_uniform(uint64_t* state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (float)((*state * 0x2545F4914F6CDD1Dull) >> 40) * (1.0f / 16777216.0f);
+}
+
+static int compare_candidates(const void* a, const void* b) {
+    const Candidate* x = a;
+    const Candidate* y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return x->id - y->id;  // ties: lower id first, so the order is fully defined
+}
+
+// As transformers' RepetitionPenaltyLogitsProcessor: once per distinct token of history.
+void apply_repetition_penalty(float* logits, uint8_t* seen, const int* history, int n, int V, float penalty) {
+    memset(seen, 0, V);
+    for (int i = 0; i < n; i++) {
+        int id = history[i];
+        if (seen[id]) continue;
+        seen[id] = 1;
+        logits[id] = logits[id] > 0.0f ? logits[id] / penalty : logits[id] * penalty;
+    }
+}
+
+// Picks the next token from logits (V), which it modifies. history (n) is the context,
+// for the repetition penalty.
+int sample_token(Sampler* s, float* logits, int V, const int* history, int n) {
+    if (s->repetition_penalty != 1.0f) apply_repetition_penalty(logits, s->seen, history, n, V, s->repetition_penalty);
+    int best = 0;
+    for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    if (s->temperature <= 0.0f) return best;
+    // softmax(logits / temperature)
+    float maxv = logits[best], sum = 0.0f;
+    for (int i = 0; i < V; i++) {
+        s->candidates[i].prob = expf((logits[i] - maxv) / s->temperature);
+        s->candidates[i].id = i;
+        sum += s->candidates[i].prob;
+    }
+    int count = V;
+    if (s->top_k <= 0 && s->top_p < 1.0f) {
+        // Tokens below (1-top_p)/(V-1) cannot be in the nucleus (all of them together
+        // hold less than 1-top_p), so only the rest need sorting.
+        float cutoff = (1.0f - s->top_p) / (V - 1) * sum;
+        count = 0;
+        for (int i = 0; i < V; i++) if (s->candidates[i].prob >= cutoff) s->candidates[count++] = s->candidates[i];
+    }
+    if (s->top_k > 0 || s->top_p < 1.0f) qsort(s->candidates, count, sizeof(Candidate), compare_candidates);
+    if (s->top_k > 0 && s->top_k < count) count = s->top_k;
+    float mass = 0.0f;
+    for (int i = 0; i < count; i++) mass += s->candidates[i].prob;
+    if (s->top_p < 1.0f) {  // smallest prefix holding top_p of what top-k left
+        float cumulative = 0.0f;
+        int keep = 0;
+        while (keep < count && cumulative < s->top_p * mass) cumulative += s->candidates[keep++].prob;
+        count = keep > 0 ? keep : 1;
+        mass = cumulative > 0.0f ? cumulative : s->candidates[0].prob;
+    }
+    float r = random_uniform(&s->rng) * mass, cumulative = 0.0f;
+    for (int i = 0; i < count; i++) {
+        cumulative += s->candidates[i].prob;
+        if (r < cumulative) return s->candidates[i].id;
+    }
+    return s->candidates[count - 1].id;  // rounding
+}
+
+// ----------------------------------------------------------------------------
+// end tokens and sampling defaults from the model directory
+
+#define MAX_STOP_TOKENS 16
+typedef struct {
+    int ids[MAX_STOP_TOKENS];
+    int n;
+} StopTokens;
+
+static void stop_tokens_add(StopTokens* s, int id) {
+    if (id < 0) return;
+    for (int i = 0; i < s->n; i++) if (s->ids[i] == id) return;
+    if (s->n < MAX_STOP_TOKENS) s->ids[s->n++] = id;
+}
+
+static int is_stop_token(const StopTokens* s, int id) {
+    for (int i = 0; i < s->n; i++) if (s->ids[i] == id) return 1;
+    return 0;
+}
+
+// The id of an added token such as "<|eot_id|>" in dir/tokenizer.json, or -1 (also when
+// there is no tokenizer.json: the --ids path does not need one).
+int added_token_id(const char* dir, const char* content) {
+    char* path = path_join(dir, "tokenizer.json");
+    int id = -1;
+    if (access(path, R_OK) == 0) {
+        char* text = read_text_file(path, "");
+        cJSON* json = cJSON_Parse(text);
+        if (json == NULL) fail("%s: not valid JSON", path);
+        cJSON* added = cJSON_GetObjectItemCaseSensitive(json, "added_tokens");
+        cJSON* t;
+        cJSON_ArrayForEach(t, added) {
+            cJSON* c = cJSON_GetObjectItemCaseSensitive(t, "content");
+            cJSON* i = cJSON_GetObjectItemCaseSensitive(t, "id");
+            if (cJSON_IsString(c) && cJSON_IsNumber(i) && strcmp(c->valuestring, content) == 0) id = i->valueint;
+        }
+        cJSON_Delete(json);
+        free(text);
+    }
+    free(path);
+    return id;
+}
+
+// Generation stops at config.json's eos_token_id (int or list), generation_config.json's
+// eos_token_id, and <|eot_id|> when the tokenizer has it. generation_config.json also
+// gives the sampling defaults, as in transformers (do_sample false means greedy).
+void read_generation_defaults(const Model* m, const char* dir, StopTokens* stop, Sampler* s) {
+    const LlamaConfig* c = &m->config;
+    memset(stop, 0, sizeof(*stop));
+    for (int i = 0; i < c->num_eos; i++) stop_tokens_add(stop, c->eos_token_ids[i]);
+    stop_tokens_add(stop, added_token_id(dir, "<|eot_id|>"));
+    s->temperature = 0.0f;
+    s->top_p = 1.0f;
+    s->top_k = 0;
+    s->repetition_penalty = 1.0f;
+    char* path = path_join(dir, "generation_config.json");
+    if (access(path, R_OK) == 0) {
+        char* text = read_text_file(path, "");
+        cJSON* json = cJSON_Parse(text);
+        if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
+        cJSON* eos = cJSON_GetObjectItemCaseSensitive(json, "eos_token_id");
+        if (cJSON_IsNumber(eos)) stop_tokens_add(stop, eos->valueint);
+        cJSON* e;
+        if (cJSON_IsArray(eos)) cJSON_ArrayForEach(e, eos) if (cJSON_IsNumber(e)) stop_tokens_add(stop, e->valueint);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "do_sample"))) {
+            s->temperature = (float)json_number(json, "temperature", 0, 1.0, path);
+            s->top_p = (float)json_number(json, "top_p", 0, 1.0, path);
+            s->top_k = (int)json_number(json, "top_k", 0, 50, path);
+        }
+        s->repetition_penalty = (float)json_number(json, "repetition_penalty", 0, 1.0, path);
+        cJSON_Delete(json);
+        free(text);
+    }
+    free(path);
+}
+
+// ----------------------------------------------------------------------------
+// the text side: tokenizer.c glue. Everything above works on token ids; these few
+// functions are all that turns text into ids and ids into text.
+
+typedef struct Text Text;  // tokenizer.c's tokenizer, chat template and streaming decoder
+
+// Opens dir/tokenizer.json; template_name may be NULL (chosen from the tokenizer).
+static Text* text_open(const char* dir, const char* template_name, const char* date) {
+    char* path = path_join(dir, "tokenizer.json");
+    if (access(path, R_OK) != 0) {
+        fail("%s: not found; --prompt and --chat need the model's tokenizer.json (or give token ids with --ids)", path);
+    }
+    (void)template_name;
+    (void)date;
+    fail("%s: this build of generate has no tokenizer yet (tokenizer.c is not wired in); give token ids with --ids", path);
+    free(path);
+    return NULL;
+}
+
+// Renders the conversation with the chat template, ending with the generation prompt
+// (the assistant header); returns the number of ids written to *ids (malloc'd).
+static int text_render_chat(Text* t, const Message* messages, int n, int** ids) {
+    (void)t; (void)messages; (void)n; (void)ids;
+    fail("internal error: chat templates need tokenizer.c");
+    return 0;
+}
+
+// Writes the text of token id to out, holding back an incomplete UTF-8 character until
+// the tokens that complete it arrive.
+static void text_stream_token(Text* t, int id, FILE* out) {
+    (void)t; (void)id; (void)out;
+}
+
+// Writes whatever the stream still holds and resets it; appends the text of the whole
+// answer to *answer (malloc'd) so the chat history keeps it.
+static void text_stream_end(Text* t, FILE* out, char** answer) {
+    (void)t; (void)out; (void)answer;
+}
+
+// ----------------------------------------------------------------------------
+// the generation loop
+
+typedef enum { STOP_END_TOKEN, STOP_MAX_TOKENS, STOP_CONTEXT_FULL } StopReason;
+
+typedef struct {
+    double prefill_seconds, decode_seconds;
+    int prefill_tokens, decode_tokens;
+} Timing;
+
+// Samples up to max_new tokens after the context in g, printing each (as text through
+// text, or as an id when text is NULL) and storing it in out (max_new). The end token
+// that stops generation is stored, not printed, and not forwarded (the next chat turn's
+// prompt starts with it, so it is forwarded then). Returns why it stopped.
+StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int max_new, Text* text,
+                           int* out, int* n_out, Timing* timing) {
+    int V = g->model->config.V;
+    double t0 = wall_seconds();
+    StopReason reason = STOP_MAX_TOKENS;
+    *n_out = 0;
+    while (*n_out < max_new) {
+        memcpy(g->sample_logits, g->logits, V * sizeof(float));
+        int id = sample_token(s, g->sample_logits, V, g->tokens, g->pos);
+        out[(*n_out)++] = id;
+        if (is_stop_token(stop, id)) { reason = STOP_END_TOKEN; break; }
+        if (text != NULL) text_stream_token(text, id, stdout);
+        else printf("%s%d", *n_out > 1 ? " " : "", id);
+        fflush(stdout);
+        if (*n_out == max_new) break;
+        if (g->pos == g->maxT) { reason = STOP_CONTEXT_FULL; break; }
+        generator_forward(g, &id, 1);
+        timing->decode_tokens++;
+    }
+    timing->decode_seconds += wall_seconds() - t0;
+    return reason;
+}
+
+static void print_stop_and_timing(StopReason reason, const int* out, int n_out, int max_new, const Generator* g, const Timing* t) {
+    if (reason == STOP_END_TOKEN) fprintf(stderr, "[stopped: end token %d]", out[n_out - 1]);
+    else if (reason == STOP_MAX_TOKENS) fprintf(stderr, "[stopped: %d new tokens (--max_new_tokens)]", max_new);
+    else fprintf(stderr, "[stopped: the context of %d tokens is full (--context)]", g->maxT);
+    fprintf(stderr, " prefill %d tokens %.3f s (%.1f tok/s) | decode %d tokens %.3f s (%.1f tok/s)\n",
+            t->prefill_tokens, t->prefill_seconds, t->prefill_seconds > 0 ? t->prefill_tokens / t->prefill_seconds : 0.0,
+            t->decode_tokens, t->decode_seconds, t->decode_seconds > 0 ? t->decode_tokens / t->decode_seconds : 0.0);
+}
+
+// Writes the prefill logits (n, V) as raw little-endian float32, row-major.
+static void dump_logits(const Model* m, int n, const char* path) {
+    uint32_t probe = 1;
+    if (*(uint8_t*)&probe != 1) fail("--dump_logits writes little-endian float32 and this machine is big-endian");
+    FileWriter w;
+    file_writer_open(&w, path);
+    file_writer_write(&w, m->acts.logits, (size_t)n * m->config.V * sizeof(float));
+    file_writer_close(&w);
+}
+
+static void write_ids_file(const char* path, const int* ids, int n) {
+    size_t size = (size_t)n * 12 + 2, used = 0;
+    char* text = malloc_check(size, "ids");
+    text[0] = '\0';
+    for (int i = 0; i < n; i++) used += snprintf(text + used, size - used, "%s%d", i ? " " : "", ids[i]);
+    snprintf(text + used, size - used, "\n");
+    write_text_file(path, text);
+    free(text);
+}
+
+// ----------------------------------------------------------------------------
+// chat: read a line, render the whole conversation with the training template, forward
+// what the cache does not already hold, stream the answer. Works with stdin not a
+// terminal. Commands: /reset starts over (keeping --system), /quit or end of input exits.
+
+// Drops the oldest user/assistant exchange (a system message stays). 0 if none is left
+// to drop besides the current user message.
+static int conversation_drop_oldest(Conversation* c) {
+    int first = c->count > 0 && strcmp(c->messages[0].role, "system") == 0 ? 1 : 0;
+    if (c->count - first < 3) return 0;
+    int drop = strcmp(c->messages[first + 1].role, "assistant") == 0 ? 2 : 1;
+    for (int i = first; i < first + drop; i++) {
+        free(c->messages[i].role);
+        free(c->messages[i].content);
+    }
+    memmove(c->messages + first, c->messages + first + drop, (c->count - first - drop) * sizeof(Message));
+    c->count -= drop;
+    return 1;
+}
+
+static void conversation_clear(Conversation* c) {
+    for (int i = 0; i < c->count; i++) {
+        free(c->messages[i].role);
+        free(c->messages[i].content);
+    }
+    c->count = 0;
+}
+
+// One line of stdin of any length, without its newline; NULL at end of input.
+static char* read_line(FILE* f) {
+    size_t capacity = 256, n = 0;
+    char* line = malloc_check(capacity, "input line");
+    int ch;
+    while ((ch = fgetc(f)) != EOF && ch != '\n') {
+        if (n + 1 == capacity) {
+            capacity *= 2;
+            char* grown = realloc(line, capacity);
+            if (grown == NULL) fail("out of memory reading a line of input");
+            line = grown;
+        }
+        line[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0) { free(line); return NULL; }
+    if (n > 0 && line[n - 1] == '\r') n--;
+    line[n] = '\0';
+    return line;
+}
+
+typedef struct {
+    const char* model_dir;
+    const char* adapter_dir;
+    int merge_adapter;
+    const char* ids;
+    const char* prompt;
+    const char* system;
+    int chat;
+    const char* template_name;
+    const char* date;
+    int max_new_tokens;
+    float temperature, top_p, repetition_penalty;
+    int top_k;
+    int set_temperature, set_top_p, set_top_k, set_repetition_penalty;
+    uint64_t seed;
+    int context;
+    const char* weights;  // "auto", "f32" or "bf16"
+    const char* dump_logits;
+    const char* dump_ids;
+    int threads;
+} GenerateArgs;
+
+static void chat_loop(Generator* g, Sampler* s, const StopTokens* stop, Text* text, const GenerateArgs* a) {
+    Conversation conv = {0};
+    if (a->system) conversation_add(&conv, "system", a->system);
+    int* out = malloc_check((size_t)a->max_new_tokens * sizeof(int), "answer");
+    int interactive = isatty(fileno(stdin));
+    for (;;) {
+        if (interactive) { fprintf(stderr, "> "); fflush(stderr); }
+        char* line = read_line(stdin);
+        if (line == NULL || strcmp(line, "/quit") == 0) { free(line); break; }
+        if (strcmp(line, "/reset") == 0) {
+            conversation_clear(&conv);
+            if (a->system) conversation_add(&conv, "system", a->system);
+            fprintf(stderr, "[conversation reset]\n");
+            free(line);
+            continue;
+        }
+        conversation_add(&conv, "user", line);
+        free(line);
+        int* ids = NULL;
+        int n = text_render_chat(text, conv.messages, conv.count, &ids);
+        while (n >= g->maxT && conversation_drop_oldest(&conv)) {  // room for at least one new token
+            free(ids);
+            n = text_render_chat(text, conv.messages, conv.count, &ids);
+            fprintf(stderr, "[context of %d tokens full: dropped the oldest turn]\n", g->maxT);
+        }
+        if (n >= g->maxT) {
+            fprintf(stderr, "[this message alone needs %d tokens but the context holds %d; shorten it, /reset, or raise --context]\n", n, g->maxT);
+            conv.count--;
+            free(conv.messages[conv.count].role);
+            free(conv.messages[conv.count].content);
+            free(ids);
+            continue;
+        }
+        Timing t = {0};
+        double t0 = wall_seconds();
+        t.prefill_tokens = generator_extend(g, ids, n);
+        t.prefill_seconds = wall_seconds() - t0;
+        int n_out;
+        StopReason reason = generate_tokens(g, s, stop, a->max_new_tokens, text, out, &n_out, &t);
+        char* answer = NULL;
+        text_stream_end(text, stdout, &answer);
+        printf("\n");
+        fflush(stdout);
+        print_stop_and_timing(reason, out, n_out, a->max_new_tokens, g, &t);
+        conversation_add(&conv, "assistant", answer ? answer : "");
+        if (a->dump_ids) {  // the conversation so far: the rendered prompt and the answer's ids
+            int* all = malloc_check((size_t)(n + n_out) * sizeof(int), "ids");
+            memcpy(all, ids, n * sizeof(int));
+            memcpy(all + n, out, n_out * sizeof(int));
+            write_ids_file(a->dump_ids, all, n + n_out);
+            free(all);
+        }
+        free(answer);
+        free(ids);
+    }
+    free(out);
+}
+
+// ----------------------------------------------------------------------------
+// main
+
+#ifndef GENERATE_NO_MAIN
+
+static void usage(void) {
+    printf("usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] (--ids 1,2,3 | --prompt TEXT | --chat) [flags]\n"
+           "  --model DIR              Hugging Face model directory (a merged model directory works the same)\n"
+           "  --adapter DIR            PEFT LoRA adapter (train.c's output), applied unmerged\n"
+           "  --merge_adapter          merge the adapter into the weights at load instead\n"
+           "  --ids LIST               prompt as comma-separated token ids; prints the new ids\n"
+           "  --prompt TEXT            one user message, rendered with the chat template\n"
+           "  --chat                   multi-turn chat on stdin (/reset, /quit); works with piped input\n"
+           "  --system TEXT            system message for --prompt and --chat\n"
+           "  --template NAME          chat template (default: chosen from the tokenizer)\n"
+           "  --date TEXT              date for the Llama 3.1/3.2 system block\n"
+           "  --max_new_tokens N       (default 256)\n"
+           "  --temperature T          0 = greedy (default from generation_config.json, else 0)\n"
+           "  --top_p P, --top_k K, --repetition_penalty R   (defaults from generation_config.json, else off)\n"
+           "  --seed S                 sampling seed (default 42)\n"
+           "  --context N              KV cache length in tokens (default min(4096, max_position_embeddings))\n"
+           "  --weights auto|f32|bf16  how decode reads the weights (auto: bf16 for bfloat16 checkpoints)\n"
+           "  --dump_logits FILE       write the prompt's logits as raw little-endian float32, T x V row-major\n"
+           "  --dump_ids FILE          write the whole token sequence (prompt and answer) as ids\n"
+           "  --threads N              OpenMP threads (default: all cores)\n"
+           "Prefill and decode tokens/s and the reason generation stopped go to stderr.\n");
+}
+
+static const char* GENERATE_FLAGS[] = {
+    "--model", "--adapter", "--merge_adapter", "--ids", "--prompt", "--chat", "--system", "--template", "--date",
+    "--max_new_tokens", "--temperature", "--top_p", "--top_k", "--repetition_penalty", "--seed", "--context",
+    "--weights", "--dump_logits", "--dump_ids", "--threads", "--help"};
+#define NUM_GENERATE_FLAGS (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0]))
+
+static double flag_number(const char* flag, const char* value, double lo, double hi) {
+    char* end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno != 0 || end == value || *end != '\0' || !(v >= lo && v <= hi)) fail("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, value);
+    return v;
+}
+
+static int flag_int(const char* flag, const char* value, int lo, int hi) {
+    double v = flag_number(flag, value, lo, hi);
+    if (v != floor(v)) fail("%s expects an integer, got '%s'", flag, value);
+    return (int)v;
+}
+
+static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
+    *a = (GenerateArgs){.max_new_tokens = 256, .seed = 42, .weights = "auto"};
+    for (int i = 1; i < argc; i++) {
+        const char* f = argv[i];
+        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) { usage(); exit(0); }
+        if (strcmp(f, "--chat") == 0) { a->chat = 1; continue; }
+        if (strcmp(f, "--merge_adapter") == 0) { a->merge_adapter = 1; continue; }
+        int known = 0;
+        for (int k = 0; k < NUM_GENERATE_FLAGS; k++) known |= strcmp(f, GENERATE_FLAGS[k]) == 0;
+        if (!known) fail("unknown flag %s (./generate --help lists every flag)", f);
+        if (i + 1 >= argc) fail("%s needs a value", f);
+        const char* v = argv[++i];
+        if (strcmp(f, "--model") == 0) a->model_dir = v;
+        else if (strcmp(f, "--adapter") == 0) a->adapter_dir = v;
+        else if (strcmp(f, "--ids") == 0) a->ids = v;
+        else if (strcmp(f, "--prompt") == 0) a->prompt = v;
+        else if (strcmp(f, "--system") == 0) a->system = v;
+        else if (strcmp(f, "--template") == 0) a->template_name = v;
+        else if (strcmp(f, "--date") == 0) a->date = v;
+        else if (strcmp(f, "--max_new_tokens") == 0) a->max_new_tokens = flag_int(f, v, 1, 1 << 30);
+        else if (strcmp(f, "--temperature") == 0) { a->temperature = (float)flag_number(f, v, 0, 100); a->set_temperature = 1; }
+        else if (strcmp(f, "--top_p") == 0) { a->top_p = (float)flag_number(f, v, 1e-6, 1); a->set_top_p = 1; }
+        else if (strcmp(f, "--top_k") == 0) { a->top_k = flag_int(f, v, 0, 1 << 30); a->set_top_k = 1; }
+        else if (strcmp(f, "--repetition_penalty") == 0) { a->repetition_penalty = (float)flag_number(f, v, 1e-3, 1e3); a->set_repetition_penalty = 1; }
+        else if (strcmp(f, "--seed") == 0) a->seed = (uint64_t)flag_number(f, v, 0, 18446744073709549568.0);
+        else if (strcmp(f, "--context") == 0) a->context = flag_int(f, v, 1, 1 << 30);
+        else if (strcmp(f, "--weights") == 0) a->weights = v;
+        else if (strcmp(f, "--dump_logits") == 0) a->dump_logits = v;
+        else if (strcmp(f, "--dump_ids") == 0) a->dump_ids = v;
+        else if (strcmp(f, "--threads") == 0) a->threads = flag_int(f, v, 1, 1024);
+    }
+    if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); ./generate --help lists every flag");
+    if ((a->ids != NULL) + (a->prompt != NULL) + a->chat != 1) fail("give exactly one of --ids LIST, --prompt TEXT or --chat");
+    if (a->merge_adapter && a->adapter_dir == NULL) fail("--merge_adapter needs --adapter DIR");
+    if (strcmp(a->weights, "auto") != 0 && strcmp(a->weights, "f32") != 0 && strcmp(a->weights, "bf16") != 0) {
+        fail("--weights must be auto, f32 or bf16, got '%s'", a->weights);
+    }
+    if (a->dump_logits && a->chat) fail("--dump_logits writes the logits of one prompt; use it with --ids or --prompt");
+}
+
+// "1,2,3" -> ids (malloc'd); returns the count.
+static int parse_ids(const char* list, int V, int** ids) {
+    int n = 1;
+    for (const char* p = list; *p; p++) n += *p == ',';
+    *ids = malloc_check(n * sizeof(int), "prompt ids");
+    const char* p = list;
+    for (int i = 0; i < n; i++) {
+        char* end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno != 0 || (*end != ',' && *end != '\0')) fail("--ids: '%s' is not a comma-separated list of token ids", list);
+        if (v < 0 || v >= V) fail("--ids: token id %ld is outside the model's vocabulary [0, %d)", v, V);
+        (*ids)[i] = (int)v;
+        p = end + 1;
+    }
+    return n;
+}
+
+// W += s B A for every targeted module, then drop the adapter: the merged model.
+static void model_merge_lora(Model* m) {
+    const LlamaConfig* c = &m->config;
+    int r = m->lora_config.rank;
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        if (!m->lora_config.target[mod]) continue;
+        int in, out;
+        lora_module_dims(c, mod, &in, &out);
+        float* scaled_B = malloc_check((size_t)out * r * sizeof(float), "merge");
+        for (int l = 0; l < c->L; l++) {
+            const float* B = m->lora.B[mod] + (size_t)l * out * r;
+            for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = m->lora_scale * B[e];
+            // W (out,in) += scaled_B (out,r) @ A (r,in)
+            matmul(module_weight(&m->params, c, l, mod), scaled_B, m->lora.A[mod] + (size_t)l * r * in, out, in, r, r, 1, in, 1, in, 1);
+        }
+        free(scaled_B);
+    }
+    m->use_lora = 0;
+}
+
+int main(int argc, char** argv) {
+    GenerateArgs a;
+    parse_generate_args(&a, argc, argv);
+#ifdef _OPENMP
+    if (a.threads > 0) omp_set_num_threads(a.threads);
+#endif
+    Text* text = a.ids ? NULL : text_open(a.model_dir, a.template_name, a.date);  // fails early if tokenizer.json is missing
+    Model model;
+    model_load(&model, a.model_dir);
+    LlamaConfig* c = &model.config;
+    if (a.adapter_dir) {
+        lora_load_adapter(&model, a.adapter_dir, 0);
+        matmul_init();
+        if (a.merge_adapter) model_merge_lora(&model);
+    }
+    int context = a.context ? a.context : (c->max_seq_len < 4096 ? c->max_seq_len : 4096);
+    if (context > c->max_seq_len) fail("--context %d is longer than the model's max_position_embeddings (%d)", context, c->max_seq_len);
+    int dtype = strcmp(a.weights, "bf16") == 0 || (strcmp(a.weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0) ? DTYPE_BF16 : DTYPE_F32;
+    Sampler sampler;
+    StopTokens stop;
+    read_generation_defaults(&model, a.model_dir, &stop, &sampler);
+    if (a.set_temperature) sampler.temperature = a.temperature;
+    if (a.set_top_p) sampler.top_p = a.top_p;
+    if (a.set_top_k) sampler.top_k = a.top_k;
+    if (a.set_repetition_penalty) sampler.repetition_penalty = a.repetition_penalty;
+    sampler_init(&sampler, c->V, a.seed);
+
+    int* prompt = NULL;
+    int n = 0;
+    if (a.ids) n = parse_ids(a.ids, c->V, &prompt);
+    if (a.prompt) {
+        Conversation conv = {0};
+        if (a.system) conversation_add(&conv, "system", a.system);
+        conversation_add(&conv, "user", a.prompt);
+        n = text_render_chat(text, conv.messages, conv.count, &prompt);
+    }
+    if (n > context) {
+        fail("the prompt has %d tokens but the context holds %d; shorten it or raise --context (at most %d, max_position_embeddings)",
+             n, context, c->max_seq_len);
+    }
+    Generator g;
+    generator_create(&g, &model, context, dtype);
+    fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
+            a.model_dir, a.adapter_dir ? (a.merge_adapter ? " + merged adapter " : " + adapter ") : "", a.adapter_dir ? a.adapter_dir : "",
+            c->L, c->C, c->V, DTYPE_NAMES[dtype], context, sampler.temperature, sampler.top_p, sampler.top_k,
+            sampler.repetition_penalty, (unsigned long long)a.seed);
+    if (a.chat) {
+        chat_loop(&g, &sampler, &stop, text, &a);
+        return 0;
+    }
+    Timing t = {0};
+    double t0 = wall_seconds();
+    t.prefill_tokens = generator_extend(&g, prompt, n);
+    t.prefill_seconds = wall_seconds() - t0;
+    if (a.dump_logits) dump_logits(&model, n, a.dump_logits);
+    int* out = malloc_check((size_t)a.max_new_tokens * sizeof(int), "output");
+    int n_out;
+    StopReason reason = generate_tokens(&g, &sampler, &stop, a.max_new_tokens, text, out, &n_out, &t);
+    if (text) text_stream_end(text, stdout, NULL);
+    printf("\n");
+    print_stop_and_timing(reason, out, n_out, a.max_new_tokens, &g, &t);
+    if (a.dump_ids) {
+        int* all = malloc_check((size_t)(n + n_out) * sizeof(int), "ids");
+        memcpy(all, prompt, n * sizeof(int));
+        memcpy(all + n, out, n_out * sizeof(int));
+        write_ids_file(a.dump_ids, all, n + n_out);
+        free(all);
+    }
+    return 0;
+}
+#endif

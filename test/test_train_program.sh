@@ -1,0 +1,48 @@
+#!/bin/bash
+# The training program end to end on the tiny model: resume is bit-identical, outputs
+# are written atomically (a failed write keeps the previous checkpoint), bad output
+# directories and full disks give one clear error. Runs ./train_asan (ASan + UBSan).
+cd "$(dirname "$0")/.."
+export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+tmp=test/tmp/program
+rm -rf "$tmp"; mkdir -p "$tmp"
+passed=0; failed=0
+ok()   { echo "ok     $1"; passed=$((passed + 1)); }
+bad()  { echo "FAIL   $1"; failed=$((failed + 1)); }
+run()  { ./train_asan "$@" > "$tmp/stdout" 2> "$tmp/stderr"; }
+flags="--max_steps 6 --val_size 8 --eval_steps 2 --max_seq_length 32 --learning_rate 1e-2 --lora_target all --lora_dropout 0.1"
+
+# resume: 6 steps straight, versus 3 steps, stop, resume, 3 more
+run $flags --output_dir $tmp/straight && cp $tmp/stdout $tmp/straight.log
+run $flags --output_dir $tmp/resumed --stop_after_steps 3 && cp $tmp/stdout $tmp/first.log
+run $flags --output_dir $tmp/resumed --resume && cp $tmp/stdout $tmp/second.log
+straight=$(grep '^step' $tmp/straight.log | cut -d'|' -f1-3)
+resumed=$(cat $tmp/first.log $tmp/second.log | grep '^step' | cut -d'|' -f1-3)
+if [ -n "$straight" ] && [ "$straight" = "$resumed" ]; then ok "resume: losses of 3 + 3 steps equal 6 straight steps"; else bad "resume: losses differ"; fi
+if cmp -s $tmp/straight/adapter_model.safetensors $tmp/resumed/adapter_model.safetensors; then ok "resume: final adapter bytes identical"; else bad "resume: adapters differ"; fi
+for f in adapter_config.json adapter_model.safetensors checkpoint.safetensors log.jsonl loss.svg; do
+    [ -s $tmp/straight/$f ] && ok "output written: $f" || bad "missing output $f"
+done
+[ "$(wc -l < $tmp/straight/log.jsonl)" = 6 ] && ok "log.jsonl has one record per step" || bad "log.jsonl has $(wc -l < $tmp/straight/log.jsonl) lines"
+
+# a checkpoint write that fails midway (file-size limit) keeps the previous checkpoint
+cp $tmp/resumed/checkpoint.safetensors $tmp/before.safetensors
+(ulimit -f 100; ./train_asan $flags --max_steps 8 --output_dir $tmp/resumed --resume --save_steps 1 > $tmp/stdout 2> $tmp/stderr)
+status=$?
+if [ $status = 1 ] && grep -q "^error: cannot write .*checkpoint.safetensors: File too large" $tmp/stderr && cmp -s $tmp/before.safetensors $tmp/resumed/checkpoint.safetensors \
+   && [ -z "$(ls $tmp/resumed | grep tmp)" ]; then
+    ok "interrupted checkpoint write: clear error, previous checkpoint intact, no temporary file left ($(cat $tmp/stderr))"
+else
+    bad "interrupted checkpoint write: status $status, stderr: $(cat $tmp/stderr)"
+fi
+
+# an output directory that cannot be created or written
+run $flags --output_dir /proc/no_such_dir/out
+if [ $? = 1 ] && grep -q "^error: cannot create directory /proc/no_such_dir" $tmp/stderr && [ "$(wc -l < $tmp/stderr)" = 1 ]; then
+    ok "unwritable output dir: $(cat $tmp/stderr)"; else bad "unwritable output dir: $(cat $tmp/stderr)"; fi
+run $flags --output_dir /dev/full
+if [ $? = 1 ] && grep -q "^error: /dev/full exists and is not a directory" $tmp/stderr; then
+    ok "output dir that is a device: $(cat $tmp/stderr)"; else bad "output dir /dev/full: $(cat $tmp/stderr)"; fi
+
+echo "$passed passed, $failed failed"
+[ $failed = 0 ]
