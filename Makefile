@@ -29,22 +29,29 @@ cjson:
 	  fi; \
 	fi
 
-train: train.c | cjson
-	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+# train.c and generate.c use tokenizer.c as a library (its own main left out)
+TOKENIZER = tokenizer.c tokenizer.h unicode_tables.h
+TOKENIZER_LIB = -DTOKENIZER_NO_MAIN tokenizer.c
 
-train_asan: train.c | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) $< -o $@ $(LDLIBS)
+train: train.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-test_train: test/test_train.c train.c | cjson
-	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+train_asan: train.c $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-test_train_asan: test/test_train.c train.c | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) $< -o $@ $(LDLIBS)
+test_train: test/test_train.c train.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-bench_train: test/bench_train.c train.c | cjson
-	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+test_train_asan: test/test_train.c train.c $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-test: train test_train train_asan test_train_asan
+test_data: test/test_data.c train.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+bench_train: test/bench_train.c train.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/bench_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test: train test_train train_asan test_train_asan test_data
 	@bash test/run_tests.sh
 
 bench: bench_train
@@ -55,5 +62,5 @@ reference:
 	$(PYTHON_TORCH) test/reference.py
 
 clean:
-	rm -f train train_asan test_train test_train_asan bench_train
+	rm -f train train_asan test_train test_train_asan test_data bench_train
 	rm -rf test/tmp

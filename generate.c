@@ -93,7 +93,7 @@ static float dot_row(const void* W, int dtype, size_t row_start, const float* x,
 #endif
 
 void matvec(float* y, const float* x, const void* W, int dtype, int in, int out, int accumulate) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)  // threads only pay off on big ones
     for (int o = 0; o < out; o++) {
         float sum = dot_row(W, dtype, (size_t)o * in, x, in);
         y[o] = accumulate ? y[o] + sum : sum;
@@ -152,6 +152,26 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype) {
     }
     round_to_bf16(dst, p->wlm, lm_numel);  // p->wlm is p->wte when tied: the embeddings are rounded too
     d->lm_head = dst;
+}
+
+// W += s B A for every targeted module, then drop the adapter: the merged model.
+static void model_merge_lora(Model* m) {
+    const LlamaConfig* c = &m->config;
+    int r = m->lora_config.rank;
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        if (!m->lora_config.target[mod]) continue;
+        int in, out;
+        lora_module_dims(c, mod, &in, &out);
+        float* scaled_B = malloc_check((size_t)out * r * sizeof(float), "merge");
+        for (int l = 0; l < c->L; l++) {
+            const float* B = m->lora.B[mod] + (size_t)l * out * r;
+            for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = m->lora_scale * B[e];
+            // W (out,in) += scaled_B (out,r) @ A (r,in)
+            matmul(module_weight(&m->params, c, l, mod), scaled_B, m->lora.A[mod] + (size_t)l * r * in, out, in, r, r, 1, in, 1, in, 1);
+        }
+        free(scaled_B);
+    }
+    m->use_lora = 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -228,7 +248,7 @@ void attention_cached_forward(float* out, float* scores, const float* q, const f
                               const float* v_cache, int p0, int n, int NH, int NKV, int hs, int maxT) {
     float scale = 1.0f / sqrtf((float)hs);
     int group = NH / NKV;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)n * (p0 + n) * NH * hs >= 65536)
     for (int h = 0; h < NH; h++) {
         float* p = scores + (size_t)h * maxT;
         int kvh = h / group;
@@ -468,37 +488,18 @@ static int is_stop_token(const StopTokens* s, int id) {
     return 0;
 }
 
-// The id of an added token such as "<|eot_id|>" in dir/tokenizer.json, or -1 (also when
-// there is no tokenizer.json: the --ids path does not need one).
-int added_token_id(const char* dir, const char* content) {
-    char* path = path_join(dir, "tokenizer.json");
-    int id = -1;
-    if (access(path, R_OK) == 0) {
-        char* text = read_text_file(path, "");
-        cJSON* json = cJSON_Parse(text);
-        if (json == NULL) fail("%s: not valid JSON", path);
-        cJSON* added = cJSON_GetObjectItemCaseSensitive(json, "added_tokens");
-        cJSON* t;
-        cJSON_ArrayForEach(t, added) {
-            cJSON* c = cJSON_GetObjectItemCaseSensitive(t, "content");
-            cJSON* i = cJSON_GetObjectItemCaseSensitive(t, "id");
-            if (cJSON_IsString(c) && cJSON_IsNumber(i) && strcmp(c->valuestring, content) == 0) id = i->valueint;
-        }
-        cJSON_Delete(json);
-        free(text);
-    }
-    free(path);
-    return id;
-}
-
 // Generation stops at config.json's eos_token_id (int or list), generation_config.json's
-// eos_token_id, and <|eot_id|> when the tokenizer has it. generation_config.json also
-// gives the sampling defaults, as in transformers (do_sample false means greedy).
-void read_generation_defaults(const Model* m, const char* dir, StopTokens* stop, Sampler* s) {
+// eos_token_id, and the tokenizer's eos and <|eot_id|> (tokenizer may be NULL).
+// generation_config.json also gives the sampling defaults, as in transformers
+// (do_sample false means greedy).
+void read_generation_defaults(const Model* m, const char* dir, const Tokenizer* tokenizer, StopTokens* stop, Sampler* s) {
     const LlamaConfig* c = &m->config;
     memset(stop, 0, sizeof(*stop));
     for (int i = 0; i < c->num_eos; i++) stop_tokens_add(stop, c->eos_token_ids[i]);
-    stop_tokens_add(stop, added_token_id(dir, "<|eot_id|>"));
+    if (tokenizer != NULL) {
+        stop_tokens_add(stop, tokenizer->eos_id);
+        stop_tokens_add(stop, tokenizer->eot_id);
+    }
     s->temperature = 0.0f;
     s->top_p = 1.0f;
     s->top_k = 0;
@@ -525,42 +526,75 @@ void read_generation_defaults(const Model* m, const char* dir, StopTokens* stop,
 }
 
 // ----------------------------------------------------------------------------
-// the text side: tokenizer.c glue. Everything above works on token ids; these few
-// functions are all that turns text into ids and ids into text.
+// the text side: tokenizer.c (tokenizer.h) turns text into ids with the same chat
+// template code training uses, and streams ids back to text without splitting a UTF-8
+// character. Everything above works on ids only.
 
-typedef struct Text Text;  // tokenizer.c's tokenizer, chat template and streaming decoder
+typedef struct {
+    Tokenizer tokenizer;
+    ChatOptions options;    // template, date; always with the generation prompt
+    StreamDecoder stream;
+    TextBuffer answer;      // the text of the answer being streamed
+} Text;
 
-// Opens dir/tokenizer.json; template_name may be NULL (chosen from the tokenizer).
-static Text* text_open(const char* dir, const char* template_name, const char* date) {
+// Loads dir/tokenizer.json. Without one: an error when required (text in or out),
+// otherwise NULL (the --ids path needs no tokenizer).
+Text* text_open(const char* dir, const char* template_name, const char* date, int required, int V) {
     char* path = path_join(dir, "tokenizer.json");
-    if (access(path, R_OK) != 0) {
+    int present = access(path, R_OK) == 0;
+    if (!present && required) {
         fail("%s: not found; --prompt and --chat need the model's tokenizer.json (or give token ids with --ids)", path);
     }
-    (void)template_name;
-    (void)date;
-    fail("%s: this build of generate has no tokenizer yet (tokenizer.c is not wired in); give token ids with --ids", path);
     free(path);
-    return NULL;
+    if (!present) return NULL;
+    Text* text = calloc(1, sizeof(Text));
+    if (text == NULL) fail("out of memory loading the tokenizer");
+    tokenizer_load(&text->tokenizer, dir);
+    if (text->tokenizer.vocab_size > V) {
+        fail("%s/tokenizer.json: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong to this model",
+             dir, text->tokenizer.vocab_size, V);
+    }
+    text->options = chat_options_default(&text->tokenizer);
+    if (template_name) text->options.template_kind = chat_template_from_name(template_name);
+    text->options.date = date;
+    text->options.add_generation_prompt = 1;
+    stream_decoder_init(&text->stream, &text->tokenizer, 1);
+    return text;
 }
 
-// Renders the conversation with the chat template, ending with the generation prompt
-// (the assistant header); returns the number of ids written to *ids (malloc'd).
-static int text_render_chat(Text* t, const Message* messages, int n, int** ids) {
-    (void)t; (void)messages; (void)n; (void)ids;
-    fail("internal error: chat templates need tokenizer.c");
-    return 0;
+// The conversation through the chat template, ending with the assistant header (the
+// generation prompt); returns the number of ids written to *ids (malloc'd).
+int text_render_chat(Text* t, const Message* messages, int n, int** ids) {
+    ChatMessage* chat = malloc_check((n + 1) * sizeof(ChatMessage), "chat");
+    for (int i = 0; i < n; i++) chat[i] = (ChatMessage){messages[i].role, messages[i].content};
+    Tokens rendered = {0};
+    chat_render(&t->tokenizer, &t->options, chat, n, &rendered);
+    *ids = malloc_check((rendered.n + 1) * sizeof(int), "prompt ids");
+    memcpy(*ids, rendered.ids, rendered.n * sizeof(int));
+    int count = (int)rendered.n;
+    tokens_free(&rendered);
+    free(chat);
+    return count;
 }
 
-// Writes the text of token id to out, holding back an incomplete UTF-8 character until
-// the tokens that complete it arrive.
-static void text_stream_token(Text* t, int id, FILE* out) {
-    (void)t; (void)id; (void)out;
+// Prints the text of token id, holding back an incomplete UTF-8 character until the
+// tokens that complete it arrive.
+void text_stream_token(Text* t, int id, FILE* out) {
+    const char* s = stream_decoder_push(&t->stream, id);
+    fputs(s, out);
+    text_append(&t->answer, s, strlen(s));
 }
 
-// Writes whatever the stream still holds and resets it; appends the text of the whole
-// answer to *answer (malloc'd) so the chat history keeps it.
-static void text_stream_end(Text* t, FILE* out, char** answer) {
-    (void)t; (void)out; (void)answer;
+// Prints what the stream still holds and starts a new answer; *answer (when not NULL)
+// gets the whole answer's text (malloc'd), for the chat history.
+void text_stream_end(Text* t, FILE* out, char** answer) {
+    const char* s = stream_decoder_flush(&t->stream);
+    fputs(s, out);
+    text_append(&t->answer, s, strlen(s));
+    if (answer) *answer = strdup(t->answer.data ? t->answer.data : "");
+    text_free(&t->answer);
+    stream_decoder_free(&t->stream);
+    stream_decoder_init(&t->stream, &t->tokenizer, 1);
 }
 
 // ----------------------------------------------------------------------------
@@ -573,12 +607,12 @@ typedef struct {
     int prefill_tokens, decode_tokens;
 } Timing;
 
-// Samples up to max_new tokens after the context in g, printing each (as text through
-// text, or as an id when text is NULL) and storing it in out (max_new). The end token
+// Samples up to max_new tokens after the context in g, storing each in out (max_new) and
+// printing it to stream (unless NULL): as text through text, or as an id when text is NULL. The end token
 // that stops generation is stored, not printed, and not forwarded (the next chat turn's
 // prompt starts with it, so it is forwarded then). Returns why it stopped.
 StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int max_new, Text* text,
-                           int* out, int* n_out, Timing* timing) {
+                           FILE* stream, int* out, int* n_out, Timing* timing) {
     int V = g->model->config.V;
     double t0 = wall_seconds();
     StopReason reason = STOP_MAX_TOKENS;
@@ -588,9 +622,9 @@ StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int
         int id = sample_token(s, g->sample_logits, V, g->tokens, g->pos);
         out[(*n_out)++] = id;
         if (is_stop_token(stop, id)) { reason = STOP_END_TOKEN; break; }
-        if (text != NULL) text_stream_token(text, id, stdout);
-        else printf("%s%d", *n_out > 1 ? " " : "", id);
-        fflush(stdout);
+        if (stream != NULL && text != NULL) text_stream_token(text, id, stream);
+        if (stream != NULL && text == NULL) fprintf(stream, "%s%d", *n_out > 1 ? " " : "", id);
+        if (stream != NULL) fflush(stream);
         if (*n_out == max_new) break;
         if (g->pos == g->maxT) { reason = STOP_CONTEXT_FULL; break; }
         generator_forward(g, &id, 1);
@@ -600,7 +634,7 @@ StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int
     return reason;
 }
 
-static void print_stop_and_timing(StopReason reason, const int* out, int n_out, int max_new, const Generator* g, const Timing* t) {
+void print_stop_and_timing(StopReason reason, const int* out, int n_out, int max_new, const Generator* g, const Timing* t) {
     if (reason == STOP_END_TOKEN) fprintf(stderr, "[stopped: end token %d]", out[n_out - 1]);
     else if (reason == STOP_MAX_TOKENS) fprintf(stderr, "[stopped: %d new tokens (--max_new_tokens)]", max_new);
     else fprintf(stderr, "[stopped: the context of %d tokens is full (--context)]", g->maxT);
@@ -610,7 +644,7 @@ static void print_stop_and_timing(StopReason reason, const int* out, int n_out, 
 }
 
 // Writes the prefill logits (n, V) as raw little-endian float32, row-major.
-static void dump_logits(const Model* m, int n, const char* path) {
+void dump_logits(const Model* m, int n, const char* path) {
     uint32_t probe = 1;
     if (*(uint8_t*)&probe != 1) fail("--dump_logits writes little-endian float32 and this machine is big-endian");
     FileWriter w;
@@ -619,15 +653,15 @@ static void dump_logits(const Model* m, int n, const char* path) {
     file_writer_close(&w);
 }
 
-static void write_ids_file(const char* path, const int* ids, int n) {
-    size_t size = (size_t)n * 12 + 2, used = 0;
-    char* text = malloc_check(size, "ids");
-    text[0] = '\0';
-    for (int i = 0; i < n; i++) used += snprintf(text + used, size - used, "%s%d", i ? " " : "", ids[i]);
-    snprintf(text + used, size - used, "\n");
-    write_text_file(path, text);
-    free(text);
+// Appends one line to path: the prompt's ids then the answer's, space-separated.
+void append_ids_line(const char* path, const int* prompt, int n, const int* answer, int n_answer) {
+    FILE* f = fopen(path, "a");
+    if (f == NULL) fail("cannot write %s: %s", path, strerror(errno));
+    for (int i = 0; i < n + n_answer; i++) fprintf(f, "%s%d", i ? " " : "", i < n ? prompt[i] : answer[i - n]);
+    if (fprintf(f, "\n") < 0 || fclose(f) != 0) fail("cannot write %s: %s", path, strerror(errno));
 }
+
+#ifndef GENERATE_NO_MAIN  // the chat loop and main; tests include everything above
 
 // ----------------------------------------------------------------------------
 // chat: read a line, render the whole conversation with the training template, forward
@@ -737,20 +771,14 @@ static void chat_loop(Generator* g, Sampler* s, const StopTokens* stop, Text* te
         t.prefill_tokens = generator_extend(g, ids, n);
         t.prefill_seconds = wall_seconds() - t0;
         int n_out;
-        StopReason reason = generate_tokens(g, s, stop, a->max_new_tokens, text, out, &n_out, &t);
+        StopReason reason = generate_tokens(g, s, stop, a->max_new_tokens, text, stdout, out, &n_out, &t);
         char* answer = NULL;
         text_stream_end(text, stdout, &answer);
         printf("\n");
         fflush(stdout);
         print_stop_and_timing(reason, out, n_out, a->max_new_tokens, g, &t);
         conversation_add(&conv, "assistant", answer ? answer : "");
-        if (a->dump_ids) {  // the conversation so far: the rendered prompt and the answer's ids
-            int* all = malloc_check((size_t)(n + n_out) * sizeof(int), "ids");
-            memcpy(all, ids, n * sizeof(int));
-            memcpy(all + n, out, n_out * sizeof(int));
-            write_ids_file(a->dump_ids, all, n + n_out);
-            free(all);
-        }
+        if (a->dump_ids) append_ids_line(a->dump_ids, ids, n, out, n_out);  // one line per turn
         free(answer);
         free(ids);
     }
@@ -760,7 +788,6 @@ static void chat_loop(Generator* g, Sampler* s, const StopTokens* stop, Text* te
 // ----------------------------------------------------------------------------
 // main
 
-#ifndef GENERATE_NO_MAIN
 
 static void usage(void) {
     printf("usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] (--ids 1,2,3 | --prompt TEXT | --chat) [flags]\n"
@@ -780,7 +807,7 @@ static void usage(void) {
            "  --context N              KV cache length in tokens (default min(4096, max_position_embeddings))\n"
            "  --weights auto|f32|bf16  how decode reads the weights (auto: bf16 for bfloat16 checkpoints)\n"
            "  --dump_logits FILE       write the prompt's logits as raw little-endian float32, T x V row-major\n"
-           "  --dump_ids FILE          write the whole token sequence (prompt and answer) as ids\n"
+           "  --dump_ids FILE          append the whole token sequence (prompt and answer) as a line of ids, per turn\n"
            "  --threads N              OpenMP threads (default: all cores)\n"
            "Prefill and decode tokens/s and the reason generation stopped go to stderr.\n");
 }
@@ -863,36 +890,16 @@ static int parse_ids(const char* list, int V, int** ids) {
     return n;
 }
 
-// W += s B A for every targeted module, then drop the adapter: the merged model.
-static void model_merge_lora(Model* m) {
-    const LlamaConfig* c = &m->config;
-    int r = m->lora_config.rank;
-    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
-        if (!m->lora_config.target[mod]) continue;
-        int in, out;
-        lora_module_dims(c, mod, &in, &out);
-        float* scaled_B = malloc_check((size_t)out * r * sizeof(float), "merge");
-        for (int l = 0; l < c->L; l++) {
-            const float* B = m->lora.B[mod] + (size_t)l * out * r;
-            for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = m->lora_scale * B[e];
-            // W (out,in) += scaled_B (out,r) @ A (r,in)
-            matmul(module_weight(&m->params, c, l, mod), scaled_B, m->lora.A[mod] + (size_t)l * r * in, out, in, r, r, 1, in, 1, in, 1);
-        }
-        free(scaled_B);
-    }
-    m->use_lora = 0;
-}
-
 int main(int argc, char** argv) {
     GenerateArgs a;
     parse_generate_args(&a, argc, argv);
 #ifdef _OPENMP
     if (a.threads > 0) omp_set_num_threads(a.threads);
 #endif
-    Text* text = a.ids ? NULL : text_open(a.model_dir, a.template_name, a.date);  // fails early if tokenizer.json is missing
     Model model;
     model_load(&model, a.model_dir);
     LlamaConfig* c = &model.config;
+    Text* text = text_open(a.model_dir, a.template_name, a.date, a.ids == NULL, c->V);
     if (a.adapter_dir) {
         lora_load_adapter(&model, a.adapter_dir, 0);
         matmul_init();
@@ -903,7 +910,7 @@ int main(int argc, char** argv) {
     int dtype = strcmp(a.weights, "bf16") == 0 || (strcmp(a.weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0) ? DTYPE_BF16 : DTYPE_F32;
     Sampler sampler;
     StopTokens stop;
-    read_generation_defaults(&model, a.model_dir, &stop, &sampler);
+    read_generation_defaults(&model, a.model_dir, text ? &text->tokenizer : NULL, &stop, &sampler);
     if (a.set_temperature) sampler.temperature = a.temperature;
     if (a.set_top_p) sampler.top_p = a.top_p;
     if (a.set_top_k) sampler.top_k = a.top_k;
@@ -940,17 +947,12 @@ int main(int argc, char** argv) {
     if (a.dump_logits) dump_logits(&model, n, a.dump_logits);
     int* out = malloc_check((size_t)a.max_new_tokens * sizeof(int), "output");
     int n_out;
-    StopReason reason = generate_tokens(&g, &sampler, &stop, a.max_new_tokens, text, out, &n_out, &t);
-    if (text) text_stream_end(text, stdout, NULL);
+    Text* output_text = a.ids ? NULL : text;  // --ids prints ids
+    StopReason reason = generate_tokens(&g, &sampler, &stop, a.max_new_tokens, output_text, stdout, out, &n_out, &t);
+    if (output_text) text_stream_end(output_text, stdout, NULL);
     printf("\n");
     print_stop_and_timing(reason, out, n_out, a.max_new_tokens, &g, &t);
-    if (a.dump_ids) {
-        int* all = malloc_check((size_t)(n + n_out) * sizeof(int), "ids");
-        memcpy(all, prompt, n * sizeof(int));
-        memcpy(all + n, out, n_out * sizeof(int));
-        write_ids_file(a.dump_ids, all, n + n_out);
-        free(all);
-    }
+    if (a.dump_ids) append_ids_line(a.dump_ids, prompt, n, out, n_out);
     return 0;
 }
 #endif

@@ -30,6 +30,7 @@ Shape letters used everywhere:
 #include <omp.h>
 #endif
 #include <cjson/cJSON.h>
+#include "tokenizer.h"
 
 // ----------------------------------------------------------------------------
 // errors and checked wrappers: one line naming the file and the problem, exit 1
@@ -1082,6 +1083,15 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
             dst += (size_t)rows * (cols ? cols : 1);
         }
     }
+}
+
+// Checks that the weight files hold every tensor the config implies, with its shape.
+void model_check_weights(const char* dir, const LlamaConfig* c) {
+    SafeTensors* files;
+    int num_files = open_weight_files(&files, dir);
+    read_weights(files, num_files, c, dir, NULL);
+    for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
+    free(files);
 }
 
 // Reads every parameter of the config from the model directory into fp32. Shapes are
@@ -2170,6 +2180,114 @@ int batches_per_epoch(const Examples* ex, const int* order, int n, int B, int T,
 }
 
 // ----------------------------------------------------------------------------
+// examples: conversations through the model's chat template (tokenizer.c) into ids and
+// a loss mask. Text for continued pre-training is cut into windows of T+1 tokens.
+
+typedef struct {
+    int truncated, dropped, untrained, windows;
+} ExampleCounts;
+
+static void examples_add(Examples* ex, const int* ids, const unsigned char* mask, int len) {
+    ex->items = realloc(ex->items, (ex->count + 1) * sizeof(Example));
+    if (ex->items == NULL) fail("out of memory tokenizing the dataset");
+    Example* e = &ex->items[ex->count++];
+    e->len = len;
+    e->ids = malloc(len * sizeof(int));
+    e->train = malloc(len);
+    if (e->ids == NULL || e->train == NULL) fail("out of memory tokenizing the dataset");
+    memcpy(e->ids, ids, len * sizeof(int));
+    memcpy(e->train, mask, len);
+}
+
+// Keeps one rendered conversation: at most T+1 tokens (T inputs and their next-token
+// targets), and only if some target is trained.
+static void examples_add_rendered(Examples* ex, const Tokens* t, int T, int drop_long, ExampleCounts* counts) {
+    int len = (int)t->n;
+    if (len > T + 1) {
+        if (drop_long) { counts->dropped++; return; }
+        counts->truncated++;
+        len = T + 1;
+    }
+    int trained = 0;
+    for (int i = 1; i < len; i++) trained += t->mask[i];
+    if (trained == 0) { counts->untrained++; return; }
+    examples_add(ex, t->ids, t->mask, len);
+}
+
+// Plain text: BOS + text + EOS, every token a target, in windows of T+1 that overlap by
+// one token so each token is predicted exactly once.
+static void examples_add_text(Examples* ex, const Tokenizer* tok, const char* text, int T, ExampleCounts* counts) {
+    Tokens t = {0};
+    if (tok->bos_id >= 0) tokens_push(&t, tok->bos_id, 0);
+    tokenizer_encode_ordinary(tok, text, strlen(text), &t);
+    if (tok->eos_id >= 0) tokens_push(&t, tok->eos_id, 1);
+    for (size_t i = 1; i < t.n; i++) t.mask[i] = 1;
+    for (size_t start = 0; start + 1 < t.n; start += T) {
+        int len = (int)(t.n - start < (size_t)T + 1 ? t.n - start : (size_t)T + 1);
+        examples_add(ex, t.ids + start, t.mask + start, len);
+        counts->windows++;
+    }
+    tokens_free(&t);
+}
+
+// Renders a conversation. Outside the Alpaca template, an Alpaca "input" joins the
+// instruction on a new line, as LLaMA-Factory does.
+static void render_conversation(const Tokenizer* tok, const ChatOptions* opt, const Conversation* conv, Tokens* out) {
+    ChatMessage* messages = malloc((conv->count + 1) * sizeof(ChatMessage));
+    char* joined = NULL;
+    int n = 0;
+    for (int i = 0; i < conv->count; i++) {
+        const Message* m = &conv->messages[i];
+        if (strcmp(m->role, "input") == 0 && opt->template_kind != CHAT_ALPACA && n > 0) {
+            size_t size = strlen(messages[n - 1].content) + strlen(m->content) + 2;
+            joined = malloc(size);
+            snprintf(joined, size, "%s\n%s", messages[n - 1].content, m->content);
+            messages[n - 1].content = joined;
+            continue;
+        }
+        messages[n++] = (ChatMessage){m->role, m->content};
+    }
+    chat_render(tok, opt, messages, n, out);
+    free(joined);
+    free(messages);
+}
+
+// Reads every file of a comma-separated list and renders it with the chat template.
+void examples_load(Examples* ex, const char* files, const Tokenizer* tok, const ChatOptions* opt, int T, int drop_long) {
+    memset(ex, 0, sizeof(*ex));
+    ExampleCounts counts = {0};
+    char* list = strdup(files);
+    int records = 0;
+    for (char* path = strtok(list, ","); path != NULL; path = strtok(NULL, ",")) {
+        Dataset d;
+        dataset_load(&d, path);
+        records += d.count;
+        for (int i = 0; i < d.count; i++) {
+            Conversation* conv = &d.items[i];
+            if (conv->count == 1 && strcmp(conv->messages[0].role, "text") == 0) {
+                examples_add_text(ex, tok, conv->messages[0].content, T, &counts);
+                continue;
+            }
+            Tokens t = {0};
+            render_conversation(tok, opt, conv, &t);
+            examples_add_rendered(ex, &t, T, drop_long, &counts);
+            tokens_free(&t);
+        }
+        printf("data: %s: %d records (template %s)\n", path, d.count, chat_template_name(opt->template_kind));
+    }
+    free(list);
+    if (counts.truncated) printf("data: %d examples longer than %d tokens were truncated (--drop_long drops them instead)\n", counts.truncated, T);
+    if (counts.dropped) printf("data: %d examples longer than %d tokens were dropped\n", counts.dropped, T);
+    if (counts.untrained) printf("data: %d examples had no token to train on and were skipped\n", counts.untrained);
+    if (counts.windows) printf("data: plain text cut into %d windows of up to %d tokens\n", counts.windows, T);
+    if (ex->count == 0) {
+        fail("%s: none of the %d examples can be trained on: %s", files, records,
+             counts.dropped ? "every example is longer than --max_seq_length (raise it, or drop --drop_long to truncate)"
+                            : "every target is masked (is the assistant's reply empty, or cut off by --max_seq_length?)");
+    }
+}
+
+// ----------------------------------------------------------------------------
 // learning-rate schedules, as Hugging Face's: linear warmup from 0, then cosine or
 // linear decay to min_lr, or constant. step counts from 0.
 
@@ -2403,7 +2521,7 @@ static const Flag FLAGS[] = {
     {"--max_steps", NULL, FLAG_INT, ARG(max_steps), 0, 1e9, "optimizer steps; 0 = from --num_train_epochs"},
     {"--per_device_train_batch_size", "--batch_size", FLAG_INT, ARG(batch_size), 1, 65536, "sequences per micro-batch"},
     {"--gradient_accumulation_steps", NULL, FLAG_INT, ARG(gradient_accumulation_steps), 1, 65536, "micro-batches per optimizer step"},
-    {"--max_seq_length", "--cutoff_len", FLAG_INT, ARG(max_seq_length), 2, 1 << 20, "tokens per sequence; longer examples are truncated or dropped"},
+    {"--max_seq_length", "--cutoff_len", FLAG_INT, ARG(max_seq_length), 0, 1 << 20, "tokens per sequence, longer examples are truncated or dropped; 0 = 512 or the model's context if shorter"},
     {"--drop_long", NULL, FLAG_BOOL, ARG(drop_long), 0, 1, "drop over-long examples instead of truncating them"},
     {"--packing", NULL, FLAG_BOOL, ARG(packing), 0, 1, "pack several examples per row (block-causal, positions reset)"},
     {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "train on prompts too, not only the assistant's replies"},
@@ -2428,7 +2546,7 @@ static void train_args_defaults(TrainArgs* a) {
                      .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
                      .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f,
                      .lr_scheduler_type = "cosine", .num_train_epochs = 3.0f, .batch_size = 4,
-                     .gradient_accumulation_steps = 1, .max_seq_length = 512, .max_grad_norm = 1.0f, .seed = 42,
+                     .gradient_accumulation_steps = 1, .max_seq_length = 0, .max_grad_norm = 1.0f, .seed = 42,
                      .val_size = 0.0f, .date = ""};
 }
 
@@ -2536,7 +2654,6 @@ static int parse_schedule(const char* name) {
 // ----------------------------------------------------------------------------
 // main: the training run
 
-static void load_examples(Examples* ex, const TrainArgs* a, const LlamaConfig* c) { (void)ex; (void)a; (void)c; fail("--data is not supported yet: the tokenizer is still being written; run without --data for the built-in sequence"); }
 
 // MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
 static double available_memory(void) {
@@ -2613,15 +2730,28 @@ int main(int argc, char** argv) {
     parse_lora_target(&lc, a.lora_target);
     int schedule = parse_schedule(a.lr_scheduler_type);
     if (a.full_finetune && *a.init_adapter) fail("--init_adapter and --full_finetune cannot be combined");
-    int B = a.batch_size, T = a.max_seq_length;
-
     LlamaConfig config;
     config_load(&config, a.model_dir);
+    if (a.max_seq_length == 0) a.max_seq_length = config.max_seq_len < 512 ? config.max_seq_len : 512;
+    int B = a.batch_size, T = a.max_seq_length;
+    if (T < 2) fail("--max_seq_length must be at least 2");
     if (T > config.max_seq_len) fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", T, config.max_seq_len);
     Examples all = {0};
     int pad_id = config.num_eos > 0 ? config.eos_token_ids[0] : 0;
     if (*a.data) {
-        load_examples(&all, &a, &config);
+        Tokenizer tok;
+        tokenizer_load(&tok, a.model_dir);
+        if (tok.vocab_size > config.V) {
+            fail("%s: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong to this model",
+                 tok.path, tok.vocab_size, config.V);
+        }
+        ChatOptions opt = chat_options_default(&tok);
+        if (strcmp(a.template_name, "auto") != 0) opt.template_kind = chat_template_from_name(a.template_name);
+        opt.date = *a.date ? a.date : NULL;
+        opt.train_on_inputs = a.train_on_inputs;
+        examples_load(&all, a.data, &tok, &opt, T, a.drop_long);
+        if (tok.eos_id >= 0) pad_id = tok.eos_id;
+        tokenizer_free(&tok);
     } else {
         printf("no --data given: training on a built-in repeating token sequence\n");
         builtin_examples(&all, config.V, T);
@@ -2638,6 +2768,7 @@ int main(int argc, char** argv) {
     }
     printf("data: %d training examples, %d validation examples\n", train.count, val.count);
 
+    model_check_weights(a.model_dir, &config);
     make_directory(a.output_dir);
     char* probe = path_join(a.output_dir, ".write_test");
     write_text_file(probe, "ok\n");

@@ -34,6 +34,7 @@ run_suite() {
 run_suite "train.c vs PyTorch reference (test_train)" ./test_train
 run_suite "train.c vs PyTorch reference under AddressSanitizer+UBSan (test_train_asan)" env OMP_NUM_THREADS=2 ./test_train_asan
 run_suite "bad input (train_asan)" bash test/test_bad_input.sh
+run_suite "datasets, templates and loss masks (test_data)" ./test_data
 run_suite "training program: resume, atomic outputs, output errors (train_asan)" bash test/test_train_program.sh
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py

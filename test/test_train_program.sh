@@ -44,5 +44,46 @@ run $flags --output_dir /dev/full
 if [ $? = 1 ] && grep -q "^error: /dev/full exists and is not a directory" $tmp/stderr; then
     ok "output dir that is a device: $(cat $tmp/stderr)"; else bad "output dir /dev/full: $(cat $tmp/stderr)"; fi
 
+# datasets through the chat model made by test_data (test/tmp/chat_model)
+model=test/tmp/chat_model
+data=test/tmp/data
+if [ -f $model/tokenizer.json ]; then
+    run --model $model --data $data/chat.jsonl,$data/qa.csv --output_dir $tmp/chat --max_steps 4 --per_device_train_batch_size 2 \
+        --gradient_accumulation_steps 2 --packing --max_seq_length 128 --learning_rate 1e-2 --merge
+    if [ $? = 0 ] && grep -q "^step 4/4" $tmp/stdout && [ -s $tmp/chat/merged/model.safetensors ] && [ -s $tmp/chat/merged/tokenizer.json ]; then
+        ok "train on chat JSONL + CSV with packing and gradient accumulation, then --merge"
+    else bad "training on a dataset: $(tail -3 $tmp/stdout) $(cat $tmp/stderr)"; fi
+
+    expect_error() {  # name, expected stderr pattern, flags...
+        local name=$1 pattern=$2; shift 2
+        rm -rf $tmp/fail
+        run --model $model --output_dir $tmp/fail --max_steps 1 "$@"
+        local status=$?
+        if [ $status = 1 ] && [ "$(wc -l < $tmp/stderr)" = 1 ] && grep -q -- "$pattern" $tmp/stderr && [ ! -e $tmp/fail/adapter_model.safetensors ]; then
+            ok "$name: $(cat $tmp/stderr)"
+        else
+            bad "$name: status $status, stderr: $(cat $tmp/stderr)"
+        fi
+    }
+    printf 'question,answer\n"unterminated,oops\n' > $tmp/unterminated.csv
+    expect_error "CSV with an unterminated quote" "unterminated.csv line 2: unterminated quoted field" --data $tmp/unterminated.csv
+    printf 'query,reply\nhi,hello\n' > $tmp/columns.csv
+    expect_error "CSV with missing columns" "columns.csv: header has columns query,reply; expected" --data $tmp/columns.csv
+    printf '{"instruction": "Say hi"}\n' > $tmp/missing.jsonl
+    expect_error "JSON record with a missing field" 'missing.jsonl line 1: has "instruction" or "output" but not both' --data $tmp/missing.jsonl
+    : > $tmp/empty.jsonl
+    expect_error "empty dataset" "empty.jsonl: the dataset has no examples" --data $tmp/empty.jsonl
+    expect_error "every example longer than --max_seq_length" "every example is longer than --max_seq_length" --data $data/chat.jsonl --max_seq_length 8 --drop_long
+    expect_error "unknown template" "unknown" --data $data/qa.csv --template llama9
+    expect_error "missing dataset file" "cannot open $tmp/nope.csv" --data $tmp/nope.csv
+    mkdir -p $tmp/small_vocab && cp $model/tokenizer.json $model/tokenizer_config.json $model/model.safetensors $tmp/small_vocab/
+    sed 's/"vocab_size": [0-9]*/"vocab_size": 100/' $model/config.json > $tmp/small_vocab/config.json
+    rm -rf $tmp/fail; ./train_asan --model $tmp/small_vocab --data $data/qa.csv --output_dir $tmp/fail --max_steps 1 > $tmp/stdout 2> $tmp/stderr
+    if [ $? = 1 ] && grep -q "the tokenizer does not belong to this model" $tmp/stderr; then ok "tokenizer larger than the model's vocabulary: $(cat $tmp/stderr)"
+    else bad "tokenizer/vocab mismatch: $(cat $tmp/stderr)"; fi
+else
+    bad "test/tmp/chat_model is missing: run ./test_data first"
+fi
+
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]

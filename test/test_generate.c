@@ -1,0 +1,413 @@
+/*
+test_generate.c: checks generate.c's KV-cached decode against train.c's model_forward.
+
+On the tiny reference models in test/models it compares logits from the prefill, from
+token-by-token decode, from cached chunks and from a cache reused for a longer prompt
+with model_forward's logits for the same tokens (max abs error printed next to the
+tolerance); BF16 decode weights against the same model's fp32 forward; an unmerged
+adapter against model_forward with the adapter and against the merged model; greedy
+output across runs and thread counts; the matvec kernels against the naive one; the
+sampler. It also writes the fixtures test/test_generate.sh uses into test/tmp/generate.
+Run from the repository root: ./test_generate
+*/
+#define GENERATE_NO_MAIN  // generate.c (and train.c) as a library
+#include "../generate.c"
+
+#define TOLERANCE 1e-5
+#define FIXTURES "test/tmp/generate"
+
+static int passed = 0, failed = 0;
+
+static void check(int ok, const char* what) {
+    printf("%-6s %s\n", ok ? "ok" : "FAIL", what);
+    if (ok) passed++; else failed++;
+}
+
+static double max_abs_diff(const float* a, const float* b, size_t n) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= worst)) worst = e;  // NaN makes it NaN, which fails every comparison
+    }
+    return worst;
+}
+
+static void check_close(const char* what, double err, double tol) {
+    char line[256];
+    snprintf(line, sizeof(line), "%-66s max abs err %.2e  tol %.1e", what, err, tol);
+    check(err <= tol, line);
+}
+
+// A prompt of T token ids, the same every run.
+static void test_tokens(int* tokens, int T, int V, uint32_t salt) {
+    for (int t = 0; t < T; t++) tokens[t] = (int)(mix32((uint32_t)t * 7919u + salt) % (uint32_t)V);
+}
+
+// model_forward's logits (T, V) for tokens, copied out of the activations.
+static float* forward_logits(Model* m, const int* tokens, int T) {
+    float* logits = malloc_check((size_t)T * m->config.V * sizeof(float), "test");
+    model_forward(m, tokens, NULL, NULL, 1, T, 0);
+    memcpy(logits, m->acts.logits, (size_t)T * m->config.V * sizeof(float));
+    return logits;
+}
+
+// Feeds tokens[0..T) to a fresh cache: `prefill` of them through generator_extend,
+// then chunks of `chunk` tokens, then one at a time; returns the worst logit error
+// against ref (T, V) over every position whose logits the generator produced.
+static double decode_error(Generator* g, const int* tokens, int T, const float* ref, int prefill, int chunk) {
+    int V = g->model->config.V;
+    g->pos = 0;
+    double worst = 0.0;
+    int t = 0;
+    if (prefill > 0) {
+        generator_extend(g, tokens, prefill);
+        t = prefill;
+        double e = max_abs_diff(g->logits, ref + (size_t)(t - 1) * V, V);
+        if (!(e <= worst)) worst = e;
+    }
+    while (t < T) {
+        int n = chunk > 1 && T - t >= chunk ? chunk : 1;
+        generator_forward(g, tokens + t, n);
+        t += n;
+        double e = max_abs_diff(g->logits, ref + (size_t)(t - 1) * V, V);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+static void load_model(Model* m, Generator* g, const char* dir, const char* adapter, int dtype) {
+    model_load(m, dir);
+    if (adapter) lora_load_adapter(m, adapter, 0);
+    generator_create(g, m, m->config.max_seq_len, dtype);
+}
+
+// Greedy ids after the prompt (max_new of them), from a fresh cache.
+static int greedy(Generator* g, const int* prompt, int n, int* out, int max_new) {
+    Sampler s = {.temperature = 0.0f, .top_p = 1.0f, .repetition_penalty = 1.0f};
+    sampler_init(&s, g->model->config.V, 1);
+    StopTokens none = {.n = 0};
+    Timing t = {0};
+    int n_out;
+    g->pos = 0;
+    generator_extend(g, prompt, n);
+    generate_tokens(g, &s, &none, max_new, NULL, NULL, out, &n_out, &t);
+    free(s.candidates);
+    free(s.seen);
+    return n_out;
+}
+
+// ----------------------------------------------------------------------------
+// fixtures: an adapter for tiny (every module, random B so it changes the output), the
+// merged model, an adapter for a differently shaped base, a model dir without weights
+
+static void make_fixtures(void) {
+    make_directory(FIXTURES);
+    Model m;
+    model_load(&m, "test/models/tiny");
+    matmul_init();
+    LoraConfig lc = {.rank = 4, .alpha = 8.0f, .dropout = 0.05f};
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc.target[mod] = 1;
+    model_init_lora(&m, &lc, 7);
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        int in, out;
+        lora_module_dims(&m.config, mod, &in, &out);
+        size_t n = (size_t)m.config.L * out * lc.rank;
+        for (size_t e = 0; e < n; e++) m.lora.B[mod][e] = hash_uniform(11, mod, (uint32_t)e, 0.3f);
+    }
+    lora_save_adapter(&m, FIXTURES "/adapter", "test/models/tiny");
+    model_save_merged(&m, "test/models/tiny", FIXTURES "/merged");
+
+    LlamaConfig other = m.config;  // hidden 32 instead of 48: every A and B has another shape
+    other.C = 32;
+    Model o;
+    model_create(&o, &other);
+    model_init_lora(&o, &lc, 7);
+    lora_save_adapter(&o, FIXTURES "/adapter_other_base", "a model with hidden_size 32");
+
+    char* config;
+    char* at;
+    make_directory(FIXTURES "/no_weights");
+    copy_file("test/models/tiny/config.json", FIXTURES "/no_weights/config.json");
+
+    // a tiny random model with a trained 556-token byte-level BPE tokenizer, for the chat test
+    make_directory(FIXTURES "/chat_model");
+    const char* sentences[] = {"Hello there, how are you today? ", "I am fine, thank you. ", "The quick brown fox jumps over the lazy dog. ",
+                               "What is the capital of France? Paris is. ", "Tell me a story about a cat.\n"};
+    TextBuffer corpus = {0};
+    for (int i = 0; i < 400; i++) text_append(&corpus, sentences[i % 5], strlen(sentences[i % 5]));
+    tokenizer_train(corpus.data, corpus.len, 300, FIXTURES "/chat_model");
+    text_free(&corpus);
+    Tokenizer tok;
+    tokenizer_load(&tok, FIXTURES "/chat_model");
+    LlamaConfig cc = m.config;
+    cc.V = tok.vocab_size;
+    cc.num_eos = 0;
+    Model chat;
+    model_create(&chat, &cc);
+    for (size_t i = 0; i < chat.num_parameters; i++) chat.params_memory[i] = hash_uniform(21, 0, (uint32_t)i, 0.3f);
+    for (size_t i = 0; i < (size_t)cc.L * cc.C; i++) chat.params.ln1[i] = chat.params.ln2[i] = 1.0f;
+    config = read_text_file("test/models/tiny/config.json", "");
+    at = strstr(config, "\"vocab_size\": 301");
+    if (at == NULL) fail("test/models/tiny/config.json: expected \"vocab_size\": 301");
+    char vocab[32];
+    snprintf(vocab, sizeof(vocab), "\"vocab_size\": %d", tok.vocab_size);
+    if (strlen(vocab) != 17) fail("internal error: vocab size %d", tok.vocab_size);
+    memcpy(at, vocab, 17);
+    write_text_file(FIXTURES "/chat_model/config.json", config);
+    free(config);
+    model_save_merged(&chat, FIXTURES "/chat_model", FIXTURES "/chat_model");
+    tokenizer_free(&tok);
+
+    // tiny with end token 78, which greedy decoding after 1,5,7,9,11 reaches third
+    make_directory(FIXTURES "/tiny_eos");
+    config = read_text_file("test/models/tiny/config.json", "");
+    at = strstr(config, "\"eos_token_id\": 2");
+    if (at == NULL) fail("test/models/tiny/config.json: expected \"eos_token_id\": 2");
+    memcpy(at, "\"eos_token_id\":78", 17);
+    write_text_file(FIXTURES "/tiny_eos/config.json", config);
+    free(config);
+    if (symlink("../../../models/tiny/model.safetensors", FIXTURES "/tiny_eos/model.safetensors") != 0 && errno != EEXIST) {
+        fail("cannot link " FIXTURES "/tiny_eos/model.safetensors: %s", strerror(errno));
+    }
+}
+
+// ----------------------------------------------------------------------------
+// tests
+
+static void test_matvec(void) {
+    int sizes[][2] = {{37, 203}, {64, 2048}, {5, 16}, {301, 48}};
+    for (int k = 0; k < 4; k++) {
+        int out = sizes[k][0], in = sizes[k][1];
+        float* W = malloc_check((size_t)out * in * sizeof(float), "test");
+        uint16_t* Wb = malloc_check((size_t)out * in * sizeof(uint16_t), "test");
+        float* x = malloc_check(in * sizeof(float), "test");
+        float *y1 = calloc_floats(out, "test"), *y2 = calloc_floats(out, "test");
+        for (size_t e = 0; e < (size_t)out * in; e++) {
+            W[e] = hash_uniform(3, k, (uint32_t)e, 1.0f);
+            Wb[e] = float_to_bf16(W[e]);
+        }
+        for (int i = 0; i < in; i++) x[i] = hash_uniform(4, k, i, 1.0f);
+        double worst = 0.0, scale = sqrt((double)in);  // sums of `in` terms of size ~1
+        for (int dtype = 0; dtype < 2; dtype++) {
+            const void* w = dtype ? (const void*)Wb : (const void*)W;
+            int dt = dtype ? DTYPE_BF16 : DTYPE_F32;
+            for (int acc = 0; acc < 2; acc++) {
+                for (int o = 0; o < out; o++) y1[o] = y2[o] = hash_uniform(5, k, o, 1.0f);
+                matvec(y1, x, w, dt, in, out, acc);
+                matvec_naive(y2, x, w, dt, in, out, acc);
+                double e = max_abs_diff(y1, y2, out) / scale;
+                if (!(e <= worst)) worst = e;
+            }
+        }
+        char what[128];
+        snprintf(what, sizeof(what), "matvec vs matvec_naive, F32 and BF16, %dx%d (error / sqrt(in))", out, in);
+        check_close(what, worst, 4e-6);  // a wrong index would give errors of order 1
+        free(W); free(Wb); free(x); free(y1); free(y2);
+    }
+}
+
+// The tolerance is 1e-5 absolute, or 1e-6 of the largest |logit| where that is more: the
+// decode sums in another order than train.c's matmul, so the two differ by rounding, and
+// at logits above 10 an fp32 ulp is 1e-6 already.
+static void test_decode_matches_forward(const char* dir, const char* adapter, int dtype, const char* label) {
+    Model m;
+    Generator g;
+    load_model(&m, &g, dir, adapter, dtype);
+    int T = 40, V = m.config.V;
+    int* tokens = malloc_check(T * sizeof(int), "test");
+    test_tokens(tokens, T, V, 1);
+    float* ref = forward_logits(&m, tokens, T);
+    char what[200];
+    double largest = 0.0;
+    for (size_t i = 0; i < (size_t)T * V; i++) largest = fmax(largest, fabs(ref[i]));
+    double tol = fmax(TOLERANCE, 1e-6 * largest);
+    printf("       %s: logits up to %.2f in magnitude; tolerance %.1e\n", label, largest, tol);
+
+    g.pos = 0;
+    generator_extend(&g, tokens, T);
+    double e = max_abs_diff(m.acts.logits, ref, (size_t)T * V);
+    double e_last = max_abs_diff(g.logits, ref + (size_t)(T - 1) * V, V);
+    snprintf(what, sizeof(what), "%s: prefill logits (all %d positions) = model_forward", label, T);
+    check_close(what, e > e_last ? e : e_last, tol);
+    snprintf(what, sizeof(what), "%s: decode token by token from position 0", label);
+    check_close(what, decode_error(&g, tokens, T, ref, 0, 1), tol);
+    snprintf(what, sizeof(what), "%s: prefill 7, then decode token by token", label);
+    check_close(what, decode_error(&g, tokens, T, ref, 7, 1), tol);
+    snprintf(what, sizeof(what), "%s: prefill 5, then cached chunks of 6", label);
+    check_close(what, decode_error(&g, tokens, T, ref, 5, 6), tol);
+
+    // A longer prompt sharing the first 23 tokens reuses them from the cache.
+    int T2 = 33;
+    int* tokens2 = malloc_check(T2 * sizeof(int), "test");
+    test_tokens(tokens2, T2, V, 2);
+    memcpy(tokens2, tokens, 23 * sizeof(int));
+    float* ref2 = forward_logits(&m, tokens2, T2);
+    g.pos = 0;
+    generator_extend(&g, tokens, T);
+    int forwarded = generator_extend(&g, tokens2, T2);
+    snprintf(what, sizeof(what), "%s: cache reused for a prompt sharing 23 tokens (forwarded %d)", label, forwarded);
+    check_close(what, forwarded == T2 - 23 ? max_abs_diff(g.logits, ref2 + (size_t)(T2 - 1) * V, V) : INFINITY, tol);
+    free(tokens); free(tokens2); free(ref); free(ref2);
+}
+
+static void test_adapter_merged(void) {
+    Model unmerged, in_memory, from_disk;
+    Generator gu, gm, gd;
+    load_model(&unmerged, &gu, "test/models/tiny", FIXTURES "/adapter", DTYPE_F32);
+    model_load(&in_memory, "test/models/tiny");
+    lora_load_adapter(&in_memory, FIXTURES "/adapter", 0);
+    matmul_init();
+    model_merge_lora(&in_memory);
+    generator_create(&gm, &in_memory, in_memory.config.max_seq_len, DTYPE_F32);
+    load_model(&from_disk, &gd, FIXTURES "/merged", NULL, DTYPE_F32);
+
+    Model base;
+    Generator gb;
+    load_model(&base, &gb, "test/models/tiny", NULL, DTYPE_F32);
+    int prompt[5] = {1, 5, 7, 9, 11}, n = 60;
+    int ids_u[60], ids_m[60], ids_d[60], ids_b[60];
+    int nu = greedy(&gu, prompt, 5, ids_u, n), nm = greedy(&gm, prompt, 5, ids_m, n);
+    int nd = greedy(&gd, prompt, 5, ids_d, n), nb = greedy(&gb, prompt, 5, ids_b, n);
+    int same_m = nu == nm && memcmp(ids_u, ids_m, nu * sizeof(int)) == 0;
+    int same_d = nu == nd && memcmp(ids_u, ids_d, nu * sizeof(int)) == 0;
+    int differs = nb != nu || memcmp(ids_u, ids_b, nu * sizeof(int)) != 0;
+    check(differs, "the test adapter changes greedy output (so the next checks mean something)");
+    check(same_m, "60 greedy tokens: unmerged adapter = adapter merged at load (--merge_adapter)");
+    check(same_d, "60 greedy tokens: unmerged adapter = merged model directory (model_save_merged)");
+
+    // and the logits along the way: the merge only changes rounding
+    int T = 40, V = unmerged.config.V;
+    int* tokens = malloc_check(T * sizeof(int), "test");
+    test_tokens(tokens, T, V, 3);
+    float* ref = forward_logits(&unmerged, tokens, T);
+    check_close("merged model directory: decode logits vs unmerged model_forward", decode_error(&gd, tokens, T, ref, 3, 1), 1e-4);
+    free(tokens); free(ref);
+}
+
+static void test_greedy_deterministic(void) {
+    Model m;
+    Generator g;
+    load_model(&m, &g, "test/models/tiny", NULL, DTYPE_F32);
+    int prompt[5] = {1, 5, 7, 9, 11}, a[80], b[80], c[80];
+    int na = greedy(&g, prompt, 5, a, 80);
+    float* logits_a = malloc_check(m.config.V * sizeof(float), "test");
+    memcpy(logits_a, g.logits, m.config.V * sizeof(float));
+    int nb = greedy(&g, prompt, 5, b, 80);
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+    omp_set_num_threads(threads > 1 ? 1 : 2);
+#endif
+    int nc = greedy(&g, prompt, 5, c, 80);
+    int same_logits = memcmp(logits_a, g.logits, m.config.V * sizeof(float)) == 0;
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    check(na == nb && memcmp(a, b, na * sizeof(int)) == 0, "greedy output identical in two runs");
+    check(na == nc && memcmp(a, c, na * sizeof(int)) == 0 && same_logits,
+          "greedy output and last logits bit-identical with another thread count");
+    free(logits_a);
+}
+
+static void test_sampler(void) {
+    int V = 6;
+    float base[6] = {1.0f, 2.5f, -1.0f, 2.0f, 0.5f, -3.0f};
+    float logits[6];
+    Sampler s = {.temperature = 0.0f, .top_p = 1.0f, .repetition_penalty = 1.0f};
+    sampler_init(&s, V, 5);
+    memcpy(logits, base, sizeof(base));
+    check(sample_token(&s, logits, V, NULL, 0) == 1, "sampler: temperature 0 is argmax");
+
+    int history[3] = {1, 2, 1};
+    memcpy(logits, base, sizeof(base));
+    apply_repetition_penalty(logits, s.seen, history, 3, V, 2.0f);
+    check(logits[1] == 1.25f && logits[2] == -2.0f && logits[0] == 1.0f, "sampler: repetition penalty divides positive, multiplies negative logits, once per token");
+    memcpy(logits, base, sizeof(base));
+    s.repetition_penalty = 2.0f;
+    check(sample_token(&s, logits, V, history, 3) == 3, "sampler: greedy after the penalty picks the next best token");
+    s.repetition_penalty = 1.0f;
+
+    s.temperature = 1.0f;
+    s.top_k = 1;
+    int all_argmax = 1;
+    for (int i = 0; i < 50; i++) { memcpy(logits, base, sizeof(base)); all_argmax &= sample_token(&s, logits, V, NULL, 0) == 1; }
+    s.top_k = 0;
+    s.top_p = 1e-6f;
+    for (int i = 0; i < 50; i++) { memcpy(logits, base, sizeof(base)); all_argmax &= sample_token(&s, logits, V, NULL, 0) == 1; }
+    check(all_argmax, "sampler: top_k 1 and a tiny top_p always give the argmax");
+
+    // frequencies match softmax(logits / T), restricted by top-k and renormalised
+    int draws = 200000;
+    double expected[6], sum = 0.0, worst = 0.0;
+    int counts[6] = {0};
+    s.top_p = 1.0f;
+    s.temperature = 0.7f;
+    for (int i = 0; i < V; i++) sum += expected[i] = exp(base[i] / 0.7);
+    for (int i = 0; i < draws; i++) { memcpy(logits, base, sizeof(base)); counts[sample_token(&s, logits, V, NULL, 0)]++; }
+    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws - expected[i] / sum));
+    char what[160];
+    snprintf(what, sizeof(what), "sampler: temperature 0.7 frequencies = softmax (worst |freq - p| %.4f, tol 0.005)", worst);
+    check(worst <= 0.005, what);
+    s.top_k = 3;  // keeps 1, 3, 0
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < draws; i++) { memcpy(logits, base, sizeof(base)); counts[sample_token(&s, logits, V, NULL, 0)]++; }
+    sum = expected[1] + expected[3] + expected[0];
+    worst = 0.0;
+    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws - (i == 0 || i == 1 || i == 3 ? expected[i] / sum : 0.0)));
+    snprintf(what, sizeof(what), "sampler: top_k 3 frequencies = renormalised top 3 (worst %.4f, tol 0.005)", worst);
+    check(worst <= 0.005, what);
+    s.top_k = 0;
+    s.top_p = 0.8f;  // p at T=0.7 sorted: 0.51 (id 1), 0.25 (id 3), ...: the nucleus is ids 1 and 3
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < draws; i++) { memcpy(logits, base, sizeof(base)); counts[sample_token(&s, logits, V, NULL, 0)]++; }
+    sum = expected[1] + expected[3];
+    double p_total = 0.0;
+    for (int i = 0; i < V; i++) p_total += expected[i];
+    int nucleus_ok = expected[1] / p_total < 0.8 && (expected[1] + expected[3]) / p_total >= 0.8;
+    worst = 0.0;
+    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws - (i == 1 || i == 3 ? expected[i] / sum : 0.0)));
+    snprintf(what, sizeof(what), "sampler: top_p 0.8 frequencies = renormalised nucleus (worst %.4f, tol 0.005)", worst);
+    check(nucleus_ok && worst <= 0.005, what);
+
+    Sampler s2 = s;
+    sampler_init(&s2, V, 5);
+    s.rng = s2.rng;
+    int same = 1;
+    for (int i = 0; i < 100; i++) {
+        float l1[6], l2[6];
+        memcpy(l1, base, sizeof(base));
+        memcpy(l2, base, sizeof(base));
+        same &= sample_token(&s, l1, V, NULL, 0) == sample_token(&s2, l2, V, NULL, 0);
+    }
+    check(same, "sampler: the same seed gives the same draws");
+}
+
+// model_forward's logits for the --dump_logits check in test/test_generate.sh
+static void write_reference_logits(void) {
+    Model m;
+    model_load(&m, "test/models/tiny");
+    model_allocate(&m, 1, 5, 0);
+    int prompt[5] = {1, 5, 7, 9, 11};
+    model_forward(&m, prompt, NULL, NULL, 1, 5, 0);
+    FileWriter w;
+    file_writer_open(&w, FIXTURES "/ref_logits_1_5_7_9_11.f32");
+    file_writer_write(&w, m.acts.logits, (size_t)5 * m.config.V * sizeof(float));
+    file_writer_close(&w);
+}
+
+int main(void) {
+    make_fixtures();
+    write_reference_logits();
+    test_matvec();
+    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_F32, "tiny F32");
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, "tiny_bf16, BF16 decode weights");
+    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_BF16, "tiny rounded to BF16 (--weights bf16)");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_F32, "tiny + unmerged adapter");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_BF16, "tiny + adapter, BF16 weights");
+    test_decode_matches_forward("test/models/tiny_tied", NULL, DTYPE_F32, "tiny_tied F32 (tied, sharded)");
+    test_adapter_merged();
+    test_greedy_deterministic();
+    test_sampler();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
