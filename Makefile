@@ -1,6 +1,6 @@
 # make train && ./train     fine-tune (see README.md)
 # make test                 every test; ends with "N passed, M failed"
-# make bench                LoRA training step vs PyTorch on a Llama-3.2-1B-shaped stack
+# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
 
 CC ?= gcc
 CFLAGS ?= -O3
@@ -11,11 +11,12 @@ OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /d
 CFLAGS += $(OPENMP)
 LDLIBS = -lcjson -lm
 SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-PYTHON_TORCH = /usr/bin/python3
+# Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
+PYTHON = /usr/bin/python3
 
-.PHONY: all test bench reference clean cjson
+.PHONY: all test bench reference unicode_tables clean cjson
 
-all: train test_train
+all: train generate tokenizer
 
 # cJSON is the one library we need: install it when we can, otherwise say how.
 CJSON_HEADER = /usr/include/cjson/cJSON.h
@@ -48,19 +49,33 @@ test_train_asan: test/test_train.c train.c $(TOKENIZER) | cjson
 test_data: test/test_data.c train.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+generate: generate.c train.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+# the tokenizer's own command line: encode, decode, chat, train (see ./tokenizer --help)
+tokenizer: $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) tokenizer.c -o $@ $(LDLIBS)
+
 bench_train: test/bench_train.c train.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/bench_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+# test/test_tokenizer.sh and test/test_generate.sh build their own binaries (optimised and sanitised)
 test: train test_train train_asan test_train_asan test_data
 	@bash test/run_tests.sh
 
 bench: bench_train
 	@bash test/bench_train.sh
+	@bash test/bench_tokenizer.sh
+	@bash test/bench_generate.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).
 reference:
-	$(PYTHON_TORCH) test/reference.py
+	$(PYTHON) test/reference.py
+
+# Regenerates the Unicode classes of the Llama 3 pre-tokenizer (needs Debian's unicode-data).
+unicode_tables:
+	$(PYTHON) test/gen_unicode_tables.py --out unicode_tables.h
 
 clean:
-	rm -f train train_asan test_train test_train_asan test_data bench_train
+	rm -f train train_asan test_train test_train_asan test_data bench_train generate generate_asan test_generate bench_generate tokenizer
 	rm -rf test/tmp

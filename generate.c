@@ -155,7 +155,7 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype) {
 }
 
 // W += s B A for every targeted module, then drop the adapter: the merged model.
-static void model_merge_lora(Model* m) {
+void model_merge_lora(Model* m) {
     const LlamaConfig* c = &m->config;
     int r = m->lora_config.rank;
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {

