@@ -7,6 +7,7 @@ usage: ./bench_train [layers] [B] [T] [steps]   (default 4 1 512 3)
 */
 #define TRAIN_NO_MAIN  // use train.c as a library: everything but its main
 #include "../train.c"
+#include <sys/resource.h>
 
 int main(int argc, char** argv) {
     int layers = argc > 1 ? atoi(argv[1]) : 4;
@@ -55,7 +56,10 @@ int main(int argc, char** argv) {
 #endif
     // forward 2 flops per weight per token, backward (input gradients only) another 2
     double linear = (double)layers * (2.0 * c.C * c.NH * c.hs + 2.0 * c.C * c.NKV * c.hs + 3.0 * c.C * c.I) + (double)c.V * c.C;
-    printf("train.c: layers %d B %d T %d threads %d: best %.3f s, mean %.3f s per step, %.0f tok/s, %.1f GFLOP/s (4 x weights x tokens)\n",
-           layers, B, T, threads, best, total / steps, N / best, 4.0 * linear * N / best / 1e9);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    printf("train.c: layers %d B %d T %d threads %d: best %.3f s, mean %.3f s per step, %.0f tok/s, %.1f GFLOP/s (4 x weights x tokens), "
+           "peak memory %.2f GiB\n", layers, B, T, threads, best, total / steps, N / best, 4.0 * linear * N / best / 1e9,
+           usage.ru_maxrss / 1048576.0);
     return 0;
 }

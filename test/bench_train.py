@@ -9,6 +9,7 @@ no scaled_dot_product_attention), fp32, on the CPU.
 usage: /usr/bin/python3 test/bench_train.py [layers] [B] [T] [steps] [threads]
 """
 import math
+import resource
 import sys
 import time
 
@@ -103,7 +104,8 @@ def main():
         if step > 0:
             times.append(dt)
     print(f"pytorch {torch.__version__}: layers {layers} B {B} T {T} threads {threads}: best {min(times):.3f} s, "
-          f"mean {sum(times) / len(times):.3f} s per step, {B * T / min(times):.0f} tok/s")
+          f"mean {sum(times) / len(times):.3f} s per step, {B * T / min(times):.0f} tok/s, "
+          f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576:.2f} GiB")
 
 
 if __name__ == "__main__":
