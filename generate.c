@@ -717,6 +717,7 @@ typedef struct {
     int merge_adapter;
     const char* ids;
     const char* prompt;
+    const char* prompts_file;
     const char* system;
     int chat;
     const char* template_name;
@@ -785,6 +786,49 @@ static void chat_loop(Generator* g, Sampler* s, const StopTokens* stop, Text* te
     free(out);
 }
 
+// --prompts FILE: every non-empty line is its own one-turn conversation; prints one line
+// per prompt, the answer with its newlines written as \n, so answers line up with prompts.
+static void answer_prompts(Generator* g, Sampler* s, const StopTokens* stop, Text* text, const GenerateArgs* a) {
+    FILE* f = fopen(a->prompts_file, "r");
+    if (f == NULL) fail("cannot read %s: %s", a->prompts_file, strerror(errno));
+    int* out = malloc_check((size_t)a->max_new_tokens * sizeof(int), "answer");
+    char* line;
+    while ((line = read_line(f)) != NULL) {
+        if (*line == '\0') { free(line); continue; }
+        Conversation conv = {0};
+        if (a->system) conversation_add(&conv, "system", a->system);
+        conversation_add(&conv, "user", line);
+        int* ids = NULL;
+        int n = text_render_chat(text, conv.messages, conv.count, &ids);
+        if (n >= g->maxT) fail("%s: the prompt '%.40s...' needs %d tokens but the context holds %d; raise --context", a->prompts_file, line, n, g->maxT);
+        Timing t = {0};
+        t.prefill_tokens = generator_extend(g, ids, n);
+        char* streamed = NULL;
+        size_t streamed_len = 0;
+        FILE* sink = open_memstream(&streamed, &streamed_len);
+        if (sink == NULL) fail("out of memory");
+        int n_out;
+        generate_tokens(g, s, stop, a->max_new_tokens, text, sink, out, &n_out, &t);
+        char* answer = NULL;
+        text_stream_end(text, sink, &answer);
+        fclose(sink);
+        for (const char* c = answer; *c; c++) {
+            if (*c == '\n') fputs("\\n", stdout);
+            else if (*c != '\r') fputc(*c, stdout);
+        }
+        printf("\n");
+        fflush(stdout);
+        if (a->dump_ids) append_ids_line(a->dump_ids, ids, n, out, n_out);
+        free(streamed);
+        free(answer);
+        free(ids);
+        free(line);
+        conversation_clear(&conv);
+    }
+    fclose(f);
+    free(out);
+}
+
 // ----------------------------------------------------------------------------
 // main
 
@@ -797,6 +841,7 @@ static void usage(void) {
            "  --ids LIST               prompt as comma-separated token ids; prints the new ids\n"
            "  --prompt TEXT            one user message, rendered with the chat template\n"
            "  --chat                   multi-turn chat on stdin (/reset, /quit); works with piped input\n"
+           "  --prompts FILE           each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)\n"
            "  --system TEXT            system message for --prompt and --chat\n"
            "  --template NAME          chat template (default: chosen from the tokenizer)\n"
            "  --date TEXT              date for the Llama 3.1/3.2 system block\n"
@@ -813,7 +858,7 @@ static void usage(void) {
 }
 
 static const char* GENERATE_FLAGS[] = {
-    "--model", "--adapter", "--merge_adapter", "--ids", "--prompt", "--chat", "--system", "--template", "--date",
+    "--model", "--adapter", "--merge_adapter", "--ids", "--prompt", "--prompts", "--chat", "--system", "--template", "--date",
     "--max_new_tokens", "--temperature", "--top_p", "--top_k", "--repetition_penalty", "--seed", "--context",
     "--weights", "--dump_logits", "--dump_ids", "--threads", "--help"};
 #define NUM_GENERATE_FLAGS (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0]))
@@ -848,6 +893,7 @@ static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
         else if (strcmp(f, "--adapter") == 0) a->adapter_dir = v;
         else if (strcmp(f, "--ids") == 0) a->ids = v;
         else if (strcmp(f, "--prompt") == 0) a->prompt = v;
+        else if (strcmp(f, "--prompts") == 0) a->prompts_file = v;
         else if (strcmp(f, "--system") == 0) a->system = v;
         else if (strcmp(f, "--template") == 0) a->template_name = v;
         else if (strcmp(f, "--date") == 0) a->date = v;
@@ -864,12 +910,14 @@ static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
         else if (strcmp(f, "--threads") == 0) a->threads = flag_int(f, v, 1, 1024);
     }
     if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); ./generate --help lists every flag");
-    if ((a->ids != NULL) + (a->prompt != NULL) + a->chat != 1) fail("give exactly one of --ids LIST, --prompt TEXT or --chat");
+    if ((a->ids != NULL) + (a->prompt != NULL) + (a->prompts_file != NULL) + a->chat != 1) {
+        fail("give exactly one of --ids LIST, --prompt TEXT, --prompts FILE or --chat");
+    }
     if (a->merge_adapter && a->adapter_dir == NULL) fail("--merge_adapter needs --adapter DIR");
     if (strcmp(a->weights, "auto") != 0 && strcmp(a->weights, "f32") != 0 && strcmp(a->weights, "bf16") != 0) {
         fail("--weights must be auto, f32 or bf16, got '%s'", a->weights);
     }
-    if (a->dump_logits && a->chat) fail("--dump_logits writes the logits of one prompt; use it with --ids or --prompt");
+    if (a->dump_logits && (a->chat || a->prompts_file)) fail("--dump_logits writes the logits of one prompt; use it with --ids or --prompt");
 }
 
 // "1,2,3" -> ids (malloc'd); returns the count.
@@ -938,6 +986,10 @@ int main(int argc, char** argv) {
             sampler.repetition_penalty, (unsigned long long)a.seed);
     if (a.chat) {
         chat_loop(&g, &sampler, &stop, text, &a);
+        return 0;
+    }
+    if (a.prompts_file) {
+        answer_prompts(&g, &sampler, &stop, text, &a);
         return 0;
     }
     Timing t = {0};

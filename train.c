@@ -27,6 +27,7 @@ Shape letters used everywhere:
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -2713,8 +2714,8 @@ void write_loss_svg(const LossHistory* h, const char* path) {
         append(&buf, &len, &cap, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
                left, y, W - right, y, left - 6, y + 4, v);
     }
-    append(&buf, &len, &cap, "<text x=\"%d\" y=\"%d\">1</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n"
-           "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n", left, H - bottom + 16, W - right, H - bottom + 16, h->steps,
+    append(&buf, &len, &cap, "<text x=\"%d\" y=\"%d\">0</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n"
+           "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n", left, H - bottom + 16, W - right, H - bottom + 16, h->steps - 1,
            (left + W - right) / 2, H - 12);
     const char* colors[2] = {"#1f77b4", "#d62728"};
     const char* labels[2] = {"train loss", "validation loss"};
@@ -2817,6 +2818,8 @@ void checkpoint_load(Model* m, const char* path, TrainState* st, LossHistory* h,
 typedef struct {
     char* model_dir;
     char* data;
+    char* val_data;
+    char* sample_prompts;
     char* template_name;
     char* output_dir;
     char* init_adapter;
@@ -2855,6 +2858,7 @@ typedef struct {
 static const Flag FLAGS[] = {
     {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0, "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)"},
     {"--data", NULL, FLAG_STRING, ARG(data), 0, 0, "training data: .csv, .json, .jsonl or .txt; several files separated by commas"},
+    {"--val_data", NULL, FLAG_STRING, ARG(val_data), 0, 0, "validation data file(s), instead of splitting --data by --val_size"},
     {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template: auto, llama3, llama3.1, llama2, alpaca, plain"},
     {"--output_dir", NULL, FLAG_STRING, ARG(output_dir), 0, 0, "where the adapter, checkpoint, log.jsonl and loss.svg go"},
     {"--lora_rank", NULL, FLAG_INT, ARG(lora_rank), 1, 4096, "LoRA rank r"},
@@ -2888,6 +2892,7 @@ static const Flag FLAGS[] = {
     {"--stop_after_steps", NULL, FLAG_INT, ARG(stop_after_steps), 0, 1e9, "stop after N steps of this run, checkpoint saved, as if interrupted; 0 = run to the end"},
     {"--resume_from_checkpoint", NULL, FLAG_STRING, ARG(resume_from_checkpoint), 0, 0, "continue from this checkpoint file"},
     {"--merge", NULL, FLAG_BOOL, ARG(merge), 0, 1, "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
+    {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0, "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
 };
@@ -2895,7 +2900,7 @@ static const Flag FLAGS[] = {
 
 static void train_args_defaults(TrainArgs* a) {
     // alpaca-lora and LLaMA-Factory defaults where they exist (SPEC §3)
-    *a = (TrainArgs){.model_dir = "test/models/tiny", .data = "", .template_name = "auto", .output_dir = "out",
+    *a = (TrainArgs){.model_dir = "data/base", .data = "", .val_data = "", .sample_prompts = "", .template_name = "auto", .output_dir = "out",
                      .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
                      .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f,
                      .lr_scheduler_type = "cosine", .num_train_epochs = 3.0f, .batch_size = 4,
@@ -3072,10 +3077,123 @@ static void format_duration(char* buf, size_t size, double seconds) {
     else snprintf(buf, size, "%02d:%02d", s / 60, s % 60);
 }
 
+// `./train` with no arguments: LoRA fine-tunes data/base, the small model this project
+// pre-trained (data/make_base_model.sh), on the pirate-style chats in data/, then shows
+// the base and the fine-tuned model's answers to held-out prompts.
+static char* DEMO_ARGS[] = {"./train", "--model", "data/base", "--data", "data/pirate.jsonl",
+                            "--val_data", "data/pirate_val.jsonl", "--sample_prompts", "data/prompts.txt",
+                            "--output_dir", "out/pirate", "--lora_target", "all", "--lora_rank", "16",
+                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3",
+                            "--per_device_train_batch_size", "8", "--warmup_steps", "10", "--eval_steps", "10"};
+
+// Runs argv[0] with argv, its stdout returned (malloc'd) and its stderr sent to log_path;
+// fails, showing the log, if it does not exit 0.
+static char* run_and_capture(char* const argv[], const char* log_path) {
+    int fds[2];
+    if (pipe(fds) != 0) fail("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fds[1], STDOUT_FILENO);
+        if (log_fd >= 0) dup2(log_fd, STDERR_FILENO);
+        close(fds[0]);
+        execv(argv[0], argv);
+        fprintf(stderr, "error: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    TextBuffer out = {0};
+    char chunk[4096];
+    ssize_t got;
+    while ((got = read(fds[0], chunk, sizeof(chunk))) > 0) text_append(&out, chunk, (size_t)got);
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail("%s failed:\n%s", argv[0], read_text_file(log_path, ""));
+    }
+    text_append(&out, "", 1);
+    return out.data;
+}
+
+// The next line of *text (newline removed, "\n" escapes kept), advancing it.
+static char* next_line(char** text) {
+    char* line = *text;
+    char* end = strchr(line, '\n');
+    if (end) { *end = '\0'; *text = end + 1; }
+    else *text = line + strlen(line);
+    return line;
+}
+
+// Answers every line of a.sample_prompts with the base model and with the trained one
+// (greedy, through ./generate next to ./train); prints them side by side and writes
+// OUTPUT_DIR/samples.jsonl with {"prompt", "base", "fine_tuned"} per prompt.
+static void compare_answers(const char* self, const TrainArgs* a, int full_finetune) {
+    const char* slash = strrchr(self, '/');
+    char* dir = strndup(self, slash ? (size_t)(slash - self) : 0);
+    char* generate = path_join(*dir ? dir : ".", "generate");
+    free(dir);
+    if (access(generate, X_OK) != 0) {
+        printf("sample answers skipped: %s is missing (make generate)\n", generate);
+        free(generate);
+        return;
+    }
+    char* trained_model = full_finetune ? path_join(a->output_dir, "model") : a->model_dir;
+    char* log_path = path_join(a->output_dir, "generate.log");
+    char* base_argv[] = {generate, "--model", a->model_dir, "--prompts", a->sample_prompts, "--temperature", "0",
+                         "--max_new_tokens", "48", "--template", a->template_name, NULL};
+    char* tuned_argv[] = {generate, "--model", trained_model, "--adapter", a->output_dir, "--prompts", a->sample_prompts,
+                          "--temperature", "0", "--max_new_tokens", "48", "--template", a->template_name, NULL};
+    if (strcmp(a->template_name, "auto") == 0) base_argv[9] = tuned_argv[11] = NULL;  // the tokenizer's own template
+    if (full_finetune) memmove(&tuned_argv[3], &tuned_argv[5], 9 * sizeof(char*));   // no --adapter
+    char* base = run_and_capture(base_argv, log_path);
+    char* tuned = run_and_capture(tuned_argv, log_path);
+    char* prompts = read_text_file(a->sample_prompts, "");
+    char* samples_path = path_join(a->output_dir, "samples.jsonl");
+    TextBuffer samples = {0};
+    char *p = prompts, *b = base, *t = tuned;
+    printf("\nanswers to %s, greedy (base model | fine-tuned):\n", a->sample_prompts);
+    while (*p) {
+        char* prompt = next_line(&p);
+        size_t len = strlen(prompt);
+        if (len && prompt[len - 1] == '\r') prompt[len - 1] = '\0';
+        if (*prompt == '\0') continue;
+        char* base_answer = next_line(&b);
+        char* tuned_answer = next_line(&t);
+        printf("\n  prompt:     %s\n  base:       %s\n  fine-tuned: %s\n", prompt, base_answer, tuned_answer);
+        cJSON* item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "prompt", prompt);
+        cJSON_AddStringToObject(item, "base", base_answer);
+        cJSON_AddStringToObject(item, "fine_tuned", tuned_answer);
+        char* json = cJSON_PrintUnformatted(item);
+        text_append(&samples, json, strlen(json));
+        text_append(&samples, "\n", 2);  // and the terminating 0
+        samples.len--;
+        free(json);
+        cJSON_Delete(item);
+    }
+    write_text_file(samples_path, samples.data ? samples.data : "");
+    printf("\nsamples: %s\n", samples_path);
+    free(samples.data); free(base); free(tuned); free(prompts); free(samples_path); free(log_path); free(generate);
+    if (full_finetune) free(trained_model);
+}
+
 int main(int argc, char** argv) {
     signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
     TrainArgs a;
-    parse_args(&a, argc, argv);
+    if (argc == 1) {
+        int n = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0]));
+        printf("no arguments: the demo run, the same as\n ");
+        for (int i = 0; i < n; i++) printf(" %s", DEMO_ARGS[i]);
+        printf("\n");
+        if (access("data/base/config.json", R_OK) != 0) {
+            fail("data/base/config.json: not found; run ./train from the repository's top directory (data/base is made by make base-model)");
+        }
+        parse_args(&a, n, DEMO_ARGS);
+    } else {
+        parse_args(&a, argc, argv);
+    }
 #ifdef _OPENMP
     if (a.threads > 0) omp_set_num_threads(a.threads);
 #endif
@@ -3090,7 +3208,10 @@ int main(int argc, char** argv) {
     int B = a.batch_size, T = a.max_seq_length;
     if (T < 2) fail("--max_seq_length must be at least 2");
     if (T > config.max_seq_len) fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", T, config.max_seq_len);
-    Examples all = {0};
+    if (*a.val_data && !*a.data) fail("--val_data needs --data");
+    if (*a.val_data && a.val_size > 0) fail("give --val_data or --val_size, not both");
+    if (*a.sample_prompts && access(a.sample_prompts, R_OK) != 0) fail("%s: cannot read it: %s (--sample_prompts)", a.sample_prompts, strerror(errno));
+    Examples all = {0}, val_given = {0};
     int pad_id = config.num_eos > 0 ? config.eos_token_ids[0] : 0;
     if (*a.data) {
         Tokenizer tok;
@@ -3104,6 +3225,7 @@ int main(int argc, char** argv) {
         opt.date = *a.date ? a.date : NULL;
         opt.train_on_inputs = a.train_on_inputs;
         examples_load(&all, a.data, &tok, &opt, T, a.drop_long);
+        if (*a.val_data) examples_load(&val_given, a.val_data, &tok, &opt, T, a.drop_long);
         if (tok.eos_id >= 0) pad_id = tok.eos_id;
         tokenizer_free(&tok);
     } else {
@@ -3119,6 +3241,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < all.count; i++) {
         if (i < n_val) val.items[val.count++] = all.items[split[i]];
         else train.items[train.count++] = all.items[split[i]];
+    }
+    if (*a.val_data) {
+        free(val.items);
+        val = val_given;
     }
     printf("data: %d training examples, %d validation examples\n", train.count, val.count);
 
@@ -3174,6 +3300,14 @@ int main(int argc, char** argv) {
     }
     FILE* log = fopen(log_path, resume_from ? "a" : "w");
     if (log == NULL) fail("cannot write %s: %s", log_path, strerror(errno));
+    if (!resume_from) {  // step 0: the validation loss before any training (history[i] is step i)
+        float val0 = evaluate(&model, &val, B, T, pad_id, buffers);
+        history_add(&history, NAN, val0);
+        if (isfinite(val0)) {
+            printf("step 0/%d | val %.4f\n", total, val0);
+            fprintf(log, "{\"step\": 0, \"loss\": null, \"val_loss\": %.6f}\n", val0);
+        }
+    }
 
     AdamWConfig o = {.learning_rate = a.learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                      .weight_decay = a.weight_decay, .max_grad_norm = a.max_grad_norm};
@@ -3262,6 +3396,7 @@ int main(int argc, char** argv) {
         free(merged);
     }
     printf("log: %s, loss curve: %s, checkpoint: %s\n", log_path, svg_path, checkpoint);
+    if (*a.sample_prompts) compare_answers(argv[0], &a, a.full_finetune);
     return 0;
 }
 #endif

@@ -10,7 +10,7 @@ passed=0; failed=0
 ok()   { echo "ok     $1"; passed=$((passed + 1)); }
 bad()  { echo "FAIL   $1"; failed=$((failed + 1)); }
 run()  { ./train_asan "$@" > "$tmp/stdout" 2> "$tmp/stderr"; }
-flags="--max_steps 6 --val_size 8 --eval_steps 2 --max_seq_length 32 --learning_rate 1e-2 --lora_target all --lora_dropout 0.1"
+flags="--model test/models/tiny --max_steps 6 --val_size 8 --eval_steps 2 --max_seq_length 32 --learning_rate 1e-2 --lora_target all --lora_dropout 0.1"
 
 # resume: 6 steps straight, versus 3 steps, stop, resume, 3 more
 run $flags --output_dir $tmp/straight && cp $tmp/stdout $tmp/straight.log
@@ -23,7 +23,8 @@ if cmp -s $tmp/straight/adapter_model.safetensors $tmp/resumed/adapter_model.saf
 for f in adapter_config.json adapter_model.safetensors checkpoint.safetensors log.jsonl loss.svg; do
     [ -s $tmp/straight/$f ] && ok "output written: $f" || bad "missing output $f"
 done
-[ "$(wc -l < $tmp/straight/log.jsonl)" = 6 ] && ok "log.jsonl has one record per step" || bad "log.jsonl has $(wc -l < $tmp/straight/log.jsonl) lines"
+[ "$(wc -l < $tmp/straight/log.jsonl)" = 7 ] && head -1 $tmp/straight/log.jsonl | grep -q '"step": 0, "loss": null, "val_loss": [0-9]' &&
+    ok "log.jsonl has the validation loss before training and one record per step" || bad "log.jsonl has $(wc -l < $tmp/straight/log.jsonl) lines: $(head -1 $tmp/straight/log.jsonl)"
 
 # a checkpoint write that fails midway (file-size limit) keeps the previous checkpoint
 cp $tmp/resumed/checkpoint.safetensors $tmp/before.safetensors
