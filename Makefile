@@ -1,12 +1,14 @@
 # make train && ./train     fine-tune (see README.md)
 # make test                 every test; ends with "N passed, M failed"
 # make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
+# make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
 CC ?= gcc
 CFLAGS ?= -O3
 CFLAGS += -Wall -Wextra
 # -march=native and OpenMP when the compiler has them; everything still builds without.
-CFLAGS += $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
+MARCH := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
+CFLAGS += $(MARCH)
 OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 CFLAGS += $(OPENMP)
 LDLIBS = -lcjson -lm
@@ -14,7 +16,7 @@ SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
-.PHONY: all test bench reference unicode_tables clean cjson
+.PHONY: all test bench reference unicode_tables clean cjson base-model datasets test_gpu
 
 all: train generate tokenizer
 
@@ -60,8 +62,16 @@ bench_train: test/bench_train.c train.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/bench_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
 # test/test_tokenizer.sh and test/test_generate.sh build their own binaries (optimised and sanitised)
-test: train test_train train_asan test_train_asan test_data
+test: train generate test_train train_asan test_train_asan test_data
 	@bash test/run_tests.sh
+
+# Re-makes data/base from nothing: corpus, BPE tokenizer, pre-training (see data/README.md)
+base-model: train tokenizer
+	bash data/make_base_model.sh
+
+# Re-writes the fine-tuning datasets in data/ (pirate.csv, pirate.jsonl, pirate_val.jsonl, prompts.txt)
+datasets:
+	python3 data/make_datasets.py
 
 bench: bench_train
 	@bash test/bench_train.sh
@@ -76,6 +86,37 @@ reference:
 unicode_tables:
 	$(PYTHON) test/gen_unicode_tables.py --out unicode_tables.h
 
+# GPU: ./train_gpu is ./train with the model on an NVIDIA GPU. train_gpu.c (C, includes
+# train.c) runs the model; train.cu (CUDA) holds the layers, linked through train_gpu.h.
+NVCC ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+NVCCFLAGS = -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+            $(addprefix -Xcompiler ,-Wall -Wextra $(MARCH) $(OPENMP))
+GPU_LDLIBS = -lcublas $(LDLIBS)
+GPU_SOURCES = train_gpu.c train_gpu.h train.cu train.c $(TOKENIZER)
+
+ifneq ($(NVCC),)
+train_gpu: $(GPU_SOURCES) | cjson
+	$(NVCC) $(NVCCFLAGS) train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
+
+test_train_gpu: test/test_train_gpu.c test/test_train.c $(GPU_SOURCES) | cjson
+	$(NVCC) $(NVCCFLAGS) test/test_train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
+
+bench_gpu: test/bench_gpu.c $(GPU_SOURCES) | cjson
+	$(NVCC) $(NVCCFLAGS) test/bench_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
+
+# prints "skip   no CUDA device: ..." and passes nothing where there is no GPU
+test_gpu: test_train_gpu
+	@./test_train_gpu
+else
+train_gpu test_train_gpu bench_gpu:
+	@echo "error: $@ needs the CUDA compiler nvcc, which was not found; install the CUDA toolkit or run make NVCC=/path/to/nvcc" >&2; exit 1
+
+test_gpu:
+	@echo "skip   no nvcc: the GPU tests need the CUDA toolkit"
+	@echo "0 passed, 0 failed"
+endif
+
 clean:
 	rm -f train train_asan test_train test_train_asan test_data bench_train generate generate_asan test_generate bench_generate tokenizer
+	rm -f train_gpu test_train_gpu bench_gpu
 	rm -rf test/tmp

@@ -38,6 +38,7 @@ run_suite "datasets, templates and loss masks (test_data)" ./test_data
 run_suite "training program: resume, atomic outputs, output errors (train_asan)" bash test/test_train_program.sh
 run_suite "tokenizer.c vs Hugging Face tokenizers, chat templates, BPE trainer (test_tokenizer.sh)" bash test/test_tokenizer.sh
 run_suite "generate.c: KV-cache decode, sampling, adapters, chat (test_generate.sh)" bash test/test_generate.sh
+run_suite "the quick start: ./train with no arguments on data/ (test_default_run.sh)" bash test/test_default_run.sh
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py
 else
