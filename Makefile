@@ -91,6 +91,8 @@ unicode_tables:
 NVCC ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 NVCCFLAGS = -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             $(addprefix -Xcompiler ,-Wall -Wextra $(MARCH) $(OPENMP))
+# make WERROR=1 ... turns every nvcc and host-compiler warning into an error (CI does)
+NVCCFLAGS += $(if $(WERROR),-Werror all-warnings -Xcompiler -Werror)
 GPU_LDLIBS = -lcublas $(LDLIBS)
 GPU_SOURCES = train_gpu.c train_gpu.h train.cu train.c $(TOKENIZER)
 

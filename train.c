@@ -11,6 +11,8 @@ Shape letters used everywhere:
   NKV key/value heads, hs head size, I MLP intermediate size, V vocabulary,
   L layers, r LoRA rank.
 */
+#ifndef TRAIN_C  // test/test_train_gpu.c reaches this file through test_train.c and train_gpu.c
+#define TRAIN_C
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1334,6 +1336,7 @@ typedef struct {
     int first_token;             // tokens of this optimizer step before the current micro-batch (dropout masks)
     float loss;                  // mean loss of the last forward
     int num_tokens;              // unmasked tokens in the last forward
+    void* device;                // the model's GPU copy when train_gpu.c runs it, else NULL
 } Model;
 
 // Weight of linear module m in layer l, (out, in) row-major.
@@ -3012,6 +3015,19 @@ static int parse_schedule(const char* name) {
 // ----------------------------------------------------------------------------
 // main: the training run
 
+// The model calls of the training run. ./train passes the CPU functions above; train_gpu.c
+// passes their GPU twins, and to_device (once the weights, adapter and checkpoint are
+// loaded) and to_host (before anything is saved), which are NULL here: on the CPU the
+// model is the host copy.
+typedef struct {
+    void (*forward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training);
+    void (*backward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step);
+    void (*zero_grad)(Model* m);
+    float (*grad_norm)(Model* m);
+    void (*update)(Model* m, const AdamWConfig* o, float lr, float grad_norm);
+    void (*to_device)(Model* m);
+    void (*to_host)(Model* m);
+} ModelOps;
 
 // MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
 static double available_memory(void) {
@@ -3055,7 +3071,7 @@ static void builtin_examples(Examples* ex, int V, int T) {
     }
 }
 
-static float evaluate(Model* m, const Examples* ex, int B, int T, int pad_id, int* buffers) {
+static float evaluate(Model* m, const ModelOps* ops, const Examples* ex, int B, int T, int pad_id, int* buffers) {
     if (ex->count == 0) return NAN;
     int* order = malloc(ex->count * sizeof(int));
     for (int i = 0; i < ex->count; i++) order[i] = i;
@@ -3063,7 +3079,7 @@ static float evaluate(Model* m, const Examples* ex, int B, int T, int pad_id, in
     double sum = 0.0;
     long tokens = 0;
     while ((rows = batch_fill(buffers, buffers + B * T, buffers + 2 * B * T, B, T, ex, order, ex->count, &cursor, 0, pad_id, &T_used)) > 0) {
-        model_forward(m, buffers, buffers + B * T, buffers + 2 * B * T, rows, T_used, 0);
+        ops->forward(m, buffers, buffers + B * T, buffers + 2 * B * T, rows, T_used, 0);
         sum += (double)m->loss * m->num_tokens;
         tokens += m->num_tokens;
     }
@@ -3083,7 +3099,7 @@ static void format_duration(char* buf, size_t size, double seconds) {
 static char* DEMO_ARGS[] = {"./train", "--model", "data/base", "--data", "data/pirate.jsonl",
                             "--val_data", "data/pirate_val.jsonl", "--sample_prompts", "data/prompts.txt",
                             "--output_dir", "out/pirate", "--lora_target", "all", "--lora_rank", "16",
-                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3",
+                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3", "--max_seq_length", "128",
                             "--per_device_train_batch_size", "8", "--warmup_steps", "10", "--eval_steps", "10"};
 
 // Runs argv[0] with argv, its stdout returned (malloc'd) and its stderr sent to log_path;
@@ -3179,7 +3195,7 @@ static void compare_answers(const char* self, const TrainArgs* a, int full_finet
     if (full_finetune) free(trained_model);
 }
 
-int main(int argc, char** argv) {
+int train_main(int argc, char** argv, const ModelOps* ops) {
     signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
     TrainArgs a;
     if (argc == 1) {
@@ -3298,10 +3314,11 @@ int main(int argc, char** argv) {
         epoch_order(order, train.count, model.seed, state.epoch);
         printf("resumed from %s at step %ld (epoch %d, example %d)\n", resume_from, state.step, state.epoch, state.cursor);
     }
+    if (ops->to_device) ops->to_device(&model);
     FILE* log = fopen(log_path, resume_from ? "a" : "w");
     if (log == NULL) fail("cannot write %s: %s", log_path, strerror(errno));
     if (!resume_from) {  // step 0: the validation loss before any training (history[i] is step i)
-        float val0 = evaluate(&model, &val, B, T, pad_id, buffers);
+        float val0 = evaluate(&model, ops, &val, B, T, pad_id, buffers);
         history_add(&history, NAN, val0);
         if (isfinite(val0)) {
             printf("step 0/%d | val %.4f\n", total, val0);
@@ -3327,34 +3344,35 @@ int main(int argc, char** argv) {
             for (int n = 0; n < rows[k] * widths[k]; n++) tokens_in_step += buf[B * T + n] >= 0;
             processed += rows[k] * widths[k];
         }
-        model_zero_grad(&model);
+        ops->zero_grad(&model);
         double loss_sum = 0.0;
         model.first_token = 0;
         for (int k = 0; k < accum; k++) {
             int* buf = buffers + (size_t)k * 3 * B * T;
-            model_forward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], 1);
+            ops->forward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], 1);
             loss_sum += (double)model.loss * model.num_tokens;
-            model_backward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], tokens_in_step);
+            ops->backward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], tokens_in_step);
             model.first_token += rows[k] * widths[k];
         }
         float loss = (float)(loss_sum / tokens_in_step);
-        float norm = model_grad_norm(&model);
+        float norm = ops->grad_norm(&model);
         if (!isfinite(loss) || !isfinite(norm)) {
             fail("step %ld: the loss (%g) or gradient norm (%g) is not finite: training diverged and stopped; nothing from this step was saved%s%s. "
                  "Lower --learning_rate or --max_grad_norm", state.step + 1, loss, norm, saved_any ? ", the last good checkpoint is " : "", saved_any ? checkpoint : "");
         }
         float lr = learning_rate_at((int)state.step, total, warmup, a.learning_rate, a.min_lr, schedule);
-        model_update(&model, &o, lr, norm);
+        ops->update(&model, &o, lr, norm);
         state.step = model.step;
+        double dt = wall_seconds() - t0;  // the step's time, without the evaluation below
         int stop = a.stop_after_steps > 0 && state.step - first_step == a.stop_after_steps;
         int last = state.step == total;
         float val_loss = NAN;
         if (val.count > 0 && (last || (a.eval_steps > 0 && state.step % a.eval_steps == 0))) {
-            val_loss = evaluate(&model, &val, B, T, pad_id, buffers);
+            val_loss = evaluate(&model, ops, &val, B, T, pad_id, buffers);
         }
         history_add(&history, loss, val_loss);
 
-        double now = wall_seconds(), dt = now - t0, elapsed = now - start;
+        double elapsed = wall_seconds() - start;
         double eta = elapsed / (state.step - first_step) * (total - state.step);
         char elapsed_text[32], eta_text[32], val_text[32] = "";
         format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
@@ -3377,6 +3395,7 @@ int main(int argc, char** argv) {
         fflush(log);
         if (isfinite(val_loss)) write_loss_svg(&history, svg_path);
         if (last || stop || (a.save_steps > 0 && state.step % a.save_steps == 0)) {
+            if (ops->to_host) ops->to_host(&model);
             if (model.use_lora) lora_save_adapter(&model, a.output_dir, a.model_dir);
             checkpoint_save(&model, checkpoint, &state, &history, signature);
             saved_any = 1;
@@ -3399,4 +3418,12 @@ int main(int argc, char** argv) {
     if (*a.sample_prompts) compare_answers(argv[0], &a, a.full_finetune);
     return 0;
 }
+
+#ifndef TRAIN_GPU  // train_gpu.c has its own main, which runs train_main on the GPU
+int main(int argc, char** argv) {
+    static const ModelOps cpu = {model_forward, model_backward, model_zero_grad, model_grad_norm, model_update, NULL, NULL};
+    return train_main(argc, argv, &cpu);
+}
 #endif
+#endif  // TRAIN_NO_MAIN
+#endif  // TRAIN_C

@@ -39,6 +39,7 @@ run_suite "training program: resume, atomic outputs, output errors (train_asan)"
 run_suite "tokenizer.c vs Hugging Face tokenizers, chat templates, BPE trainer (test_tokenizer.sh)" bash test/test_tokenizer.sh
 run_suite "generate.c: KV-cache decode, sampling, adapters, chat (test_generate.sh)" bash test/test_generate.sh
 run_suite "the quick start: ./train with no arguments on data/ (test_default_run.sh)" bash test/test_default_run.sh
+run_suite "train.cu vs the same reference (make test_gpu; a skip without a CUDA device)" make -s test_gpu
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py
 else

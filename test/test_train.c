@@ -493,6 +493,7 @@ static void test_matmul(void) {
     check(worst <= 1e-5, what);
 }
 
+#ifndef TEST_TRAIN_NO_MAIN  // test_train_gpu.c uses the helpers above
 int main(void) {
     const char* refs[] = {"test/ref/tiny.safetensors", "test/ref/tiny_tied.safetensors"};
     test_matmul();
@@ -518,3 +519,4 @@ int main(void) {
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
+#endif
