@@ -2698,24 +2698,26 @@ static void append(char** buf, size_t* len, size_t* cap, const char* fmt, ...) {
 
 void write_loss_svg(const LossHistory* h, const char* path) {
     const int W = 640, H = 400, left = 60, right = 20, top = 20, bottom = 50;
-    float lo = INFINITY, hi = -INFINITY;
+    float hi = 0.0f;
     for (int i = 0; i < h->steps; i++) {
         float v[2] = {h->train[i], h->val[i]};
-        for (int k = 0; k < 2; k++) if (isfinite(v[k])) { lo = fminf(lo, v[k]); hi = fmaxf(hi, v[k]); }
+        for (int k = 0; k < 2; k++) if (isfinite(v[k])) hi = fmaxf(hi, v[k]);
     }
-    if (!(hi > lo)) { lo = isfinite(lo) ? lo - 1.0f : 0.0f; hi = lo + 2.0f; }
-    float pad = 0.05f * (hi - lo);
-    lo -= pad; hi += pad;
+    // cross-entropy is >= 0: the axis runs from 0 to a round number, ticks a round step apart
+    if (!(hi > 0.0f)) hi = 1.0f;
+    float tick = powf(10.0f, floorf(log10f(hi / 4)));
+    if (hi / tick > 20) tick *= 5; else if (hi / tick > 8) tick *= 2;
+    int ticks = (int)ceilf(hi / tick);
+    hi = ticks * tick;
     int steps = h->steps > 1 ? h->steps : 2;
     char* buf = NULL;
     size_t len = 0, cap = 0;
     append(&buf, &len, &cap, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
-    for (int k = 0; k <= 4; k++) {  // axes: 5 loss ticks, first and last step
-        float v = lo + (hi - lo) * k / 4;
-        float y = top + (H - top - bottom) * (1.0f - (float)k / 4);
+    for (int k = 0; k <= ticks; k++) {  // axes: loss ticks, first and last step
+        float y = top + (H - top - bottom) * (1.0f - (float)k / ticks);
         append(&buf, &len, &cap, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
-               left, y, W - right, y, left - 6, y + 4, v);
+               left, y, W - right, y, left - 6, y + 4, k * tick);
     }
     append(&buf, &len, &cap, "<text x=\"%d\" y=\"%d\">0</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n"
            "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n", left, H - bottom + 16, W - right, H - bottom + 16, h->steps - 1,
@@ -2728,7 +2730,7 @@ void write_loss_svg(const LossHistory* h, const char* path) {
         for (int i = 0; i < h->steps; i++) {
             if (!isfinite(series[i])) continue;
             float x = left + (W - left - right) * (float)i / (steps - 1);
-            float y = top + (H - top - bottom) * (hi - series[i]) / (hi - lo);
+            float y = top + (H - top - bottom) * (hi - series[i]) / hi;
             append(&buf, &len, &cap, "%.1f,%.1f ", x, y);
         }
         append(&buf, &len, &cap, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", W - right - 120, top + 14 + 16 * k, colors[k], labels[k]);
