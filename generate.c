@@ -1003,6 +1003,7 @@ int main(int argc, char** argv) {
     StopReason reason = generate_tokens(&g, &sampler, &stop, a.max_new_tokens, output_text, stdout, out, &n_out, &t);
     if (output_text) text_stream_end(output_text, stdout, NULL);
     printf("\n");
+    fflush(stdout);  // the answer's line ends before the stop line on stderr
     print_stop_and_timing(reason, out, n_out, a.max_new_tokens, &g, &t);
     if (a.dump_ids) append_ids_line(a.dump_ids, prompt, n, out, n_out);
     return 0;
