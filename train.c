@@ -1288,7 +1288,23 @@ typedef struct {
     float* losses;    // (B, T) per-token loss
 } ActivationTensors;
 
-// Reused by every layer of the backward (and as forward scratch): not per layer.
+// Layer l's slices of the activations of a batch of N tokens, as the forward and the
+// backward use them (shapes as above, without the leading L).
+typedef struct {
+    float *x, *ln1, *ln1_rstd, *q, *k, *v, *att, *lse, *x_mid, *ln2, *ln2_rstd, *gate, *up;
+    float* x_next;  // (N, C) the residual stream leaving the layer
+} LayerActivations;
+
+static LayerActivations layer_activations(const ActivationTensors* a, const LlamaConfig* c, int l, int N) {
+    size_t n = (size_t)l * N, q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
+    return (LayerActivations){.x = a->x + n * c->C, .ln1 = a->ln1 + n * c->C, .ln1_rstd = a->ln1_rstd + n,
+                              .q = a->q + n * q_dim, .k = a->k + n * kv_dim, .v = a->v + n * kv_dim,
+                              .att = a->att + n * q_dim, .lse = a->lse + n * c->NH, .x_mid = a->x_mid + n * c->C,
+                              .ln2 = a->ln2 + n * c->C, .ln2_rstd = a->ln2_rstd + n, .gate = a->gate + n * c->I,
+                              .up = a->up + n * c->I, .x_next = a->x + (n + N) * c->C};
+}
+
+// Reused by every layer of the backward (and as forward scratch): not per 
 typedef struct {
     float* dx;       // (B, T, C) gradient of the residual stream
     float* dln;      // (B, T, C) gradient of a norm's output
@@ -1625,41 +1641,30 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
     ActivationTensors* a = &m->acts;
     ParameterTensors* p = &m->params;
     int N = B * T, C = c->C, I = c->I;
-    size_t q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
     if (pos == NULL) {
         for (int n = 0; n < N; n++) m->default_pos[n] = n % T;
         pos = m->default_pos;
     }
     embedding_forward(a->x, tokens, p->wte, N, C);
     for (int l = 0; l < c->L; l++) {
-        float* x = a->x + (size_t)l * N * C;
-        float* ln1 = a->ln1 + (size_t)l * N * C;
-        float* q = a->q + (size_t)l * N * q_dim;
-        float* k = a->k + (size_t)l * N * kv_dim;
-        float* v = a->v + (size_t)l * N * kv_dim;
-        float* att = a->att + (size_t)l * N * q_dim;
-        float* x_mid = a->x_mid + (size_t)l * N * C;
-        float* ln2 = a->ln2 + (size_t)l * N * C;
-        float* gate = a->gate + (size_t)l * N * I;
-        float* up = a->up + (size_t)l * N * I;
-        float* x_next = a->x + (size_t)(l + 1) * N * C;
+        LayerActivations layer = layer_activations(a, c, l, N);
 
-        rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
-        model_linear_forward(m, l, LORA_Q, q, ln1, N, 0, training);
-        model_linear_forward(m, l, LORA_K, k, ln1, N, 0, training);
-        model_linear_forward(m, l, LORA_V, v, ln1, N, 0, training);
-        rope_forward(q, pos, m->cos_sin, N, c->NH, c->hs);
-        rope_forward(k, pos, m->cos_sin, N, c->NKV, c->hs);
-        attention_forward(att, a->lse + (size_t)l * N * c->NH, m->attention_scratch, q, k, v, pos, B, T, c->NH, c->NKV, c->hs);
-        memcpy(x_mid, x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
-        model_linear_forward(m, l, LORA_O, x_mid, att, N, 1, training);
+        rmsnorm_forward(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
+        model_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
+        model_linear_forward(m, l, LORA_K, layer.k, layer.ln1, N, 0, training);
+        model_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
+        rope_forward(layer.q, pos, m->cos_sin, N, c->NH, c->hs);
+        rope_forward(layer.k, pos, m->cos_sin, N, c->NKV, c->hs);
+        attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T, c->NH, c->NKV, c->hs);
+        memcpy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
+        model_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
 
-        rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
-        model_linear_forward(m, l, LORA_GATE, gate, ln2, N, 0, training);
-        model_linear_forward(m, l, LORA_UP, up, ln2, N, 0, training);
-        swiglu_forward(m->scratch.act, gate, up, (size_t)N * I);
-        memcpy(x_next, x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
-        model_linear_forward(m, l, LORA_DOWN, x_next, m->scratch.act, N, 1, training);
+        rmsnorm_forward(layer.ln2, layer.ln2_rstd, layer.x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
+        model_linear_forward(m, l, LORA_GATE, layer.gate, layer.ln2, N, 0, training);
+        model_linear_forward(m, l, LORA_UP, layer.up, layer.ln2, N, 0, training);
+        swiglu_forward(m->scratch.act, layer.gate, layer.up, (size_t)N * I);
+        memcpy(layer.x_next, layer.x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
+        model_linear_forward(m, l, LORA_DOWN, layer.x_next, m->scratch.act, N, 1, training);
     }
     rmsnorm_forward(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, p->lnf, N, C, c->norm_eps);
     linear_forward(a->logits, a->lnf, p->wlm, N, C, c->V, 0);
@@ -1685,7 +1690,6 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
     ParameterTensors* p = &m->params;
     ParameterTensors* g = m->full_finetune ? &m->grads : NULL;
     int N = B * T, C = c->C, I = c->I;
-    size_t q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
     if (pos == NULL) pos = m->default_pos;  // filled by the forward
 
     crossentropy_backward(a->logits, targets, N, c->V, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
@@ -1696,37 +1700,28 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
     rmsnorm_backward(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        float* x = a->x + (size_t)l * N * C;
-        float* ln1 = a->ln1 + (size_t)l * N * C;
-        float* q = a->q + (size_t)l * N * q_dim;
-        float* k = a->k + (size_t)l * N * kv_dim;
-        float* v = a->v + (size_t)l * N * kv_dim;
-        float* att = a->att + (size_t)l * N * q_dim;
-        float* x_mid = a->x_mid + (size_t)l * N * C;
-        float* ln2 = a->ln2 + (size_t)l * N * C;
-        float* gate = a->gate + (size_t)l * N * I;
-        float* up = a->up + (size_t)l * N * I;
+        LayerActivations layer = layer_activations(a, c, l, N);
 
         // MLP: s->dx holds d x_next, which flows unchanged into d x_mid plus the MLP branch
-        swiglu_forward(s->act, gate, up, (size_t)N * I);
+        swiglu_forward(s->act, layer.gate, layer.up, (size_t)N * I);
         model_linear_backward(m, l, LORA_DOWN, s->dact, s->dx, s->act, N, 0);
-        swiglu_backward(s->dgate, s->dup, s->dact, gate, up, (size_t)N * I);
-        model_linear_backward(m, l, LORA_GATE, s->dln, s->dgate, ln2, N, 0);
-        model_linear_backward(m, l, LORA_UP, s->dln, s->dup, ln2, N, 1);
-        rmsnorm_backward(s->dx, g ? g->ln2 + (size_t)l * C : NULL, s->dln, x_mid, p->ln2 + (size_t)l * C,
-                         a->ln2_rstd + (size_t)l * N, N, C);
+        swiglu_backward(s->dgate, s->dup, s->dact, layer.gate, layer.up, (size_t)N * I);
+        model_linear_backward(m, l, LORA_GATE, s->dln, s->dgate, layer.ln2, N, 0);
+        model_linear_backward(m, l, LORA_UP, s->dln, s->dup, layer.ln2, N, 1);
+        rmsnorm_backward(s->dx, g ? g->ln2 + (size_t)l * C : NULL, s->dln, layer.x_mid, p->ln2 + (size_t)l * C,
+                         layer.ln2_rstd, N, C);
 
         // attention: s->dx now holds d x_mid
-        model_linear_backward(m, l, LORA_O, s->datt, s->dx, att, N, 0);
-        attention_backward(s->dq, s->dk, s->dv, m->attention_scratch, s->datt, att, a->lse + (size_t)l * N * c->NH, q, k, v, pos,
+        model_linear_backward(m, l, LORA_O, s->datt, s->dx, layer.att, N, 0);
+        attention_backward(s->dq, s->dk, s->dv, m->attention_scratch, s->datt, layer.att, layer.lse, layer.q, layer.k, layer.v, pos,
                            B, T, c->NH, c->NKV, c->hs);
         rope_backward(s->dq, pos, m->cos_sin, N, c->NH, c->hs);
         rope_backward(s->dk, pos, m->cos_sin, N, c->NKV, c->hs);
-        model_linear_backward(m, l, LORA_Q, s->dln, s->dq, ln1, N, 0);
-        model_linear_backward(m, l, LORA_K, s->dln, s->dk, ln1, N, 1);
-        model_linear_backward(m, l, LORA_V, s->dln, s->dv, ln1, N, 1);
-        rmsnorm_backward(s->dx, g ? g->ln1 + (size_t)l * C : NULL, s->dln, x, p->ln1 + (size_t)l * C,
-                         a->ln1_rstd + (size_t)l * N, N, C);
+        model_linear_backward(m, l, LORA_Q, s->dln, s->dq, layer.ln1, N, 0);
+        model_linear_backward(m, l, LORA_K, s->dln, s->dk, layer.ln1, N, 1);
+        model_linear_backward(m, l, LORA_V, s->dln, s->dv, layer.ln1, N, 1);
+        rmsnorm_backward(s->dx, g ? g->ln1 + (size_t)l * C : NULL, s->dln, layer.x, p->ln1 + (size_t)l * C,
+                         layer.ln1_rstd, N, C);
     }
     if (g) embedding_backward(g->wte, s->dx, tokens, N, C);
 }
@@ -1975,7 +1970,7 @@ static double shortest_double(float f) {
     return strtod(buf, NULL);
 }
 
-// Names and shapes of every LoRA tensor under PEFT's keys, layer by layer.
+// Names and shapes of every LoRA tensor under PEFT's keys, layer by 
 static int lora_tensor_list(const Model* m, char** names, int64_t* rows, int64_t* cols, float** data) {
     const LlamaConfig* c = &m->config;
     int r = m->lora_config.rank, n = 0;

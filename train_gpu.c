@@ -225,40 +225,29 @@ void gpu_model_forward(Model* m, const int* tokens, const int* targets, const in
     ActivationTensors* a = &d->acts;
     ParameterTensors* p = &d->params;
     int N = B * T, C = c->C, I = c->I;
-    size_t q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
     gpu_upload_batch(m, tokens, targets, pos, B, T);
 
     embedding_forward_gpu(a->x, gpu->tokens, p->wte, N, C);
     for (int l = 0; l < c->L; l++) {
-        float* x = a->x + (size_t)l * N * C;
-        float* ln1 = a->ln1 + (size_t)l * N * C;
-        float* q = a->q + (size_t)l * N * q_dim;
-        float* k = a->k + (size_t)l * N * kv_dim;
-        float* v = a->v + (size_t)l * N * kv_dim;
-        float* att = a->att + (size_t)l * N * q_dim;
-        float* x_mid = a->x_mid + (size_t)l * N * C;
-        float* ln2 = a->ln2 + (size_t)l * N * C;
-        float* gate = a->gate + (size_t)l * N * I;
-        float* up = a->up + (size_t)l * N * I;
-        float* x_next = a->x + (size_t)(l + 1) * N * C;
+        LayerActivations layer = layer_activations(a, c, l, N);
 
-        rmsnorm_forward_gpu(ln1, a->ln1_rstd + (size_t)l * N, x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
-        gpu_linear_forward(m, l, LORA_Q, q, ln1, N, 0, training);
-        gpu_linear_forward(m, l, LORA_K, k, ln1, N, 0, training);
-        gpu_linear_forward(m, l, LORA_V, v, ln1, N, 0, training);
-        rope_forward_gpu(q, gpu->pos, d->cos_sin, N, c->NH, c->hs);
-        rope_forward_gpu(k, gpu->pos, d->cos_sin, N, c->NKV, c->hs);
-        attention_forward_gpu(att, a->lse + (size_t)l * N * c->NH, gpu->attention_scratch, q, k, v, gpu->pos,
+        rmsnorm_forward_gpu(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
+        gpu_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
+        gpu_linear_forward(m, l, LORA_K, layer.k, layer.ln1, N, 0, training);
+        gpu_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
+        rope_forward_gpu(layer.q, gpu->pos, d->cos_sin, N, c->NH, c->hs);
+        rope_forward_gpu(layer.k, gpu->pos, d->cos_sin, N, c->NKV, c->hs);
+        attention_forward_gpu(layer.att, layer.lse, gpu->attention_scratch, layer.q, layer.k, layer.v, gpu->pos,
                               B, T, c->NH, c->NKV, c->hs, gpu->bf16);
-        gpu_copy(x_mid, x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
-        gpu_linear_forward(m, l, LORA_O, x_mid, att, N, 1, training);
+        gpu_copy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
+        gpu_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
 
-        rmsnorm_forward_gpu(ln2, a->ln2_rstd + (size_t)l * N, x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
-        gpu_linear_forward(m, l, LORA_GATE, gate, ln2, N, 0, training);
-        gpu_linear_forward(m, l, LORA_UP, up, ln2, N, 0, training);
-        swiglu_forward_gpu(d->scratch.act, gate, up, (size_t)N * I);
-        gpu_copy(x_next, x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
-        gpu_linear_forward(m, l, LORA_DOWN, x_next, d->scratch.act, N, 1, training);
+        rmsnorm_forward_gpu(layer.ln2, layer.ln2_rstd, layer.x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
+        gpu_linear_forward(m, l, LORA_GATE, layer.gate, layer.ln2, N, 0, training);
+        gpu_linear_forward(m, l, LORA_UP, layer.up, layer.ln2, N, 0, training);
+        swiglu_forward_gpu(d->scratch.act, layer.gate, layer.up, (size_t)N * I);
+        gpu_copy(layer.x_next, layer.x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
+        gpu_linear_forward(m, l, LORA_DOWN, layer.x_next, d->scratch.act, N, 1, training);
     }
     rmsnorm_forward_gpu(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, p->lnf, N, C, c->norm_eps);
     base_forward(gpu, a->logits, a->lnf, p->wlm, N, C, c->V, 0);
@@ -287,7 +276,6 @@ void gpu_model_backward(Model* m, const int* tokens, const int* targets, const i
     ParameterTensors* p = &d->params;
     ParameterTensors* g = m->full_finetune ? &d->grads : NULL;
     int N = B * T, C = c->C, I = c->I;
-    size_t q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
     gpu_upload_batch(m, tokens, targets, pos, B, T);
 
     crossentropy_backward_gpu(a->logits, gpu->targets, N, c->V, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
@@ -298,37 +286,28 @@ void gpu_model_backward(Model* m, const int* tokens, const int* targets, const i
     rmsnorm_backward_gpu(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        float* x = a->x + (size_t)l * N * C;
-        float* ln1 = a->ln1 + (size_t)l * N * C;
-        float* q = a->q + (size_t)l * N * q_dim;
-        float* k = a->k + (size_t)l * N * kv_dim;
-        float* v = a->v + (size_t)l * N * kv_dim;
-        float* att = a->att + (size_t)l * N * q_dim;
-        float* x_mid = a->x_mid + (size_t)l * N * C;
-        float* ln2 = a->ln2 + (size_t)l * N * C;
-        float* gate = a->gate + (size_t)l * N * I;
-        float* up = a->up + (size_t)l * N * I;
+        LayerActivations layer = layer_activations(a, c, l, N);
 
         // MLP: s->dx holds d x_next, which flows unchanged into d x_mid plus the MLP branch
-        swiglu_forward_gpu(s->act, gate, up, (size_t)N * I);
+        swiglu_forward_gpu(s->act, layer.gate, layer.up, (size_t)N * I);
         gpu_linear_backward(m, l, LORA_DOWN, s->dact, s->dx, s->act, N, 0);
-        swiglu_backward_gpu(s->dgate, s->dup, s->dact, gate, up, (size_t)N * I);
-        gpu_linear_backward(m, l, LORA_GATE, s->dln, s->dgate, ln2, N, 0);
-        gpu_linear_backward(m, l, LORA_UP, s->dln, s->dup, ln2, N, 1);
-        rmsnorm_backward_gpu(s->dx, g ? g->ln2 + (size_t)l * C : NULL, s->dln, x_mid, p->ln2 + (size_t)l * C,
-                             a->ln2_rstd + (size_t)l * N, N, C);
+        swiglu_backward_gpu(s->dgate, s->dup, s->dact, layer.gate, layer.up, (size_t)N * I);
+        gpu_linear_backward(m, l, LORA_GATE, s->dln, s->dgate, layer.ln2, N, 0);
+        gpu_linear_backward(m, l, LORA_UP, s->dln, s->dup, layer.ln2, N, 1);
+        rmsnorm_backward_gpu(s->dx, g ? g->ln2 + (size_t)l * C : NULL, s->dln, layer.x_mid, p->ln2 + (size_t)l * C,
+                             layer.ln2_rstd, N, C);
 
         // attention: s->dx now holds d x_mid
-        gpu_linear_backward(m, l, LORA_O, s->datt, s->dx, att, N, 0);
-        attention_backward_gpu(s->dq, s->dk, s->dv, gpu->attention_scratch, s->datt, att, a->lse + (size_t)l * N * c->NH,
-                               q, k, v, gpu->pos, B, T, c->NH, c->NKV, c->hs, gpu->bf16);
+        gpu_linear_backward(m, l, LORA_O, s->datt, s->dx, layer.att, N, 0);
+        attention_backward_gpu(s->dq, s->dk, s->dv, gpu->attention_scratch, s->datt, layer.att, layer.lse,
+                               layer.q, layer.k, layer.v, gpu->pos, B, T, c->NH, c->NKV, c->hs, gpu->bf16);
         rope_backward_gpu(s->dq, gpu->pos, d->cos_sin, N, c->NH, c->hs);
         rope_backward_gpu(s->dk, gpu->pos, d->cos_sin, N, c->NKV, c->hs);
-        gpu_linear_backward(m, l, LORA_Q, s->dln, s->dq, ln1, N, 0);
-        gpu_linear_backward(m, l, LORA_K, s->dln, s->dk, ln1, N, 1);
-        gpu_linear_backward(m, l, LORA_V, s->dln, s->dv, ln1, N, 1);
-        rmsnorm_backward_gpu(s->dx, g ? g->ln1 + (size_t)l * C : NULL, s->dln, x, p->ln1 + (size_t)l * C,
-                             a->ln1_rstd + (size_t)l * N, N, C);
+        gpu_linear_backward(m, l, LORA_Q, s->dln, s->dq, layer.ln1, N, 0);
+        gpu_linear_backward(m, l, LORA_K, s->dln, s->dk, layer.ln1, N, 1);
+        gpu_linear_backward(m, l, LORA_V, s->dln, s->dv, layer.ln1, N, 1);
+        rmsnorm_backward_gpu(s->dx, g ? g->ln1 + (size_t)l * C : NULL, s->dln, layer.x, p->ln1 + (size_t)l * C,
+                             layer.ln1_rstd, N, C);
     }
     if (g) embedding_backward_gpu(g->wte, s->dx, gpu->tokens, N, C);
 }

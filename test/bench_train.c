@@ -21,11 +21,7 @@ int main(int argc, char** argv) {
                      .rope_original_max_pos = 8192.0, .tied = 1};
     Model m;
     model_create(&m, &c);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < m.num_parameters; i++) m.params_memory[i] = hash_uniform(1, 0, (uint32_t)i, 0.02f);
-    for (int l = 0; l < layers; l++) {  // norm weights near 1
-        for (int i = 0; i < c.C; i++) m.params.ln1[l * c.C + i] = m.params.ln2[l * c.C + i] = 1.0f;
-    }
+    model_init_random(&m, 1, 0.02f);
     LoraConfig lc = {.rank = 8, .alpha = 16.0f, .dropout = 0.05f};
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc.target[mod] = 1;
     model_init_lora(&m, &lc, 42);
