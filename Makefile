@@ -36,7 +36,8 @@ cjson:
 TOKENIZER = tokenizer.c tokenizer.h unicode_tables.h
 TOKENIZER_LIB = -DTOKENIZER_NO_MAIN tokenizer.c
 
-train: train.c $(TOKENIZER) | cjson
+# ./train's demo run answers its sample prompts through ./generate, so `make train` builds both
+train: train.c $(TOKENIZER) | cjson generate
 	$(CC) $(CFLAGS) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
 train_asan: train.c $(TOKENIZER) | cjson
