@@ -420,7 +420,7 @@ static void linear_backward_weight(float* dW, const float* dy, const float* x, i
 
 // x (N,C) = wte[tokens]
 void embedding_forward(float* x, const int* tokens, const float* wte, int N, int C) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N > 1)  // one row (decoding) is not worth waking the threads
     for (int n = 0; n < N; n++) memcpy(x + (size_t)n * C, wte + (size_t)tokens[n] * C, C * sizeof(float));
 }
 
@@ -440,7 +440,7 @@ void embedding_backward(float* dwte, const float* dx, const int* tokens, int N, 
 
 // y (N,C) = x * rstd * w, rstd (N) = 1/sqrt(mean(x^2) + eps)
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N > 1)
     for (int n = 0; n < N; n++) {
         const float* xn = x + (size_t)n * C;
         float* yn = y + (size_t)n * C;
@@ -482,7 +482,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
 // pos * inv_freq[i]. cos_sin (T, hs/2, 2) holds the table for positions 0..T-1.
 void rope_forward(float* x, const int* pos, const float* cos_sin, int N, int nh, int hs) {
     int half = hs / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N > 1)
     for (int n = 0; n < N; n++) {
         const float* cs = cos_sin + (size_t)pos[n] * half * 2;
         for (int h = 0; h < nh; h++) {
@@ -670,7 +670,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
 
 // SwiGLU: out (N,I) = silu(gate) * up, silu(g) = g * sigmoid(g)
 void swiglu_forward(float* out, const float* gate, const float* up, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= 65536)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + fast_exp(-g)) * up[i];

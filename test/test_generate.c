@@ -175,9 +175,12 @@ static void make_fixtures(void) {
 // tests
 
 static void test_matvec(void) {
-    int sizes[][2] = {{37, 203}, {64, 2048}, {5, 16}, {301, 48}};
-    for (int k = 0; k < 4; k++) {
-        int out = sizes[k][0], in = sizes[k][1];
+    // out, in, panel of the packed BF16 layout: odd and even row counts, widths that are
+    // and are not multiples of 16, one panel and several with a ragged last one
+    int sizes[][3] = {{37, 203, 64}, {64, 2048, DECODE_PANEL}, {5, 16, 16}, {301, 48, 32},
+                      {1, 40, DECODE_PANEL}, {6, 50, DECODE_PANEL}, {9, 5000, DECODE_PANEL}};
+    for (int k = 0; k < 7; k++) {
+        int out = sizes[k][0], in = sizes[k][1], panel = sizes[k][2];
         float* W = malloc_check((size_t)out * in * sizeof(float), "test");
         uint16_t* Wb = malloc_check((size_t)out * in * sizeof(uint16_t), "test");
         float* x = malloc_check(in * sizeof(float), "test");
@@ -193,15 +196,22 @@ static void test_matvec(void) {
             int dt = dtype ? DTYPE_BF16 : DTYPE_F32;
             for (int acc = 0; acc < 2; acc++) {
                 for (int o = 0; o < out; o++) y1[o] = y2[o] = hash_uniform(5, k, o, 1.0f);
-                matvec(y1, x, w, dt, in, out, acc);
-                matvec_naive(y2, x, w, dt, in, out, acc);
+                matvec(y1, x, w, dt, in, out, panel, acc);
+                matvec_naive(y2, x, w, dt, in, out, panel, acc);
                 double e = max_abs_diff(y1, y2, out) / scale;
                 if (!(e <= worst)) worst = e;
             }
         }
-        char what[128];
-        snprintf(what, sizeof(what), "matvec vs matvec_naive, F32 and BF16, %dx%d (error / sqrt(in))", out, in);
+        char what[160];
+        snprintf(what, sizeof(what), "matvec vs matvec_naive, F32 and packed BF16, %dx%d, panels of %d (error / sqrt(in))",
+                 out, in, panel < in ? panel : in);
         check_close(what, worst, 4e-6);  // a wrong index would give errors of order 1
+        // what pack_bf16 writes, read by matvec, against the plain row-major product
+        pack_bf16(Wb, W, out, in, panel);  // W now holds the rounded values
+        matvec(y1, x, Wb, DTYPE_BF16, in, out, panel, 0);
+        matvec_naive(y2, x, W, DTYPE_F32, in, out, panel, 0);
+        snprintf(what, sizeof(what), "pack_bf16 %dx%d, panels of %d, through matvec = the row-major product", out, in, panel < in ? panel : in);
+        check_close(what, max_abs_diff(y1, y2, out) / scale, 4e-6);
         free(W); free(Wb); free(x); free(y1); free(y2);
     }
 }
@@ -209,10 +219,14 @@ static void test_matvec(void) {
 // The tolerance is 1e-5 absolute, or 1e-6 of the largest |logit| where that is more: the
 // decode sums in another order than train.c's matmul, so the two differ by rounding, and
 // at logits above 10 an fp32 ulp is 1e-6 already.
-static void test_decode_matches_forward(const char* dir, const char* adapter, int dtype, const char* label) {
+static void test_decode_matches_forward(const char* dir, const char* adapter, int dtype, int panel, const char* label) {
     Model m;
     Generator g;
     load_model(&m, &g, dir, adapter, dtype);
+    if (panel != DECODE_PANEL) {  // the tiny models' rows (48 and 136) are narrower than one panel
+        free(g.weights.bf16_memory);
+        decode_weights_init(&g.weights, &m, dtype, panel);
+    }
     int T = 40, V = m.config.V;
     int* tokens = malloc_check(T * sizeof(int), "test");
     test_tokens(tokens, T, V, 1);
@@ -399,12 +413,13 @@ int main(void) {
     make_fixtures();
     write_reference_logits();
     test_matvec();
-    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_F32, "tiny F32");
-    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, "tiny_bf16, BF16 decode weights");
-    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_BF16, "tiny rounded to BF16 (--weights bf16)");
-    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_F32, "tiny + unmerged adapter");
-    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_BF16, "tiny + adapter, BF16 weights");
-    test_decode_matches_forward("test/models/tiny_tied", NULL, DTYPE_F32, "tiny_tied F32 (tied, sharded)");
+    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_F32, DECODE_PANEL, "tiny F32");
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, DECODE_PANEL, "tiny_bf16, BF16 decode weights");
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, 32, "tiny_bf16, BF16 decode weights in panels of 32 columns");
+    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_BF16, DECODE_PANEL, "tiny rounded to BF16 (--weights bf16)");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_F32, DECODE_PANEL, "tiny + unmerged adapter");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_BF16, 32, "tiny + adapter, BF16 weights in panels of 32");
+    test_decode_matches_forward("test/models/tiny_tied", NULL, DTYPE_F32, DECODE_PANEL, "tiny_tied F32 (tied, sharded)");
     test_adapter_merged();
     test_greedy_deterministic();
     test_sampler();
