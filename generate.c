@@ -376,18 +376,12 @@ void attention_cached_forward(float* out, float* scores, const float* q, const f
                 p[s] = scale * dot_product(qt, k_cache + ((size_t)s * NKV + kvh) * hs, hs);
                 if (p[s] > maxv) maxv = p[s];
             }
+            for (int s = 0; s <= t; s++) p[s] = fast_exp(p[s] - maxv);
             float sum = 0.0f;
-            for (int s = 0; s <= t; s++) {
-                p[s] = expf(p[s] - maxv);
-                sum += p[s];
-            }
+            for (int s = 0; s <= t; s++) sum += p[s];
             float* ot = out + ((size_t)i * NH + h) * hs;
             for (int e = 0; e < hs; e++) ot[e] = 0.0f;
-            for (int s = 0; s <= t; s++) {
-                const float* vs = v_cache + ((size_t)s * NKV + kvh) * hs;
-                float w = p[s] / sum;
-                for (int e = 0; e < hs; e++) ot[e] += w * vs[e];
-            }
+            for (int s = 0; s <= t; s++) axpy(ot, p[s] / sum, v_cache + ((size_t)s * NKV + kvh) * hs, hs);
         }
     }
 }
