@@ -97,12 +97,17 @@ static float dot_row(const void* W, int dtype, size_t row_start, const float* x,
     }
     return sum;
 }
+// Pins v to a register. Without it GCC folds the load of x into each row's FMA, loading
+// it twice, and decode ran 3-5% slower.
+#define IN_REGISTER(v) __asm__("" : "+v"(v))
 // The dot products of a packed BF16 row pair (2*n values at pair) with x (n).
 static void dot_pair(const uint16_t* pair, const float* x, int n, float* sum0, float* sum1) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
     int i = 0;
     for (; i + 2 * PIECE <= n; i += 2 * PIECE, pair += 4 * PIECE) {
         __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + PIECE);
+        IN_REGISTER(x0);
+        IN_REGISTER(x1);
         a0 = _mm512_fmadd_ps(load16_bf16(pair), x0, a0);
         b0 = _mm512_fmadd_ps(load16_bf16(pair + PIECE), x0, b0);
         a1 = _mm512_fmadd_ps(load16_bf16(pair + 2 * PIECE), x1, a1);
@@ -358,8 +363,9 @@ void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
 
 // Attention of n new queries against the cache: query i, at position p0+i, sees the
 // cached keys 0..p0+i. q and out (n, NH, hs); k_cache, v_cache (maxT, NKV, hs) already
-// hold the new tokens' keys and values; scores (NH, maxT) is scratch. The same math,
-// in the same order, as train.c's attention_forward.
+// hold the new tokens' keys and values; scores (NH, maxT) is scratch. The math of
+// train.c's attention_forward (its fast_exp, its normalisation), with the dot products
+// summed in another order, so the two agree to rounding.
 void attention_cached_forward(float* out, float* scores, const float* q, const float* k_cache,
                               const float* v_cache, int p0, int n, int NH, int NKV, int hs, int maxT) {
     float scale = 1.0f / sqrtf((float)hs);
