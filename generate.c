@@ -304,7 +304,7 @@ typedef struct {
     int maxT;          // context: positions 0..maxT-1
     int pos;           // tokens in the cache
     int* tokens;       // (maxT) the ids in the cache
-    float* k_cache;    // (L, maxT, NKV*hs) keys after RoPE
+    float* k_cache;    // (L, NKV, hs, maxT) keys after RoPE, transposed as train.c's attention does
     float* v_cache;    // (L, maxT, NKV*hs)
     float* logits;     // (V) predicting the token after the last one in the cache
     float* sample_logits; // (V) the copy sampling modifies
@@ -315,6 +315,7 @@ typedef struct {
     float* ln;         // (chunk, C) a norm's output
     float* rstd;       // (chunk)
     float* q;          // (chunk, NH*hs)
+    float* k;          // (chunk, NKV*hs) the new keys, before they go into the cache
     float* att;        // (chunk, NH*hs)
     float* gate;       // (chunk, I)
     float* up;         // (chunk, I)
@@ -352,6 +353,7 @@ void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
     g->ln = calloc_floats(n * c->C, "decode scratch");
     g->rstd = calloc_floats(n, "decode scratch");
     g->q = calloc_floats(n * q, "decode scratch");
+    g->k = calloc_floats(n * kv, "decode scratch");
     g->att = calloc_floats(n * q, "decode scratch");
     g->gate = calloc_floats(n * c->I, "decode scratch");
     g->up = calloc_floats(n * c->I, "decode scratch");
@@ -361,11 +363,19 @@ void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
     g->scores = calloc_floats((size_t)c->NH * maxT, "attention scores");
 }
 
+// Writes n tokens' keys k (n, NKV, hs) at positions p0.. of the transposed key cache
+// k_cache (NKV, hs, maxT): a query's scores against all keys are then a loop over
+// contiguous memory (train.c's row_scores).
+static void cache_keys(float* k_cache, const float* k, int p0, int n, int NKV, int hs, int maxT) {
+    for (int i = 0; i < n; i++) {
+        for (int e = 0; e < NKV * hs; e++) k_cache[(size_t)e * maxT + p0 + i] = k[(size_t)i * NKV * hs + e];
+    }
+}
+
 // Attention of n new queries against the cache: query i, at position p0+i, sees the
-// cached keys 0..p0+i. q and out (n, NH, hs); k_cache, v_cache (maxT, NKV, hs) already
-// hold the new tokens' keys and values; scores (NH, maxT) is scratch. The math of
-// train.c's attention_forward (its fast_exp, its normalisation), with the dot products
-// summed in another order, so the two agree to rounding.
+// cached keys 0..p0+i. q and out (n, NH, hs); k_cache (NKV, hs, maxT) and v_cache
+// (maxT, NKV, hs) already hold the new tokens' keys and values; scores (NH, maxT) is
+// scratch. The same math, in the same order, as train.c's attention_forward.
 void attention_cached_forward(float* out, float* scores, const float* q, const float* k_cache,
                               const float* v_cache, int p0, int n, int NH, int NKV, int hs, int maxT) {
     float scale = 1.0f / sqrtf((float)hs);
@@ -376,12 +386,9 @@ void attention_cached_forward(float* out, float* scores, const float* q, const f
         int kvh = h / group;
         for (int i = 0; i < n; i++) {
             int t = p0 + i;
-            const float* qt = q + ((size_t)i * NH + h) * hs;
+            row_scores(p, q + ((size_t)i * NH + h) * hs, k_cache + (size_t)kvh * hs * maxT, 0, t, maxT, hs, scale);
             float maxv = -INFINITY;
-            for (int s = 0; s <= t; s++) {
-                p[s] = scale * dot_product(qt, k_cache + ((size_t)s * NKV + kvh) * hs, hs);
-                if (p[s] > maxv) maxv = p[s];
-            }
+            for (int s = 0; s <= t; s++) maxv = p[s] > maxv ? p[s] : maxv;
             for (int s = 0; s <= t; s++) p[s] = fast_exp(p[s] - maxv);
             float sum = 0.0f;
             for (int s = 0; s <= t; s++) sum += p[s];
@@ -430,17 +437,17 @@ void generator_forward(Generator* g, const int* tokens, int n) {
     }
     embedding_forward(g->x, tokens, p->wte, n, C);
     for (int l = 0; l < c->L; l++) {
-        float* k_cache = g->k_cache + (size_t)l * g->maxT * kv_dim;  // (maxT, NKV*hs) of layer l
-        float* v_cache = g->v_cache + (size_t)l * g->maxT * kv_dim;
-        float* k = k_cache + (size_t)p0 * kv_dim;                      // the new tokens' rows
-        float* v = v_cache + (size_t)p0 * kv_dim;
+        float* k_cache = g->k_cache + (size_t)l * g->maxT * kv_dim;  // (NKV, hs, maxT) of layer l
+        float* v_cache = g->v_cache + (size_t)l * g->maxT * kv_dim;  // (maxT, NKV*hs) of layer l
+        float* v = v_cache + (size_t)p0 * kv_dim;                      // the new tokens' rows
 
         rmsnorm_forward(g->ln, g->rstd, g->x, p->ln1 + (size_t)l * C, n, C, c->norm_eps);
         generator_linear(g, l, LORA_Q, g->q, g->ln, n, 0);
-        generator_linear(g, l, LORA_K, k, g->ln, n, 0);
+        generator_linear(g, l, LORA_K, g->k, g->ln, n, 0);
         generator_linear(g, l, LORA_V, v, g->ln, n, 0);
         rope_forward(g->q, g->positions, m->cos_sin, n, c->NH, c->hs);
-        rope_forward(k, g->positions, m->cos_sin, n, c->NKV, c->hs);
+        rope_forward(g->k, g->positions, m->cos_sin, n, c->NKV, c->hs);
+        cache_keys(k_cache, g->k, p0, n, c->NKV, c->hs, g->maxT);
         attention_cached_forward(g->att, g->scores, g->q, k_cache, v_cache, p0, n, c->NH, c->NKV, c->hs, g->maxT);
         generator_linear(g, l, LORA_O, g->x, g->att, n, 1);  // residual: x += o_proj(att)
 
@@ -467,7 +474,7 @@ void generator_prefill(Generator* g, const int* tokens, int n) {
     if (n > g->maxT) fail("internal error: prefill of %d tokens in a context of %d", n, g->maxT);
     model_forward(m, tokens, NULL, NULL, 1, n, 0);
     for (int l = 0; l < c->L; l++) {
-        memcpy(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim, n * kv_dim * sizeof(float));
+        cache_keys(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim, 0, n, c->NKV, c->hs, g->maxT);
         memcpy(g->v_cache + (size_t)l * g->maxT * kv_dim, m->acts.v + (size_t)l * n * kv_dim, n * kv_dim * sizeof(float));
     }
     memcpy(g->logits, m->acts.logits + (size_t)(n - 1) * c->V, c->V * sizeof(float));
