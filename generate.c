@@ -45,13 +45,15 @@ I MLP size, V vocabulary, L layers, r LoRA rank; n tokens in a chunk, maxT the c
 #define DECODE_PANEL 2048
 #define PIECE 16
 
-// Where W[o][i] is in the packed BF16 layout.
-static size_t packed_index(int o, int i, int in, int out, int panel) {
+// Where W[o][i] is in the packed BF16 layout; *run (if not NULL) is how many columns
+// from i on follow it contiguously there (the rest of its piece, or of its row).
+static size_t packed_index(int o, int i, int in, int out, int panel, int* run) {
     int start = i - i % panel, width = in - start < panel ? in - start : panel, j = i - start;
+    int whole = width - width % PIECE, alone = o == out - 1 && out % 2;  // an odd last row is stored alone
+    if (run) *run = alone || j >= whole ? width - j : PIECE - j % PIECE;
     size_t at = (size_t)start * out;                                     // the panels before
-    if (o == out - 1 && out % 2) return at + (size_t)o * width + j;       // an odd last row, alone
+    if (alone) return at + (size_t)o * width + j;
     at += (size_t)(o - o % 2) * width;                                   // the pairs before
-    int whole = width - width % PIECE;
     if (j < whole) return at + (size_t)(j / PIECE) * 2 * PIECE + (o % 2) * PIECE + j % PIECE;
     return at + 2 * (size_t)whole + (o % 2) * (width - whole) + (j - whole);  // the rests
 }
@@ -61,7 +63,7 @@ void matvec_naive(float* y, const float* x, const void* W, int dtype, int in, in
     for (int o = 0; o < out; o++) {
         float sum = 0.0f;
         for (int i = 0; i < in; i++) {
-            float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[packed_index(o, i, in, out, panel)])
+            float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[packed_index(o, i, in, out, panel, NULL)])
                                           : ((const float*)W)[(size_t)o * in + i];
             sum += w * x[i];
         }
@@ -225,12 +227,8 @@ typedef struct {
 static void pack_bf16(uint16_t* dst, float* w, int out, int in, int panel) {
     #pragma omp parallel for schedule(static)
     for (int o = 0; o < out; o++) {
-        // runs of columns that stay together in the layout: a piece, or a rest
-        for (int i = 0, run; i < in; i += run) {
-            int start = i - i % panel, width = in - start < panel ? in - start : panel, j = i - start;
-            int alone = o == out - 1 && out % 2;
-            run = alone || j >= width - width % PIECE ? width - j : PIECE;
-            uint16_t* to = dst + packed_index(o, i, in, out, panel);
+        for (int i = 0, run; i < in; i += run) {  // a run of columns that stay together
+            uint16_t* to = dst + packed_index(o, i, in, out, panel, &run);
             float* from = w + (size_t)o * in + i;
             for (int k = 0; k < run; k++) {
                 to[k] = float_to_bf16(from[k]);
@@ -363,15 +361,6 @@ void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
     g->scores = calloc_floats((size_t)c->NH * maxT, "attention scores");
 }
 
-// Writes n tokens' keys k (n, NKV, hs) at positions p0.. of the transposed key cache
-// k_cache (NKV, hs, maxT): a query's scores against all keys are then a loop over
-// contiguous memory (train.c's row_scores).
-static void cache_keys(float* k_cache, const float* k, int p0, int n, int NKV, int hs, int maxT) {
-    for (int i = 0; i < n; i++) {
-        for (int e = 0; e < NKV * hs; e++) k_cache[(size_t)e * maxT + p0 + i] = k[(size_t)i * NKV * hs + e];
-    }
-}
-
 // Attention of n new queries against the cache: query i, at position p0+i, sees the
 // cached keys 0..p0+i. q and out (n, NH, hs); k_cache (NKV, hs, maxT) and v_cache
 // (maxT, NKV, hs) already hold the new tokens' keys and values; scores (NH, maxT) is
@@ -447,7 +436,7 @@ void generator_forward(Generator* g, const int* tokens, int n) {
         generator_linear(g, l, LORA_V, v, g->ln, n, 0);
         rope_forward(g->q, g->positions, m->cos_sin, n, c->NH, c->hs);
         rope_forward(g->k, g->positions, m->cos_sin, n, c->NKV, c->hs);
-        cache_keys(k_cache, g->k, p0, n, c->NKV, c->hs, g->maxT);
+        transpose_heads(k_cache + p0, g->k, 1, n, c->NKV, c->hs, g->maxT);  // the new columns
         attention_cached_forward(g->att, g->scores, g->q, k_cache, v_cache, p0, n, c->NH, c->NKV, c->hs, g->maxT);
         generator_linear(g, l, LORA_O, g->x, g->att, n, 1);  // residual: x += o_proj(att)
 
@@ -474,7 +463,7 @@ void generator_prefill(Generator* g, const int* tokens, int n) {
     if (n > g->maxT) fail("internal error: prefill of %d tokens in a context of %d", n, g->maxT);
     model_forward(m, tokens, NULL, NULL, 1, n, 0);
     for (int l = 0; l < c->L; l++) {
-        cache_keys(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim, 0, n, c->NKV, c->hs, g->maxT);
+        transpose_heads(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim, 1, n, c->NKV, c->hs, g->maxT);
         memcpy(g->v_cache + (size_t)l * g->maxT * kv_dim, m->acts.v + (size_t)l * n * kv_dim, n * kv_dim * sizeof(float));
     }
     memcpy(g->logits, m->acts.logits + (size_t)(n - 1) * c->V, c->V * sizeof(float));

@@ -553,16 +553,17 @@ static inline float fast_exp(float x) {
     return p * two_n.f;
 }
 
-// dst (B, NKV, hs, T) = src (B, T, NKV, hs): each head's keys (or values) as columns,
-// so a query's scores against all keys are a loop over contiguous memory.
-static void transpose_heads(float* dst, const float* src, int B, int T, int NKV, int hs) {
-    #pragma omp parallel for collapse(2) schedule(static)
+// dst (B, NKV, hs, ld) columns 0..T-1 = src (B, T, NKV, hs): each head's keys (or
+// values) as columns, so a query's scores against all keys are a loop over contiguous
+// memory. ld = T here; generate.c's KV cache writes new columns into rows of ld = maxT.
+static void transpose_heads(float* dst, const float* src, int B, int T, int NKV, int hs, int ld) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * NKV * hs >= 65536)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NKV; h++) {
-            float* d = dst + ((size_t)b * NKV + h) * hs * T;
+            float* d = dst + ((size_t)b * NKV + h) * hs * ld;
             for (int t = 0; t < T; t++) {
                 const float* x = src + (((size_t)b * T + t) * NKV + h) * hs;
-                for (int i = 0; i < hs; i++) d[(size_t)i * T + t] = x[i];
+                for (int i = 0; i < hs; i++) d[(size_t)i * ld + t] = x[i];
             }
         }
     }
@@ -600,7 +601,7 @@ void attention_forward(float* out, float* lse, float* scratch, const float* q, c
     int group = NH / NKV;
     float* kT = scratch;
     float* rows = scratch + 2 * (size_t)B * T * NKV * hs;
-    transpose_heads(kT, k, B, T, NKV, hs);
+    transpose_heads(kT, k, B, T, NKV, hs, T);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
@@ -638,8 +639,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
     float* kT = scratch;
     float* vT = scratch + (size_t)B * T * NKV * hs;
     float* rows = scratch + 2 * (size_t)B * T * NKV * hs;
-    transpose_heads(kT, k, B, T, NKV, hs);
-    transpose_heads(vT, v, B, T, NKV, hs);
+    transpose_heads(kT, k, B, T, NKV, hs, T);
+    transpose_heads(vT, v, B, T, NKV, hs, T);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int kvh = 0; kvh < NKV; kvh++) {
