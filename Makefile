@@ -33,7 +33,7 @@ cjson:
 	fi
 
 # train.c and generate.c use tokenizer.c as a library (its own main left out)
-TOKENIZER = tokenizer.c tokenizer.h unicode_tables.h
+TOKENIZER = tokenizer.c tokenizer.h unicode_tables.h $(wildcard llmc/*.h)
 TOKENIZER_LIB = -DTOKENIZER_NO_MAIN tokenizer.c
 
 # ./train's demo run answers its sample prompts through ./generate, so `make train` builds both

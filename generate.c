@@ -618,7 +618,7 @@ void read_generation_defaults(const Model* m, const char* dir, const Tokenizer* 
     s->repetition_penalty = 1.0f;
     char* path = path_join(dir, "generation_config.json");
     if (access(path, R_OK) == 0) {
-        char* text = read_text_file(path, "");
+        char* text = read_file(path, NULL, "");
         cJSON* json = cJSON_Parse(text);
         if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
         cJSON* eos = cJSON_GetObjectItemCaseSensitive(json, "eos_token_id");

@@ -23,66 +23,7 @@ The API is in tokenizer.h. Other programs compile this file beside themselves wi
 #include <cjson/cJSON.h>
 #include "tokenizer.h"
 #include "unicode_tables.h"
-
-// ----------------------------------------------------------------------------
-// errors and checked wrappers: one line naming the file and the problem, exit 1
-
-static void fail(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(EXIT_FAILURE);
-}
-
-static void* malloc_check(size_t size, const char* what) {
-    void* p = malloc(size > 0 ? size : 1);
-    if (p == NULL) fail("out of memory allocating %zu bytes for %s", size, what);
-    return p;
-}
-
-static void* realloc_check(void* p, size_t size, const char* what) {
-    p = realloc(p, size > 0 ? size : 1);
-    if (p == NULL) fail("out of memory growing %s to %zu bytes", what, size);
-    return p;
-}
-
-static char* strdup_check(const char* s) {
-    size_t n = strlen(s) + 1;
-    return memcpy(malloc_check(n, "a string"), s, n);
-}
-
-static char* path_join(const char* dir, const char* name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char* p = malloc_check(n, "a path");
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static int is_directory(const char* path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static char* read_file(const char* path, size_t* len_out, const char* hint) {
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) fail("cannot open %s: %s%s", path, strerror(errno), hint);
-    size_t cap = 1 << 16, len = 0;
-    char* data = malloc_check(cap, path);
-    for (;;) {
-        if (len + 1 >= cap) data = realloc_check(data, cap *= 2, path);
-        size_t got = fread(data + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) fail("cannot read %s: %s", path, strerror(errno));
-    fclose(f);
-    data[len] = '\0';
-    if (len_out) *len_out = len;
-    return data;
-}
+#include "llmc/utils.h"  // defines: fail, malloc_check, realloc_check, strdup_check, path_join, read_file
 
 // Growable buffers: capacity doubles, so appends cost amortised O(1) and nothing is
 // allocated per token.

@@ -146,7 +146,7 @@ static void make_fixtures(void) {
     model_create(&chat, &cc);
     for (size_t i = 0; i < chat.num_parameters; i++) chat.params_memory[i] = hash_uniform(21, 0, (uint32_t)i, 0.3f);
     for (size_t i = 0; i < (size_t)cc.L * cc.C; i++) chat.params.ln1[i] = chat.params.ln2[i] = 1.0f;
-    config = read_text_file("test/models/tiny/config.json", "");
+    config = read_file("test/models/tiny/config.json", NULL, "");
     at = strstr(config, "\"vocab_size\": 301");
     if (at == NULL) fail("test/models/tiny/config.json: expected \"vocab_size\": 301");
     char vocab[32];
@@ -160,7 +160,7 @@ static void make_fixtures(void) {
 
     // tiny with end token 78, which greedy decoding after 1,5,7,9,11 reaches third
     make_directory(FIXTURES "/tiny_eos");
-    config = read_text_file("test/models/tiny/config.json", "");
+    config = read_file("test/models/tiny/config.json", NULL, "");
     at = strstr(config, "\"eos_token_id\": 2");
     if (at == NULL) fail("test/models/tiny/config.json: expected \"eos_token_id\": 2");
     memcpy(at, "\"eos_token_id\":78", 17);

@@ -1,0 +1,337 @@
+// matmul.h: matmul_init, matmul (deterministic, blocked, multithreaded), linear_forward/backward_input/backward_weight
+#ifndef LLMC_MATMUL_H
+#define LLMC_MATMUL_H
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+#include <stddef.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "utils.h"
+
+// ----------------------------------------------------------------------------
+// matmul: deterministic fp32 matrix multiply (BLIS-style blocking)
+//
+//   C (M,N) = (accumulate ? C : 0) + op(A) (M,K) @ op(B) (K,N)
+//
+// element (i,k) of op(A) is A[i*a_rs + k*a_cs], element (k,j) of op(B) is
+// B[k*b_rs + j*b_cs], C is row-major with row stride ldc. The trainer's uses:
+//   forward   out (T,OC)  = inp (T,IC) @ W^T      a_rs=IC a_cs=1   b_rs=1  b_cs=IC
+//   backward  dinp (T,IC) += dout (T,OC) @ W      a_rs=OC a_cs=1   b_rs=IC b_cs=1
+//   weights   dW (OC,IC) += dout^T @ inp          a_rs=1  a_cs=OC  b_rs=IC b_cs=1
+//
+// Blocking (loop nest of gemm_blocked, outermost first):
+//   jc: C columns in blocks of NC
+//    pc: K in blocks of KC, always in order 0, KC, 2KC, ...
+//        pack op(B)[pc:pc+KC, jc:jc+NC] -> b_panel (KC x NC, lives in L3)
+//     ic: C rows in blocks of MC
+//         pack op(A)[ic:ic+MC, pc:pc+KC] -> a_block (MC x KC, lives in L2)
+//      jr: NR-wide micro-panels of b_panel (KC x NR, stays in L1)
+//       ir: MR-tall micro-panels of a_block (MR x KC, streamed from L2)
+//           micro_kernel: C[MR x NR] += a_micro @ b_micro in registers
+// Packing copies op(A)/op(B) into contiguous micro-panels whatever the strides
+// (so transposes cost nothing in the kernel) and zero-pads partial panels, so
+// the kernel always computes a full MR x NR tile; edge tiles are computed into
+// a local tile and only the valid part is added to C.
+//
+// Determinism: every C element is the sum of its KC-block partial sums in
+// order pc = 0, KC, 2KC, ..., each partial sum an FMA chain over k in order.
+// Threads only split C into disjoint blocks (split_work) and never split K,
+// so results are bit-identical for any thread count (within one build; AVX-512,
+// AVX2 and plain-C builds differ in the last bits).
+//
+// Scratch: matmul_init() allocates one a_block + b_panel per thread (sized by
+// the fixed block sizes); matmul calls never allocate.
+// ----------------------------------------------------------------------------
+
+
+// ----------------------------------------------------------------------------
+// SIMD layer: vfloat holds VLEN floats. The micro-tile is MR rows x NR columns
+// (NR = NV vectors); MR*NV accumulators + NV b vectors + 1 broadcast fit in
+// the register file (AVX-512: 24+2+1 of 32 zmm, AVX2: 12+2+1 of 16 ymm).
+
+#if defined(__AVX512F__)
+typedef __m512 vfloat;
+enum { VLEN = 16, MR = 12, NV = 2 };
+static inline vfloat vzero(void) { return _mm512_setzero_ps(); }
+static inline vfloat vload(const float* p) { return _mm512_load_ps(p); }
+static inline vfloat vloadu(const float* p) { return _mm512_loadu_ps(p); }
+static inline void vstoreu(float* p, vfloat x) { _mm512_storeu_ps(p, x); }
+static inline vfloat vbroadcast(float x) { return _mm512_set1_ps(x); }
+static inline vfloat vadd(vfloat x, vfloat y) { return _mm512_add_ps(x, y); }
+static inline vfloat vfma(vfloat x, vfloat y, vfloat acc) { return _mm512_fmadd_ps(x, y, acc); }
+#elif defined(__AVX2__) && defined(__FMA__)
+typedef __m256 vfloat;
+enum { VLEN = 8, MR = 6, NV = 2 };
+static inline vfloat vzero(void) { return _mm256_setzero_ps(); }
+static inline vfloat vload(const float* p) { return _mm256_load_ps(p); }
+static inline vfloat vloadu(const float* p) { return _mm256_loadu_ps(p); }
+static inline void vstoreu(float* p, vfloat x) { _mm256_storeu_ps(p, x); }
+static inline vfloat vbroadcast(float x) { return _mm256_set1_ps(x); }
+static inline vfloat vadd(vfloat x, vfloat y) { return _mm256_add_ps(x, y); }
+static inline vfloat vfma(vfloat x, vfloat y, vfloat acc) { return _mm256_fmadd_ps(x, y, acc); }
+#else // portable plain C: "vectors" of one float, the compiler may vectorize
+typedef float vfloat;
+enum { VLEN = 1, MR = 4, NV = 16 };
+static inline vfloat vzero(void) { return 0.0f; }
+static inline vfloat vload(const float* p) { return *p; }
+static inline vfloat vloadu(const float* p) { return *p; }
+static inline void vstoreu(float* p, vfloat x) { *p = x; }
+static inline vfloat vbroadcast(float x) { return x; }
+static inline vfloat vadd(vfloat x, vfloat y) { return x + y; }
+static inline vfloat vfma(vfloat x, vfloat y, vfloat acc) { return x * y + acc; }
+#endif
+
+// Block sizes (floats), tuned on a 2-core AMD EPYC (Zen 5: 48 KiB L1d,
+// 1 MiB L2 per core). KC x NR b micro-panel in L1, MC x KC a_block in L2.
+enum { NR = NV * VLEN, KC = 256, MC = 240, NC = 4096 };
+_Static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole micro-panels");
+
+// ----------------------------------------------------------------------------
+// problem description and per-thread scratch
+
+typedef struct {
+    float* C;
+    const float* A;
+    const float* B;
+    int M, N, K;
+    ptrdiff_t a_rs, a_cs, b_rs, b_cs, ldc;
+    int accumulate;
+} MatmulProblem;
+
+typedef struct {
+    float* a_block; // MC x KC: ceil(MC/MR) micro-panels, each kc x MR
+    float* b_panel; // KC x NC: ceil(NC/NR) micro-panels, each kc x NR
+} PackScratch;
+
+static PackScratch* pack_scratch = NULL;  // one per thread, from matmul_init
+static int pack_scratch_threads = 0;
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void matmul_init(void) {
+    if (pack_scratch != NULL) { return; }
+    pack_scratch_threads = max_threads();
+    pack_scratch = malloc_check(pack_scratch_threads * sizeof(PackScratch), "matmul scratch");
+    for (int t = 0; t < pack_scratch_threads; t++) {
+        pack_scratch[t].a_block = malloc_check((size_t)MC * KC * sizeof(float), "matmul scratch");
+        pack_scratch[t].b_panel = malloc_check((size_t)KC * NC * sizeof(float), "matmul scratch");
+    }
+}
+
+// ----------------------------------------------------------------------------
+// packing
+
+// Packs a kc x width panel: dst[k*width + w] = src[k*k_stride + w*w_stride]
+// for w < valid, zero for valid <= w < width. Loops run along whichever
+// source stride is 1 so the reads are contiguous.
+static inline void pack_panel(float* restrict dst, const float* restrict src, int kc,
+                              int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
+    if (w_stride == 1) {
+        for (int k = 0; k < kc; k++) {
+            for (int w = 0; w < valid; w++) { dst[k * width + w] = src[k * k_stride + w]; }
+            for (int w = valid; w < width; w++) { dst[k * width + w] = 0.0f; }
+        }
+    } else {
+        for (int w = 0; w < valid; w++) {
+            for (int k = 0; k < kc; k++) { dst[k * width + w] = src[w * w_stride + k * k_stride]; }
+        }
+        for (int w = valid; w < width; w++) {
+            for (int k = 0; k < kc; k++) { dst[k * width + w] = 0.0f; }
+        }
+    }
+}
+
+// op(A)[i0:i0+mc, k0:k0+kc] -> a_block, as ceil(mc/MR) micro-panels of kc x MR
+static void pack_a_block(float* restrict a_block, const MatmulProblem* p,
+                         int i0, int mc, int k0, int kc) {
+    for (int i = 0; i < mc; i += MR) {
+        const float* src = p->A + (i0 + i) * p->a_rs + k0 * p->a_cs;
+        int valid = mc - i < MR ? mc - i : MR;
+        pack_panel(a_block + (size_t)i * kc, src, kc, MR, valid, p->a_cs, p->a_rs);
+    }
+}
+
+// op(B)[k0:k0+kc, j0:j0+nc] -> b_panel, as ceil(nc/NR) micro-panels of kc x NR
+static void pack_b_panel(float* restrict b_panel, const MatmulProblem* p,
+                         int k0, int kc, int j0, int nc) {
+    for (int j = 0; j < nc; j += NR) {
+        const float* src = p->B + k0 * p->b_rs + (j0 + j) * p->b_cs;
+        int valid = nc - j < NR ? nc - j : NR;
+        pack_panel(b_panel + (size_t)j * kc, src, kc, NR, valid, p->b_rs, p->b_cs);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// compute
+
+// C[0:MR, 0:NR] = (load_c ? C : 0) + sum_k a[k*MR + i] * b[k*NR + j]
+// a: kc x MR micro-panel, b: kc x NR micro-panel (64-byte aligned rows).
+static void micro_kernel(int kc, const float* restrict a, const float* restrict b,
+                         float* restrict c, ptrdiff_t ldc, int load_c) {
+    vfloat acc[MR][NV];
+    for (int i = 0; i < MR; i++) {
+        for (int v = 0; v < NV; v++) { acc[i][v] = vzero(); }
+    }
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        vfloat b_row[NV];
+        for (int v = 0; v < NV; v++) { b_row[v] = vload(b + v * VLEN); }
+        for (int i = 0; i < MR; i++) {
+            vfloat a_ik = vbroadcast(a[i]);
+            for (int v = 0; v < NV; v++) { acc[i][v] = vfma(a_ik, b_row[v], acc[i][v]); }
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        for (int v = 0; v < NV; v++) {
+            float* c_iv = c + i * ldc + v * VLEN;
+            vstoreu(c_iv, load_c ? vadd(vloadu(c_iv), acc[i][v]) : acc[i][v]);
+        }
+    }
+}
+
+// partial tile (m < MR or n < NR): compute the full tile aside, add the valid part
+static void edge_kernel(int m, int n, int kc, const float* a, const float* b,
+                        float* c, ptrdiff_t ldc, int load_c) {
+    float tile[MR * NR];
+    micro_kernel(kc, a, b, tile, NR, 0);
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            float* c_ij = c + i * ldc + j;
+            *c_ij = load_c ? *c_ij + tile[i * NR + j] : tile[i * NR + j];
+        }
+    }
+}
+
+// C[0:mc, 0:nc] (+)= a_block (mc x kc) @ b_panel (kc x nc)
+static void macro_kernel(int mc, int nc, int kc, const float* a_block, const float* b_panel,
+                         float* c, ptrdiff_t ldc, int load_c) {
+    for (int j = 0; j < nc; j += NR) {
+        for (int i = 0; i < mc; i += MR) {
+            const float* a = a_block + (size_t)i * kc;
+            const float* b = b_panel + (size_t)j * kc;
+            float* c_ij = c + i * ldc + j;
+            if (mc - i >= MR && nc - j >= NR) {
+                micro_kernel(kc, a, b, c_ij, ldc, load_c);
+            } else {
+                int m = mc - i < MR ? mc - i : MR, n = nc - j < NR ? nc - j : NR;
+                edge_kernel(m, n, kc, a, b, c_ij, ldc, load_c);
+            }
+        }
+    }
+}
+
+// the serial BLIS loop nest (see banner) on the C block [m0,m1) x [n0,n1)
+static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
+                         const PackScratch* s) {
+    for (int jc = n0; jc < n1; jc += NC) {
+        int nc = n1 - jc < NC ? n1 - jc : NC;
+        for (int pc = 0; pc < p->K; pc += KC) {
+            int kc = p->K - pc < KC ? p->K - pc : KC;
+            int load_c = p->accumulate || pc > 0;
+            pack_b_panel(s->b_panel, p, pc, kc, jc, nc);
+            for (int ic = m0; ic < m1; ic += MC) {
+                int mc = m1 - ic < MC ? m1 - ic : MC;
+                pack_a_block(s->a_block, p, ic, mc, pc, kc);
+                macro_kernel(mc, nc, kc, s->a_block, s->b_panel,
+                             p->C + ic * p->ldc + jc, p->ldc, load_c);
+            }
+        }
+    }
+}
+
+// Thread t of nt computes a contiguous share of C: the larger of M, N is cut
+// into nt near-equal ranges of whole micro-tiles. (Cutting N makes threads
+// re-pack A, cutting M makes them re-pack B; cutting the larger dim costs less.)
+static void split_work(const MatmulProblem* p, int t, int nt, const PackScratch* s) {
+    if (p->M >= p->N) {
+        int tiles = (p->M + MR - 1) / MR;
+        int m0 = tiles * t / nt * MR, m1 = tiles * (t + 1) / nt * MR;
+        gemm_blocked(p, m0, m1 < p->M ? m1 : p->M, 0, p->N, s);
+    } else {
+        int tiles = (p->N + NR - 1) / NR;
+        int n0 = tiles * t / nt * NR, n1 = tiles * (t + 1) / nt * NR;
+        gemm_blocked(p, 0, p->M, n0, n1 < p->N ? n1 : p->N, s);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// public API
+
+static MatmulProblem make_problem(float* C, const float* A, const float* B, int M, int N, int K,
+                                  int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    MatmulProblem p = {C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate};
+    return p;
+}
+
+// K == 0: the product is empty, C = accumulate ? C : 0
+static void clear_c_if_needed(const MatmulProblem* p) {
+    if (p->accumulate) { return; }
+    for (int i = 0; i < p->M; i++) { memset(p->C + i * p->ldc, 0, p->N * sizeof(float)); }
+}
+
+void matmul(float* C, const float* A, const float* B, int M, int N, int K,
+            int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    MatmulProblem p = make_problem(C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+    if (K == 0) { clear_c_if_needed(&p); return; }
+    matmul_init();  // once; not from inside a parallel region
+#ifdef _OPENMP
+    int threads = omp_get_max_threads() < pack_scratch_threads ? omp_get_max_threads() : pack_scratch_threads;
+    #pragma omp parallel num_threads(threads)
+#endif
+    split_work(&p, thread_id(), team_size(), &pack_scratch[thread_id()]);
+}
+
+// the obvious triple loop (double accumulator): the test oracle
+void matmul_naive(float* C, const float* A, const float* B, int M, int N, int K,
+                  int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double sum = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+            for (int k = 0; k < K; k++) {
+                sum += (double)A[(size_t)i * a_rs + (size_t)k * a_cs] * B[(size_t)k * b_rs + (size_t)j * b_cs];
+            }
+            C[(size_t)i * ldc + j] = (float)sum;
+        }
+    }
+}
+
+// The three products a linear layer y = x W^T needs, W (out,in) row-major.
+// y (N,out) (+)= x (N,in) @ W^T
+static void linear_forward(float* y, const float* x, const float* W, int N, int in, int out, int accumulate) {
+    matmul(y, x, W, N, out, in, in, 1, 1, in, out, accumulate);
+}
+// dx (N,in) (+)= dy (N,out) @ W
+static void linear_backward_input(float* dx, const float* dy, const float* W, int N, int in, int out, int accumulate) {
+    matmul(dx, dy, W, N, in, out, out, 1, in, 1, in, accumulate);
+}
+// dW (out,in) += dy^T (out,N) @ x (N,in)
+static void linear_backward_weight(float* dW, const float* dy, const float* x, int N, int in, int out) {
+    matmul(dW, dy, x, out, in, N, 1, out, in, 1, in, 1);
+}
+
+#endif  // LLMC_MATMUL_H

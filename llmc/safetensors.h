@@ -1,0 +1,308 @@
+// safetensors.h: SafeTensors reader (safetensors_open, _find, _read_floats, ...) and SafeTensorsWriter
+#ifndef LLMC_SAFETENSORS_H
+#define LLMC_SAFETENSORS_H
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "utils.h"
+
+// ----------------------------------------------------------------------------
+// safetensors: u64 header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
+// then the data buffer. The file is mapped read-only; every rule of the format is
+// checked before a byte of tensor data is used.
+
+enum { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_I32, DTYPE_I64, NUM_DTYPES };
+static const char* DTYPE_NAMES[NUM_DTYPES] = {"F32", "F16", "BF16", "I32", "I64"};
+static const size_t DTYPE_SIZES[NUM_DTYPES] = {4, 2, 2, 4, 8};
+#define SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)
+#define SAFETENSORS_MAX_DIMS 8
+
+typedef struct {
+    char* name;
+    int dtype;
+    int ndim;
+    int64_t shape[SAFETENSORS_MAX_DIMS];
+    size_t numel;
+    const uint8_t* data;
+    size_t begin, end;  // offsets into the data buffer
+} SafeTensor;
+
+typedef struct {
+    char* path;
+    uint8_t* map;
+    size_t size;
+    int n;
+    SafeTensor* tensors;
+    cJSON* metadata;  // the "__metadata__" object (owned by header), or NULL
+    cJSON* header;
+} SafeTensors;
+
+static int compare_tensor_begin(const void* a, const void* b) {
+    const SafeTensor* x = *(const SafeTensor* const*)a;
+    const SafeTensor* y = *(const SafeTensor* const*)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+static int compare_tensor_name(const void* a, const void* b) {
+    return strcmp((*(const SafeTensor* const*)a)->name, (*(const SafeTensor* const*)b)->name);
+}
+
+static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON* entry, size_t data_size) {
+    const char* path = st->path;
+    cJSON* dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
+    cJSON* shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
+    cJSON* offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
+    if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets)) {
+        fail("%s: tensor '%s' needs \"dtype\", \"shape\" and \"data_offsets\"; the file is not valid safetensors", path, t->name);
+    }
+    t->dtype = -1;
+    for (int d = 0; d < NUM_DTYPES; d++) if (strcmp(dtype->valuestring, DTYPE_NAMES[d]) == 0) t->dtype = d;
+    if (t->dtype < 0) fail("%s: tensor '%s' has unsupported dtype %s (supported: F32, F16, BF16)", path, t->name, dtype->valuestring);
+    t->ndim = cJSON_GetArraySize(shape);
+    if (t->ndim > SAFETENSORS_MAX_DIMS) fail("%s: tensor '%s' has %d dimensions (at most %d)", path, t->name, t->ndim, SAFETENSORS_MAX_DIMS);
+    t->numel = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        cJSON* dim = cJSON_GetArrayItem(shape, i);
+        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble != floor(dim->valuedouble) || dim->valuedouble > 1e15) {
+            fail("%s: tensor '%s' has an invalid shape entry", path, t->name);
+        }
+        t->shape[i] = (int64_t)dim->valuedouble;
+        if (t->shape[i] > 0 && t->numel > SIZE_MAX / 8 / (size_t)t->shape[i]) fail("%s: tensor '%s' has an impossibly large shape", path, t->name);
+        t->numel *= (size_t)t->shape[i];
+    }
+    cJSON* b = cJSON_GetArrayItem(offsets, 0);
+    cJSON* e = cJSON_GetArrayItem(offsets, 1);
+    if (cJSON_GetArraySize(offsets) != 2 || !cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
+        e->valuedouble < b->valuedouble || b->valuedouble != floor(b->valuedouble) || e->valuedouble != floor(e->valuedouble)) {
+        fail("%s: tensor '%s' has invalid data_offsets (expected [begin, end] with begin <= end)", path, t->name);
+    }
+    if (e->valuedouble > (double)data_size) {
+        fail("%s: tensor '%s' data_offsets [%.0f, %.0f] run past the end of the data (%zu bytes); the file is truncated or corrupt",
+             path, t->name, b->valuedouble, e->valuedouble, data_size);
+    }
+    t->begin = (size_t)b->valuedouble;
+    t->end = (size_t)e->valuedouble;
+    if (t->end - t->begin != t->numel * DTYPE_SIZES[t->dtype]) {
+        fail("%s: tensor '%s' has %zu bytes but shape and dtype %s need %zu", path, t->name,
+             t->end - t->begin, DTYPE_NAMES[t->dtype], t->numel * DTYPE_SIZES[t->dtype]);
+    }
+}
+
+// Offsets must tile the data buffer exactly: no holes, no overlap, ending at EOF.
+static void safetensors_check_layout(SafeTensors* st, size_t data_size) {
+    SafeTensor** order = malloc_check((st->n + 1) * sizeof(SafeTensor*), "safetensors index");
+    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
+    qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_name);
+    for (int i = 1; i < st->n; i++) {
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) fail("%s: tensor '%s' appears twice in the header", st->path, order[i]->name);
+    }
+    qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_begin);
+    size_t expect = 0;
+    for (int i = 0; i < st->n; i++) {
+        if (order[i]->begin < expect) fail("%s: tensor '%s' overlaps tensor '%s'", st->path, order[i]->name, order[i - 1]->name);
+        if (order[i]->begin > expect) fail("%s: hole in the data buffer before tensor '%s' (offset %zu, expected %zu)", st->path, order[i]->name, order[i]->begin, expect);
+        expect = order[i]->end;
+    }
+    if (expect != data_size) fail("%s: data buffer is %zu bytes but the tensors cover %zu; the file is truncated or has trailing bytes", st->path, data_size, expect);
+    free(order);
+}
+
+// JSON text is UTF-8 with no raw control characters (cJSON would accept a raw NUL inside
+// a name and silently cut the name there).
+static int json_text_valid(const uint8_t* s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint8_t b = s[i];
+        int extra = b < 0x80 ? 0 : (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2 : (b & 0xF8) == 0xF0 ? 3 : -1;
+        if (extra < 0 || (extra == 1 && b < 0xC2) || i + extra >= n + (extra == 0)) return 0;  // bad or cut-off sequence
+        if (b < 0x20 && b != '\t' && b != '\n' && b != '\r') return 0;
+        for (int k = 1; k <= extra; k++) if ((s[i + k] & 0xC0) != 0x80) return 0;
+        i += 1 + extra;
+    }
+    return 1;
+}
+
+void safetensors_open(SafeTensors* st, const char* path) {
+    memset(st, 0, sizeof(*st));
+    st->path = strdup(path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) fail("%s is not a regular file", path);
+    st->size = (size_t)sb.st_size;
+    if (st->size < 8) fail("%s: file is %zu bytes, too short for a safetensors header; the file is truncated", path, st->size);
+    st->map = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (st->map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
+    close(fd);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | st->map[i];
+    if (n > SAFETENSORS_MAX_HEADER) fail("%s: header length %llu is over the 100 MB limit; the file is corrupt", path, (unsigned long long)n);
+    if (n > st->size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated", path, (unsigned long long)n, st->size);
+    if (n < 2 || st->map[8] != '{') fail("%s: header does not start with '{'; not a safetensors file", path);
+    st->header = cJSON_ParseWithLength((const char*)st->map + 8, (size_t)n);
+    if (st->header == NULL || !cJSON_IsObject(st->header) || !json_text_valid(st->map + 8, (size_t)n)) {
+        fail("%s: header is not valid JSON", path);
+    }
+    size_t data_size = st->size - 8 - (size_t)n;
+    int count = cJSON_GetArraySize(st->header);
+    st->tensors = malloc_check((count + 1) * sizeof(SafeTensor), "safetensors index");
+    for (cJSON* entry = st->header->child; entry != NULL; entry = entry->next) {
+        if (strcmp(entry->string, "__metadata__") == 0) {
+            st->metadata = entry;
+            continue;
+        }
+        if (!cJSON_IsObject(entry)) fail("%s: header entry '%s' is not an object", path, entry->string);
+        SafeTensor* t = &st->tensors[st->n++];
+        t->name = entry->string;
+        safetensors_parse_entry(st, t, entry, data_size);
+        t->data = st->map + 8 + n + t->begin;
+    }
+    safetensors_check_layout(st, data_size);
+}
+
+void safetensors_close(SafeTensors* st) {
+    if (st->map != NULL) munmap(st->map, st->size);
+    cJSON_Delete(st->header);
+    free(st->tensors);
+    free(st->path);
+    memset(st, 0, sizeof(*st));
+}
+
+SafeTensor* safetensors_find(SafeTensors* st, const char* name) {
+    for (int i = 0; i < st->n; i++) if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+// "__metadata__" value for key, or NULL
+const char* safetensors_metadata(SafeTensors* st, const char* key) {
+    cJSON* v = st->metadata ? cJSON_GetObjectItemCaseSensitive(st->metadata, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float f16_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
+    if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else if (exponent == 0) {
+        float f = ldexpf((float)mantissa, -24);  // zero or subnormal
+        return sign ? -f : f;
+    } else {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Fails unless tensor t has exactly the expected dims (ndim entries).
+void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int64_t* dims) {
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
+    if (ok) return;
+    char want[128] = "", got[128] = "";
+    for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", i ? "," : "", (long long)dims[i]);
+    for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config", st->path, t->name, got, want);
+}
+
+// Converts tensor t (F32, BF16 or F16) to fp32 into dst.
+void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
+    const uint8_t* src = t->data;
+    switch (t->dtype) {
+    case DTYPE_F32: memcpy(dst, src, t->numel * 4); break;
+    case DTYPE_BF16:
+        for (size_t i = 0; i < t->numel; i++) dst[i] = bf16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        break;
+    case DTYPE_F16:
+        for (size_t i = 0; i < t->numel; i++) dst[i] = f16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        break;
+    default: fail("%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", st->path, t->name, DTYPE_NAMES[t->dtype]);
+    }
+}
+
+
+static uint16_t float_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);  // NaN stays NaN
+    bits += 0x7fffu + ((bits >> 16) & 1);  // round to nearest even
+    return (uint16_t)(bits >> 16);
+}
+
+static uint16_t float_to_f16(float f) {
+    _Float16 h = (_Float16)f;
+    uint16_t bits;
+    memcpy(&bits, &h, 2);
+    return bits;
+}
+
+#define MAX_WRITER_TENSORS 4096
+typedef struct {
+    FileWriter file;
+    int count, written;
+    int dtype;  // of every tensor in the file: F32, BF16 or F16
+} SafeTensorsWriter;
+
+// Writes the header for tensors names[i] with shape (rows[i], cols[i]) (cols 0 = 1-D), all
+// of one dtype, laid out in order; the data then follows with safetensors_writer_tensor.
+// metadata: NULL or NULL-terminated key, value pairs added to {"format": "pt"}.
+void safetensors_writer_open(SafeTensorsWriter* w, const char* path, int count, char** names,
+                             const int64_t* rows, const int64_t* cols, int dtype, char** metadata) {
+    cJSON* header = cJSON_CreateObject();
+    cJSON* meta = cJSON_AddObjectToObject(header, "__metadata__");
+    cJSON_AddStringToObject(meta, "format", "pt");
+    for (int i = 0; metadata && metadata[i]; i += 2) cJSON_AddStringToObject(meta, metadata[i], metadata[i + 1]);
+    size_t offset = 0;
+    for (int i = 0; i < count; i++) {
+        cJSON* t = cJSON_AddObjectToObject(header, names[i]);
+        cJSON_AddStringToObject(t, "dtype", DTYPE_NAMES[dtype]);
+        double shape[2] = {(double)rows[i], (double)cols[i]};
+        cJSON_AddItemToObject(t, "shape", cJSON_CreateDoubleArray(shape, cols[i] ? 2 : 1));
+        size_t bytes = (size_t)rows[i] * (cols[i] ? cols[i] : 1) * DTYPE_SIZES[dtype];
+        double offsets[2] = {(double)offset, (double)(offset + bytes)};
+        cJSON_AddItemToObject(t, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
+        offset += bytes;
+    }
+    char* json = cJSON_PrintUnformatted(header);
+    size_t n = strlen(json), padded = (n + 7) / 8 * 8;
+    uint8_t length[8];
+    for (int i = 0; i < 8; i++) length[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    file_writer_open(&w->file, path);
+    file_writer_write(&w->file, length, 8);
+    file_writer_write(&w->file, json, n);
+    file_writer_write(&w->file, "        ", padded - n);
+    w->count = count;
+    w->written = 0;
+    w->dtype = dtype;
+    free(json);
+    cJSON_Delete(header);
+}
+
+// The next tensor's n values, converted from fp32 to the file's dtype.
+void safetensors_writer_tensor(SafeTensorsWriter* w, const float* data, size_t n) {
+    uint16_t buffer[4096];
+    if (w->dtype == DTYPE_F32) {
+        file_writer_write(&w->file, data, n * sizeof(float));
+    } else {
+        for (size_t i = 0; i < n; i += 4096) {
+            size_t k = n - i < 4096 ? n - i : 4096;
+            for (size_t j = 0; j < k; j++) buffer[j] = w->dtype == DTYPE_BF16 ? float_to_bf16(data[i + j]) : float_to_f16(data[i + j]);
+            file_writer_write(&w->file, buffer, k * 2);
+        }
+    }
+    w->written++;
+}
+
+void safetensors_writer_close(SafeTensorsWriter* w) {
+    if (w->written != w->count) fail("internal error: %s got %d of %d tensors", w->file.path, w->written, w->count);
+    file_writer_close(&w->file);
+}
+
+#endif  // LLMC_SAFETENSORS_H
