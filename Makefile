@@ -32,34 +32,42 @@ cjson:
 	  fi; \
 	fi
 
-# train.c and generate.c use tokenizer.c as a library (its own main left out)
-TOKENIZER = tokenizer.c tokenizer.h unicode_tables.h $(wildcard llmc/*.h)
-TOKENIZER_LIB = -DTOKENIZER_NO_MAIN tokenizer.c
+# train.c and generate.c link tokenizer.c as a library object (its own main left out)
+LLMC = $(wildcard llmc/*.h)
+TOKENIZER = tokenizer.c tokenizer.h unicode_tables.h $(LLMC)
+TOKENIZER_LIB = tokenizer.o
+TOKENIZER_ASAN = tokenizer_asan.o
+
+tokenizer.o: $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
+
+tokenizer_asan.o: $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
 
 # ./train's demo run answers its sample prompts through ./generate, so `make train` builds both
-train: train.c $(TOKENIZER) | cjson generate
+train: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson generate
 	$(CC) $(CFLAGS) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-train_asan: train.c $(TOKENIZER) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+train_asan: train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
 
-test_train: test/test_train.c train.c $(TOKENIZER) | cjson
+test_train: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-test_train_asan: test/test_train.c train.c $(TOKENIZER) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+test_train_asan: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
 
-test_data: test/test_data.c train.c $(TOKENIZER) | cjson
+test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-generate: generate.c train.c $(TOKENIZER) | cjson
+generate: generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
 # the tokenizer's own command line: encode, decode, chat, train (see ./tokenizer --help)
 tokenizer: $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) tokenizer.c -o $@ $(LDLIBS)
 
-bench_train: test/bench_train.c train.c $(TOKENIZER) | cjson
+bench_train: test/bench_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/bench_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
 # test/test_tokenizer.sh and test/test_generate.sh build their own binaries (optimised and sanitised)
@@ -95,7 +103,7 @@ NVCCFLAGS = -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,cod
 # make WERROR=1 ... turns every nvcc and host-compiler warning into an error (CI does)
 NVCCFLAGS += $(if $(WERROR),-Werror all-warnings -Xcompiler -Werror)
 GPU_LDLIBS = -lcublas $(LDLIBS)
-GPU_SOURCES = train_gpu.c train_gpu.h train.cu train.c $(TOKENIZER)
+GPU_SOURCES = train_gpu.c train_gpu.h train.cu train.c $(TOKENIZER) $(TOKENIZER_LIB)
 
 ifneq ($(NVCC),)
 train_gpu: $(GPU_SOURCES) | cjson
@@ -120,6 +128,6 @@ test_gpu:
 endif
 
 clean:
-	rm -f train train_asan test_train test_train_asan test_data bench_train generate generate_asan test_generate bench_generate tokenizer
+	rm -f tokenizer.o tokenizer_asan.o train train_asan test_train test_train_asan test_data bench_train generate generate_asan test_generate bench_generate tokenizer
 	rm -f train_gpu test_train_gpu bench_gpu
 	rm -rf test/tmp

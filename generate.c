@@ -18,8 +18,14 @@ side (tokenizer.c glue and the chat loop), main.
 Shape letters as in train.c: C hidden, NH/NKV query/key-value heads, hs head size,
 I MLP size, V vocabulary, L layers, r LoRA rank; n tokens in a chunk, maxT the context.
 */
-#define TRAIN_NO_MAIN  // train.c as a library: everything but its main
+#ifdef TRAIN_NO_MAIN
+#include "train.c"     // a test or benchmark includes this file: it brings its own main
+#else
+#define TRAIN_NO_MAIN  // train.c as a library: everything but its main ...
 #include "train.c"
+#undef TRAIN_NO_MAIN   // ... and this file's own main at the end
+#endif
+#include "llmc/flags.h"  // defines: Flag, FlagTable, flags_parse
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -773,7 +779,7 @@ void append_ids_line(const char* path, const int* prompt, int n, const int* answ
     if (fprintf(f, "\n") < 0 || fclose(f) != 0) fail("cannot write %s: %s", path, strerror(errno));
 }
 
-#ifndef GENERATE_NO_MAIN  // the chat loop and main; tests include everything above
+#ifndef TRAIN_NO_MAIN  // the chat loop and main; tests include everything above
 
 // ----------------------------------------------------------------------------
 // chat: read a line, render the whole conversation with the training template, forward
@@ -835,9 +841,8 @@ typedef struct {
     const char* template_name;
     const char* date;
     int max_new_tokens;
-    float temperature, top_p, repetition_penalty;
-    int top_k;
-    int set_temperature, set_top_p, set_top_k, set_repetition_penalty;
+    float temperature, top_p, repetition_penalty;  // NAN: generation_config.json's, else off
+    int top_k;                                     // -1: generation_config.json's, else off
     uint64_t seed;
     int context;
     const char* weights;  // "auto", "f32" or "bf16"
@@ -945,82 +950,44 @@ static void answer_prompts(Generator* g, Sampler* s, const StopTokens* stop, Tex
 // main
 
 
-static void usage(void) {
-    printf("usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] (--ids 1,2,3 | --prompt TEXT | --chat) [flags]\n"
-           "  --model DIR              Hugging Face model directory (a merged model directory works the same)\n"
-           "  --adapter DIR            PEFT LoRA adapter (train.c's output), applied unmerged\n"
-           "  --merge_adapter          merge the adapter into the weights at load instead\n"
-           "  --ids LIST               prompt as comma-separated token ids; prints the new ids\n"
-           "  --prompt TEXT            one user message, rendered with the chat template\n"
-           "  --chat                   multi-turn chat on stdin (/reset, /quit); works with piped input\n"
-           "  --prompts FILE           each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)\n"
-           "  --system TEXT            system message for --prompt and --chat\n"
-           "  --template NAME          chat template (default: chosen from the tokenizer)\n"
-           "  --date TEXT              date for the Llama 3.1/3.2 system block\n"
-           "  --max_new_tokens N       (default 256)\n"
-           "  --temperature T          0 = greedy (default from generation_config.json, else 0)\n"
-           "  --top_p P, --top_k K, --repetition_penalty R   (defaults from generation_config.json, else off)\n"
-           "  --seed S                 sampling seed (default 42)\n"
-           "  --context N              KV cache length in tokens (default min(4096, max_position_embeddings))\n"
-           "  --weights auto|f32|bf16  how decode reads the weights (auto: bf16 for bfloat16 checkpoints)\n"
-           "  --dump_logits FILE       write the prompt's logits as raw little-endian float32, T x V row-major\n"
-           "  --dump_ids FILE          append the whole token sequence (prompt and answer) as a line of ids, per turn\n"
-           "  --threads N              OpenMP threads (default: all cores)\n"
-           "Prefill and decode tokens/s and the reason generation stopped go to stderr.\n");
-}
+#define ARG(field) offsetof(GenerateArgs, field)
+static const Flag GENERATE_FLAGS[] = {
+    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0, "Hugging Face model directory (a merged model directory works the same)"},
+    {"--adapter", NULL, FLAG_STRING, ARG(adapter_dir), 0, 0, "PEFT LoRA adapter (train.c's output), applied unmerged"},
+    {"--merge_adapter", NULL, FLAG_BOOL, ARG(merge_adapter), 0, 1, "merge the adapter into the weights at load instead"},
+    {"--ids", NULL, FLAG_STRING, ARG(ids), 0, 0, "prompt as comma-separated token ids; prints the new ids"},
+    {"--prompt", NULL, FLAG_STRING, ARG(prompt), 0, 0, "one user message, rendered with the chat template"},
+    {"--chat", NULL, FLAG_BOOL, ARG(chat), 0, 1, "multi-turn chat on stdin (/reset, /quit); works with piped input"},
+    {"--prompts", NULL, FLAG_STRING, ARG(prompts_file), 0, 0, "each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)"},
+    {"--system", NULL, FLAG_STRING, ARG(system), 0, 0, "system message for --prompt and --chat"},
+    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template (none: chosen from the tokenizer)"},
+    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date for the Llama 3.1/3.2 system block"},
+    {"--max_new_tokens", NULL, FLAG_INT, ARG(max_new_tokens), 1, 1 << 30, "most tokens to generate per answer"},
+    {"--temperature", NULL, FLAG_FLOAT, ARG(temperature), 0, 100, "0 = greedy (generation_config.json's, else 0)"},
+    {"--top_p", NULL, FLAG_FLOAT, ARG(top_p), 1e-6, 1, "nucleus sampling (generation_config.json's, else off)"},
+    {"--top_k", NULL, FLAG_INT, ARG(top_k), 0, 1 << 30, "sample among the k likeliest; 0 = off (generation_config.json's, else off)"},
+    {"--repetition_penalty", NULL, FLAG_FLOAT, ARG(repetition_penalty), 1e-3, 1e3, "(generation_config.json's, else off)"},
+    {"--seed", NULL, FLAG_U64, ARG(seed), 0, 18446744073709549568.0, "sampling seed"},
+    {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30, "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
+    {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0, "how decode reads the weights: auto, f32 or bf16 (auto: bf16 for bfloat16 checkpoints)"},
+    {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0, "write the prompt's logits as raw little-endian float32, T x V row-major"},
+    {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0, "append the whole token sequence (prompt and answer) as a line of ids, per turn"},
+    {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
+};
+#undef ARG
 
-static const char* GENERATE_FLAGS[] = {
-    "--model", "--adapter", "--merge_adapter", "--ids", "--prompt", "--prompts", "--chat", "--system", "--template", "--date",
-    "--max_new_tokens", "--temperature", "--top_p", "--top_k", "--repetition_penalty", "--seed", "--context",
-    "--weights", "--dump_logits", "--dump_ids", "--threads", "--help"};
-#define NUM_GENERATE_FLAGS (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0]))
+static const GenerateArgs GENERATE_DEFAULTS = {
+    .max_new_tokens = 256, .temperature = NAN, .top_p = NAN, .repetition_penalty = NAN, .top_k = -1,
+    .seed = 42, .weights = "auto"};
 
-static double flag_number(const char* flag, const char* value, double lo, double hi) {
-    char* end;
-    errno = 0;
-    double v = strtod(value, &end);
-    if (errno != 0 || end == value || *end != '\0' || !(v >= lo && v <= hi)) fail("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, value);
-    return v;
-}
-
-static int flag_int(const char* flag, const char* value, int lo, int hi) {
-    double v = flag_number(flag, value, lo, hi);
-    if (v != floor(v)) fail("%s expects an integer, got '%s'", flag, value);
-    return (int)v;
-}
+static const FlagTable GENERATE_FLAG_TABLE = {
+    "./generate",
+    "usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] (--ids 1,2,3 | --prompt TEXT | --prompts FILE | --chat)"
+    " [flags]\nPrefill and decode tokens/s and the reason generation stopped go to stderr.",
+    GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS, sizeof(GenerateArgs)};
 
 static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
-    *a = (GenerateArgs){.max_new_tokens = 256, .seed = 42, .weights = "auto"};
-    for (int i = 1; i < argc; i++) {
-        const char* f = argv[i];
-        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) { usage(); exit(0); }
-        if (strcmp(f, "--chat") == 0) { a->chat = 1; continue; }
-        if (strcmp(f, "--merge_adapter") == 0) { a->merge_adapter = 1; continue; }
-        int known = 0;
-        for (int k = 0; k < NUM_GENERATE_FLAGS; k++) known |= strcmp(f, GENERATE_FLAGS[k]) == 0;
-        if (!known) fail("unknown flag %s (./generate --help lists every flag)", f);
-        if (i + 1 >= argc) fail("%s needs a value", f);
-        const char* v = argv[++i];
-        if (strcmp(f, "--model") == 0) a->model_dir = v;
-        else if (strcmp(f, "--adapter") == 0) a->adapter_dir = v;
-        else if (strcmp(f, "--ids") == 0) a->ids = v;
-        else if (strcmp(f, "--prompt") == 0) a->prompt = v;
-        else if (strcmp(f, "--prompts") == 0) a->prompts_file = v;
-        else if (strcmp(f, "--system") == 0) a->system = v;
-        else if (strcmp(f, "--template") == 0) a->template_name = v;
-        else if (strcmp(f, "--date") == 0) a->date = v;
-        else if (strcmp(f, "--max_new_tokens") == 0) a->max_new_tokens = flag_int(f, v, 1, 1 << 30);
-        else if (strcmp(f, "--temperature") == 0) { a->temperature = (float)flag_number(f, v, 0, 100); a->set_temperature = 1; }
-        else if (strcmp(f, "--top_p") == 0) { a->top_p = (float)flag_number(f, v, 1e-6, 1); a->set_top_p = 1; }
-        else if (strcmp(f, "--top_k") == 0) { a->top_k = flag_int(f, v, 0, 1 << 30); a->set_top_k = 1; }
-        else if (strcmp(f, "--repetition_penalty") == 0) { a->repetition_penalty = (float)flag_number(f, v, 1e-3, 1e3); a->set_repetition_penalty = 1; }
-        else if (strcmp(f, "--seed") == 0) a->seed = (uint64_t)flag_number(f, v, 0, 18446744073709549568.0);
-        else if (strcmp(f, "--context") == 0) a->context = flag_int(f, v, 1, 1 << 30);
-        else if (strcmp(f, "--weights") == 0) a->weights = v;
-        else if (strcmp(f, "--dump_logits") == 0) a->dump_logits = v;
-        else if (strcmp(f, "--dump_ids") == 0) a->dump_ids = v;
-        else if (strcmp(f, "--threads") == 0) a->threads = flag_int(f, v, 1, 1024);
-    }
+    flags_parse(&GENERATE_FLAG_TABLE, a, argc, argv, 1);
     if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); ./generate --help lists every flag");
     if ((a->ids != NULL) + (a->prompt != NULL) + (a->prompts_file != NULL) + a->chat != 1) {
         fail("give exactly one of --ids LIST, --prompt TEXT, --prompts FILE or --chat");
@@ -1071,10 +1038,10 @@ int main(int argc, char** argv) {
     Sampler sampler;
     StopTokens stop;
     read_generation_defaults(&model, a.model_dir, text ? &text->tokenizer : NULL, &stop, &sampler);
-    if (a.set_temperature) sampler.temperature = a.temperature;
-    if (a.set_top_p) sampler.top_p = a.top_p;
-    if (a.set_top_k) sampler.top_k = a.top_k;
-    if (a.set_repetition_penalty) sampler.repetition_penalty = a.repetition_penalty;
+    if (!isnan(a.temperature)) sampler.temperature = a.temperature;
+    if (!isnan(a.top_p)) sampler.top_p = a.top_p;
+    if (a.top_k >= 0) sampler.top_k = a.top_k;
+    if (!isnan(a.repetition_penalty)) sampler.repetition_penalty = a.repetition_penalty;
     sampler_init(&sampler, c->V, a.seed);
 
     int* prompt = NULL;

@@ -4,12 +4,12 @@ chat templates with loss masks, and a byte-level BPE trainer, in one file.
 
 Encodes byte-exactly as Hugging Face tokenizers, with no regex library: the Llama 3
 split pattern is a hand-written scanner over code points, using Unicode tables generated
-by test/gen_unicode_tables.py into unicode_tables.h. Read top to bottom: utilities,
-UTF-8, Unicode classes, loading, the pre-tokenizer, BPE, encode, decode, chat templates,
+by test/gen_unicode_tables.py into unicode_tables.h. Read top to bottom
+(llmc/utils.h has the checked wrappers): growable buffers, UTF-8, Unicode classes, loading, the pre-tokenizer, BPE, encode, decode, chat templates,
 the trainer, the command line.
 
-The API is in tokenizer.h. Other programs compile this file beside themselves with
--DTOKENIZER_NO_MAIN, which leaves out main; without it this file is the CLI:
+The API is in tokenizer.h. Other programs link this file compiled with -DTRAIN_NO_MAIN,
+which leaves out main (make tokenizer.o); without it this file is the CLI:
     ./tokenizer encode|decode|chat|train ...   (./tokenizer with no arguments: usage)
 */
 #include <errno.h>
@@ -1868,7 +1868,7 @@ void tokenizer_train(const char* corpus, size_t len, int vocab_size, const char*
 // ----------------------------------------------------------------------------
 // command line
 
-#ifndef TOKENIZER_NO_MAIN
+#ifndef TRAIN_NO_MAIN  // the project's one guard: programs and tests using this file as a library
 
 static void usage(FILE* to, int status) {
     fprintf(to,

@@ -1,8 +1,9 @@
 /*
 tokenizer.h: the tokenizer API that train.c, generate.c and the tests share.
 
-The implementation is tokenizer.c; build it beside your program with its CLI left out:
-    gcc -O3 -DTOKENIZER_NO_MAIN train.c tokenizer.c -o train -lcjson -lm
+The implementation is tokenizer.c; link it into your program with its CLI left out:
+    gcc -O3 -DTRAIN_NO_MAIN -c tokenizer.c -o tokenizer.o
+    gcc -O3 your_program.c tokenizer.o -o your_program -lcjson -lm
 Every function that can fail on user input (a bad tokenizer.json, an id out of range, a
 template the tokenizer cannot render) prints one line naming the file and the problem
 and exits 1, like the rest of the project.

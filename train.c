@@ -11,8 +11,6 @@ Shape letters used everywhere:
   NKV key/value heads, hs head size, I MLP intermediate size, V vocabulary,
   L layers, r LoRA rank.
 */
-#ifndef TRAIN_C  // test/test_train_gpu.c reaches this file through test_train.c and train_gpu.c
-#define TRAIN_C
 #include <ctype.h>
 #include <fcntl.h>
 #include <math.h>
@@ -28,6 +26,7 @@ Shape letters used everywhere:
 #include "llmc/hf.h"           // defines: LlamaConfig, config_load
 #include "llmc/dataloader.h"   // defines: Dataset, dataset_load, Examples, examples_load, batch filling
 #include "llmc/run.h"          // defines: learning_rate_at, LossHistory, write_loss_svg
+#include "llmc/flags.h"        // defines: Flag, FlagTable, flags_parse, flags_usage
 
 // ----------------------------------------------------------------------------
 // layers: each a forward/backward pair of plain functions
@@ -1351,7 +1350,6 @@ void checkpoint_load(Model* m, const char* path, TrainState* st, LossHistory* h,
 // ----------------------------------------------------------------------------
 // command line: one table of flags gives parsing, --help and suggestions
 
-#ifndef TRAIN_NO_MAIN
 
 typedef struct {
     char* model_dir;
@@ -1382,18 +1380,8 @@ typedef struct {
     int threads;
 } TrainArgs;
 
-enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_BOOL };
-typedef struct {
-    const char* name;
-    const char* alias;  // or NULL
-    int type;
-    size_t offset;      // into TrainArgs
-    double lo, hi;      // range of numbers
-    const char* help;
-} Flag;
-
 #define ARG(field) offsetof(TrainArgs, field)
-static const Flag FLAGS[] = {
+static const Flag TRAIN_FLAGS[] = {
     {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0, "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)"},
     {"--data", NULL, FLAG_STRING, ARG(data), 0, 0, "training data: .csv, .json, .jsonl or .txt; several files separated by commas"},
     {"--val_data", NULL, FLAG_STRING, ARG(val_data), 0, 0, "validation data file(s), instead of splitting --data by --val_size"},
@@ -1434,93 +1422,19 @@ static const Flag FLAGS[] = {
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
 };
-#define NUM_FLAGS (int)(sizeof(FLAGS) / sizeof(FLAGS[0]))
+#undef ARG
 
-static void train_args_defaults(TrainArgs* a) {
-    // alpaca-lora and LLaMA-Factory defaults where they exist (SPEC §3)
-    *a = (TrainArgs){.model_dir = "data/base", .data = "", .val_data = "", .sample_prompts = "", .template_name = "auto", .output_dir = "out",
-                     .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
-                     .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f,
-                     .lr_scheduler_type = "cosine", .num_train_epochs = 3.0f, .batch_size = 4,
-                     .gradient_accumulation_steps = 1, .max_seq_length = 0, .max_grad_norm = 1.0f, .seed = 42,
-                     .val_size = 0.0f, .date = ""};
-}
+// alpaca-lora and LLaMA-Factory defaults where they exist (SPEC §3)
+static const TrainArgs TRAIN_DEFAULTS = {
+    .model_dir = "data/base", .data = "", .val_data = "", .sample_prompts = "", .template_name = "auto",
+    .output_dir = "out", .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
+    .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f, .lr_scheduler_type = "cosine",
+    .num_train_epochs = 3.0f, .batch_size = 4, .gradient_accumulation_steps = 1, .max_seq_length = 0,
+    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .date = ""};
 
-static void usage(void) {
-    TrainArgs d;
-    train_args_defaults(&d);
-    printf("usage: ./train [flags]   (every flag, with its default)\n");
-    for (int i = 0; i < NUM_FLAGS; i++) {
-        const Flag* f = &FLAGS[i];
-        char* field = (char*)&d + f->offset;
-        char value[64];
-        if (f->type == FLAG_INT) snprintf(value, sizeof(value), "%d", *(int*)field);
-        else if (f->type == FLAG_FLOAT) snprintf(value, sizeof(value), "%g", *(float*)field);
-        else if (f->type == FLAG_BOOL) snprintf(value, sizeof(value), "off");
-        else snprintf(value, sizeof(value), "%s", **(char**)field ? *(char**)field : "none");
-        char names[80];
-        snprintf(names, sizeof(names), "%s%s%s", f->name, f->alias ? ", " : "", f->alias ? f->alias : "");
-        printf("  %-44s %s (default %s)\n", names, f->help, value);
-    }
-}
-
-static int edit_distance(const char* a, const char* b) {
-    int la = (int)strlen(a), lb = (int)strlen(b), row[64];
-    if (lb >= 63) return 99;
-    for (int j = 0; j <= lb; j++) row[j] = j;
-    for (int i = 1; i <= la; i++) {
-        int prev = row[0];
-        row[0] = i;
-        for (int j = 1; j <= lb; j++) {
-            int cur = row[j];
-            int best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best) best = row[j] + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
-static void unknown_flag(const char* flag) {
-    const char* best = FLAGS[0].name;
-    for (int i = 1; i < NUM_FLAGS; i++) if (edit_distance(flag, FLAGS[i].name) < edit_distance(flag, best)) best = FLAGS[i].name;
-    fail("unknown flag %s; did you mean %s? (./train --help lists every flag)", flag, best);
-}
-
-static void parse_args(TrainArgs* a, int argc, char** argv) {
-    train_args_defaults(a);
-    for (int i = 1; i < argc; i++) {
-        const char* name = argv[i];
-        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) { usage(); exit(0); }
-        char* eq = strchr(name, '=');  // --flag=value
-        char flag[128];
-        snprintf(flag, sizeof(flag), "%.*s", eq ? (int)(eq - name) : (int)strlen(name), name);
-        const Flag* f = NULL;
-        for (int k = 0; k < NUM_FLAGS && f == NULL; k++) {
-            if (strcmp(flag, FLAGS[k].name) == 0 || (FLAGS[k].alias && strcmp(flag, FLAGS[k].alias) == 0)) f = &FLAGS[k];
-        }
-        if (f == NULL) unknown_flag(flag);
-        char* field = (char*)a + f->offset;
-        if (f->type == FLAG_BOOL && eq == NULL) { *(int*)field = 1; continue; }
-        const char* value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (value == NULL) fail("%s needs a value", flag);
-        if (f->type == FLAG_STRING) { *(char**)field = (char*)value; continue; }
-        char* end;
-        errno = 0;
-        double v = strtod(value, &end);
-        if (f->type == FLAG_BOOL) {
-            if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) { *(int*)field = value[0] == 't'; continue; }
-            fail("%s expects true or false, got '%s'", flag, value);
-        }
-        if (errno != 0 || end == value || *end != '\0' || v < f->lo || v > f->hi || (f->type == FLAG_INT && v != floor(v))) {
-            fail("%s expects %s in [%g, %g], got '%s'", flag, f->type == FLAG_INT ? "an integer" : "a number", f->lo, f->hi, value);
-        }
-        if (f->type == FLAG_INT) *(int*)field = (int)v;
-        else *(float*)field = (float)v;
-    }
-}
+static const FlagTable TRAIN_FLAG_TABLE = {
+    "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
+    (int)(sizeof(TRAIN_FLAGS) / sizeof(TRAIN_FLAGS[0])), &TRAIN_DEFAULTS, sizeof(TrainArgs)};
 
 static void parse_lora_target(LoraConfig* lc, const char* list) {
     memset(lc->target, 0, sizeof(lc->target));
@@ -1741,9 +1655,9 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
         if (access("data/base/config.json", R_OK) != 0) {
             fail("data/base/config.json: not found; run ./train from the repository's top directory (data/base is made by make base-model)");
         }
-        parse_args(&a, n, DEMO_ARGS);
+        flags_parse(&TRAIN_FLAG_TABLE, &a, n, DEMO_ARGS, 1);
     } else {
-        parse_args(&a, argc, argv);
+        flags_parse(&TRAIN_FLAG_TABLE, &a, argc, argv, 1);
     }
 #ifdef _OPENMP
     if (a.threads > 0) omp_set_num_threads(a.threads);
@@ -1954,11 +1868,9 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
     return 0;
 }
 
-#ifndef TRAIN_GPU  // train_gpu.c has its own main, which runs train_main on the GPU
+#ifndef TRAIN_NO_MAIN  // the one guard: tests, generate.c and train_gpu.c use this file as a library
 int main(int argc, char** argv) {
     static const ModelOps cpu = {model_forward, model_backward, model_zero_grad, model_grad_norm, model_update, NULL, NULL};
     return train_main(argc, argv, &cpu);
 }
 #endif
-#endif  // TRAIN_NO_MAIN
-#endif  // TRAIN_C

@@ -21,8 +21,13 @@ the activations rounded to bf16 on the way in) and accumulate in fp32; LoRA, nor
 softmax, losses and the optimizer stay fp32, with fp32 master weights when every weight
 is trained.
 */
-#define TRAIN_GPU  // train.c leaves out its main; train_main is run from the main below
+#ifdef TRAIN_NO_MAIN
+#include "train.c"     // a test or benchmark includes this file: it brings its own main
+#else
+#define TRAIN_NO_MAIN  // train.c as a library: everything but its main ...
 #include "train.c"
+#undef TRAIN_NO_MAIN   // ... and this file's own main at the end
+#endif
 #include "train_gpu.h"
 
 // ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ fair limit; every figure is the median over rounds.
 
 usage: ./bench_generate [layers] [prefill_tokens] [decode_tokens] [rounds]   (default 16 64 16 7)
 */
-#define GENERATE_NO_MAIN  // generate.c (and train.c) as a library
+#define TRAIN_NO_MAIN  // generate.c and train.c as libraries: this file has its own main
 #include "../generate.c"
 
 #define FMA_PEAK_GFLOPS 166.0  // SPEC §7: 2 cores x 32 FLOP/cycle x ~2.6 GHz

@@ -5,7 +5,7 @@ encoded once per pass, best of 3 passes after a warm-up pass; then the corpus as
 
   bench_tokenizer TOKENIZER_PATH CORPUS_BIN
 */
-#define TOKENIZER_NO_MAIN
+#define TRAIN_NO_MAIN  // tokenizer.c as a library: this file has its own main
 #include "../tokenizer.c"
 
 static double now_seconds(void) {

@@ -10,7 +10,7 @@ output across runs and thread counts; the matvec kernels against the naive one; 
 sampler. It also writes the fixtures test/test_generate.sh uses into test/tmp/generate.
 Run from the repository root: ./test_generate
 */
-#define GENERATE_NO_MAIN  // generate.c (and train.c) as a library
+#define TRAIN_NO_MAIN  // generate.c and train.c as libraries: this file has its own main
 #include "../generate.c"
 
 #define TOLERANCE 1e-5

@@ -9,7 +9,7 @@ Prints one line per check (ok / FAIL / skip) and ends with "N passed, M failed".
   test_tokenizer chat CASES_JSON HF_IDS_JSON
       cases from test/chat_cases.py, their ids from test/hf_tokenize.js chat
 */
-#define TOKENIZER_NO_MAIN
+#define TRAIN_NO_MAIN  // tokenizer.c as a library: this file has its own main
 #include "../tokenizer.c"
 
 static int passed = 0, failed = 0;
