@@ -1067,6 +1067,25 @@ void model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm) {
 }
 
 // ----------------------------------------------------------------------------
+// the model's operations: one seam between the training run and where the model computes
+
+// The model calls of the training run. ./train passes the CPU functions above (CPU_OPS); train_gpu.c
+// passes their GPU twins, and to_device (once the weights, adapter and checkpoint are
+// loaded) and to_host (before anything is saved), which are NULL here: on the CPU the
+// model is the host copy.
+typedef struct {
+    void (*forward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training);
+    void (*backward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step);
+    void (*zero_grad)(Model* m);
+    float (*grad_norm)(Model* m);
+    void (*update)(Model* m, const AdamWConfig* o, float lr, float grad_norm);
+    void (*to_device)(Model* m);
+    void (*to_host)(Model* m);
+} ModelOps;
+
+static const ModelOps CPU_OPS = {model_forward, model_backward, model_zero_grad, model_grad_norm, model_update, NULL, NULL};
+
+// ----------------------------------------------------------------------------
 // saving: a streaming safetensors writer, PEFT adapters, merged models. Every file is
 // written to a temporary name, flushed to disk and renamed, so a crash or a full disk
 // never leaves a half-written file under the real name.
@@ -1464,20 +1483,6 @@ static int parse_schedule(const char* name) {
 // ----------------------------------------------------------------------------
 // main: the training run
 
-// The model calls of the training run. ./train passes the CPU functions above; train_gpu.c
-// passes their GPU twins, and to_device (once the weights, adapter and checkpoint are
-// loaded) and to_host (before anything is saved), which are NULL here: on the CPU the
-// model is the host copy.
-typedef struct {
-    void (*forward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training);
-    void (*backward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step);
-    void (*zero_grad)(Model* m);
-    float (*grad_norm)(Model* m);
-    void (*update)(Model* m, const AdamWConfig* o, float lr, float grad_norm);
-    void (*to_device)(Model* m);
-    void (*to_host)(Model* m);
-} ModelOps;
-
 // MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
 static double available_memory(void) {
     FILE* f = fopen("/proc/meminfo", "r");
@@ -1870,7 +1875,6 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
 
 #ifndef TRAIN_NO_MAIN  // the one guard: tests, generate.c and train_gpu.c use this file as a library
 int main(int argc, char** argv) {
-    static const ModelOps cpu = {model_forward, model_backward, model_zero_grad, model_grad_norm, model_update, NULL, NULL};
-    return train_main(argc, argv, &cpu);
+    return train_main(argc, argv, &CPU_OPS);
 }
 #endif
