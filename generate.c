@@ -249,7 +249,6 @@ static void pack_bf16(uint16_t* dst, float* w, int out, int in, int panel) {
 void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
     const LlamaConfig* c = &m->config;
     ParameterTensors* p = &m->params;
-    float* sources[NUM_LORA_MODULES] = {p->wq, p->wk, p->wv, p->wo, p->wgate, p->wup, p->wdown};
     size_t numel[NUM_LORA_MODULES], lm_numel = (size_t)c->V * c->C, total = lm_numel;
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
         int in, out;
@@ -262,7 +261,7 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
     d->panel = panel;
     d->bytes_per_token = total * DTYPE_SIZES[dtype];
     if (dtype == DTYPE_F32) {
-        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = sources[mod];
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = module_weight(p, c, 0, mod);
         d->lm_head = p->wlm;
         return;
     }
@@ -272,7 +271,7 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
         d->linear[mod] = dst;
-        for (int l = 0; l < c->L; l++) pack_bf16(dst + (size_t)l * out * in, sources[mod] + (size_t)l * out * in, out, in, panel);
+        for (int l = 0; l < c->L; l++) pack_bf16(dst + (size_t)l * out * in, module_weight(p, c, l, mod), out, in, panel);
         dst += numel[mod];
     }
     pack_bf16(dst, p->wlm, c->V, c->C, panel);  // p->wlm is p->wte when tied: the embeddings are rounded too
@@ -289,10 +288,8 @@ void model_merge_lora(Model* m) {
         lora_module_dims(c, mod, &in, &out);
         float* scaled_B = malloc_check((size_t)out * r * sizeof(float), "merge");
         for (int l = 0; l < c->L; l++) {
-            const float* B = m->lora.B[mod] + (size_t)l * out * r;
-            for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = m->lora_scale * B[e];
-            // W (out,in) += scaled_B (out,r) @ A (r,in)
-            matmul(module_weight(&m->params, c, l, mod), scaled_B, m->lora.A[mod] + (size_t)l * r * in, out, in, r, r, 1, in, 1, in, 1);
+            lora_merge(module_weight(&m->params, c, l, mod), m->lora.A[mod] + (size_t)l * r * in,
+                       m->lora.B[mod] + (size_t)l * out * r, m->lora_scale, in, out, r, scaled_B);
         }
         free(scaled_B);
     }

@@ -413,10 +413,16 @@ void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float
     }
 }
 
+// W (out,in) += s B (out,r) @ A (r,in): the adapter folded into its base weight, for merged
+// models (train.c's --merge, generate.c's --merge_adapter). scaled_B (out,r) is scratch.
+void lora_merge(float* W, const float* A, const float* B, float s, int in, int out, int r, float* scaled_B) {
+    for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = s * B[e];
+    matmul(W, scaled_B, A, out, in, r, r, 1, in, 1, in, 1);
+}
+
 // ----------------------------------------------------------------------------
 // the model: parameters, LoRA adapters and activations, each in one allocation
 
-#define NUM_PARAMETER_TENSORS 12
 typedef struct {
     float* wte;    // (V, C)       model.embed_tokens.weight
     float* ln1;    // (L, C)       input_layernorm
@@ -432,26 +438,64 @@ typedef struct {
     float* wlm;    // (V, C)       lm_head.weight; empty when tied (wte is used)
 } ParameterTensors;
 
-// Hugging Face name of each parameter tensor, per layer where it contains %d.
-static const char* PARAMETER_NAMES[NUM_PARAMETER_TENSORS] = {
-    "model.embed_tokens.weight", "model.layers.%d.input_layernorm.weight",
-    "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.k_proj.weight",
-    "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.o_proj.weight",
-    "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
-    "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
-    "model.norm.weight", "lm_head.weight"};
+// LoRA targets, in the order the dropout streams number them.
+enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, NUM_LORA_MODULES, NO_LORA = -1 };
+static const char* LORA_MODULE_NAMES[NUM_LORA_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+// The sizes a shape is made of. DIM_V_UNTIED is V, or 0 when tie_word_embeddings makes
+// lm_head the embedding matrix itself (then it is neither stored nor read).
+typedef enum { DIM_NONE, DIM_V, DIM_V_UNTIED, DIM_C, DIM_Q, DIM_KV, DIM_I } Dim;
+
+static int64_t dim_size(const LlamaConfig* c, Dim d) {
+    switch (d) {
+        case DIM_V: return c->V;
+        case DIM_V_UNTIED: return c->tied ? 0 : c->V;
+        case DIM_C: return c->C;
+        case DIM_Q: return (int64_t)c->NH * c->hs;
+        case DIM_KV: return (int64_t)c->NKV * c->hs;
+        case DIM_I: return c->I;
+        default: return 0;
+    }
+}
+
+// The one table of parameter tensors, in the order they lie in memory. Everything that
+// walks the parameters (carving memory, loading, saving, merging, weight decay, LoRA
+// targets) reads it; adding a tensor is adding a row and its ParameterTensors field.
+typedef struct {
+    const char* name;  // Hugging Face name; %d is the layer
+    size_t field;      // offsetof its pointer in ParameterTensors
+    Dim rows, cols;    // one layer's shape, row-major (out, in); cols DIM_NONE: 1-D
+    int per_layer;     // stacked (L, rows, cols)
+    int decay;         // AdamW's weight decay applies (never to the RMSNorm weights)
+    int lora;          // the LoRA module this linear weight is (LORA_Q...), or NO_LORA
+} ParameterSpec;
+
+#define FIELD(name) offsetof(ParameterTensors, name)
+static const ParameterSpec PARAMETERS[] = {
+    {"model.embed_tokens.weight", FIELD(wte), DIM_V, DIM_C, 0, 1, NO_LORA},
+    {"model.layers.%d.input_layernorm.weight", FIELD(ln1), DIM_C, DIM_NONE, 1, 0, NO_LORA},
+    {"model.layers.%d.self_attn.q_proj.weight", FIELD(wq), DIM_Q, DIM_C, 1, 1, LORA_Q},
+    {"model.layers.%d.self_attn.k_proj.weight", FIELD(wk), DIM_KV, DIM_C, 1, 1, LORA_K},
+    {"model.layers.%d.self_attn.v_proj.weight", FIELD(wv), DIM_KV, DIM_C, 1, 1, LORA_V},
+    {"model.layers.%d.self_attn.o_proj.weight", FIELD(wo), DIM_C, DIM_Q, 1, 1, LORA_O},
+    {"model.layers.%d.post_attention_layernorm.weight", FIELD(ln2), DIM_C, DIM_NONE, 1, 0, NO_LORA},
+    {"model.layers.%d.mlp.gate_proj.weight", FIELD(wgate), DIM_I, DIM_C, 1, 1, LORA_GATE},
+    {"model.layers.%d.mlp.up_proj.weight", FIELD(wup), DIM_I, DIM_C, 1, 1, LORA_UP},
+    {"model.layers.%d.mlp.down_proj.weight", FIELD(wdown), DIM_C, DIM_I, 1, 1, LORA_DOWN},
+    {"model.norm.weight", FIELD(lnf), DIM_C, DIM_NONE, 0, 0, NO_LORA},
+    {"lm_head.weight", FIELD(wlm), DIM_V_UNTIED, DIM_C, 0, 1, NO_LORA},
+};
+#undef FIELD
+#define NUM_PARAMETER_TENSORS (int)(sizeof(PARAMETERS) / sizeof(PARAMETERS[0]))
 
 // Shape of one tensor (one layer's slice for per-layer tensors): rows, cols (cols 0 = 1-D).
 static void parameter_shape(const LlamaConfig* c, int i, int64_t* rows, int64_t* cols, int* per_layer) {
-    int64_t q = (int64_t)c->NH * c->hs, kv = (int64_t)c->NKV * c->hs;
-    int64_t shapes[NUM_PARAMETER_TENSORS][2] = {
-        {c->V, c->C}, {c->C, 0}, {q, c->C}, {kv, c->C}, {kv, c->C}, {c->C, q},
-        {c->C, 0}, {c->I, c->C}, {c->I, c->C}, {c->C, c->I}, {c->C, 0}, {c->tied ? 0 : c->V, c->C}};
-    *rows = shapes[i][0];
-    *cols = shapes[i][1];
-    *per_layer = i >= 1 && i <= 9;
+    *rows = dim_size(c, PARAMETERS[i].rows);
+    *cols = dim_size(c, PARAMETERS[i].cols);
+    *per_layer = PARAMETERS[i].per_layer;
 }
 
+// Elements of tensor i over all layers.
 static size_t parameter_numel(const LlamaConfig* c, int i) {
     int64_t rows, cols;
     int per_layer;
@@ -459,22 +503,44 @@ static size_t parameter_numel(const LlamaConfig* c, int i) {
     return (size_t)rows * (size_t)(cols ? cols : 1) * (per_layer ? c->L : 1);
 }
 
+// The name of tensor i (of layer l when per layer), as in the model's safetensors.
+static void parameter_name(char* buf, size_t size, int i, int l) { snprintf(buf, size, PARAMETERS[i].name, l); }
+
+static float** parameter_field(ParameterTensors* p, int i) { return (float**)((char*)p + PARAMETERS[i].field); }
+
 // Points each tensor of p into one block of memory; returns the number of floats.
 static size_t parameters_point(ParameterTensors* p, float* memory, const LlamaConfig* c) {
-    float** ptrs[NUM_PARAMETER_TENSORS] = {&p->wte, &p->ln1, &p->wq, &p->wk, &p->wv, &p->wo,
-                                           &p->ln2, &p->wgate, &p->wup, &p->wdown, &p->lnf, &p->wlm};
     size_t offset = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        *ptrs[i] = memory ? memory + offset : NULL;
+        *parameter_field(p, i) = memory ? memory + offset : NULL;
         offset += parameter_numel(c, i);
     }
     if (c->tied) p->wlm = p->wte;
     return offset;
 }
 
-// LoRA targets, in the order the dropout streams number them.
-enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, NUM_LORA_MODULES };
-static const char* LORA_MODULE_NAMES[NUM_LORA_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+// The parameter tensor that is LoRA module m's base weight.
+static int module_parameter(int m) {
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) if (PARAMETERS[i].lora == m) return i;
+    fail("internal error: no parameter for LoRA module %d", m);
+    return -1;
+}
+
+// (in, out) features of linear module m
+static void lora_module_dims(const LlamaConfig* c, int m, int* in, int* out) {
+    const ParameterSpec* spec = &PARAMETERS[module_parameter(m)];
+    *in = (int)dim_size(c, spec->cols);
+    *out = (int)dim_size(c, spec->rows);
+}
+
+// Weight of linear module m in layer l, (out, in) row-major: the one place the layers
+// reach a frozen linear weight, whatever its storage.
+static float* module_weight(const ParameterTensors* p, const LlamaConfig* c, int l, int m) {
+    float* base = *parameter_field((ParameterTensors*)p, module_parameter(m));
+    int in, out;
+    lora_module_dims(c, m, &in, &out);
+    return base == NULL ? NULL : base + (size_t)l * in * out;
+}
 
 typedef struct {
     int rank;
@@ -488,18 +554,6 @@ typedef struct {
     float* A[NUM_LORA_MODULES];  // (L, r, in) or NULL when not targeted
     float* B[NUM_LORA_MODULES];  // (L, out, r)
 } LoraTensors;
-
-// The LoRA module a parameter tensor is, or -1 (embeddings, norms, lm_head).
-static const int PARAMETER_MODULE[NUM_PARAMETER_TENSORS] = {-1, -1, LORA_Q, LORA_K, LORA_V, LORA_O, -1, LORA_GATE, LORA_UP, LORA_DOWN, -1, -1};
-
-// (in, out) features of each linear module
-static void lora_module_dims(const LlamaConfig* c, int m, int* in, int* out) {
-    int q = c->NH * c->hs, kv = c->NKV * c->hs;
-    int ins[NUM_LORA_MODULES] = {c->C, c->C, c->C, q, c->C, c->C, c->I};
-    int outs[NUM_LORA_MODULES] = {q, kv, kv, c->C, c->I, c->I, c->C};
-    *in = ins[m];
-    *out = outs[m];
-}
 
 static size_t lora_point(LoraTensors* t, float* memory, const LlamaConfig* c, const LoraConfig* lc) {
     size_t offset = 0;
@@ -516,10 +570,13 @@ static size_t lora_point(LoraTensors* t, float* memory, const LlamaConfig* c, co
     return offset;
 }
 
-// PEFT's key for a LoRA tensor, e.g. base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
+// PEFT's key for a LoRA tensor: the base weight's name with lora_A or lora_B before
+// ".weight", under "base_model.model.", e.g. base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
 void lora_key(char* buf, size_t size, int layer, int m, char which) {
-    snprintf(buf, size, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
-             m <= LORA_O ? "self_attn" : "mlp", LORA_MODULE_NAMES[m], which);
+    char base[128];
+    parameter_name(base, sizeof(base), module_parameter(m), layer);
+    base[strlen(base) - strlen(".weight")] = '\0';
+    snprintf(buf, size, "base_model.model.%s.lora_%c.weight", base, which);
 }
 
 #define NUM_ACTIVATION_TENSORS 17
@@ -610,14 +667,6 @@ typedef struct {
     void* device;                // the model's GPU copy when train_gpu.c runs it, else NULL
 } Model;
 
-// Weight of linear module m in layer l, (out, in) row-major.
-static float* module_weight(const ParameterTensors* p, const LlamaConfig* c, int l, int m) {
-    float* bases[NUM_LORA_MODULES] = {p->wq, p->wk, p->wv, p->wo, p->wgate, p->wup, p->wdown};
-    int in, out;
-    lora_module_dims(c, m, &in, &out);
-    return bases[m] == NULL ? NULL : bases[m] + (size_t)l * in * out;
-}
-
 // Opens model.safetensors, or every shard named in model.safetensors.index.json.
 static int open_weight_files(SafeTensors** files, const char* dir) {
     char* index_path = path_join(dir, "model.safetensors.index.json");
@@ -678,13 +727,13 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
         if (rows == 0) continue;  // tied lm_head
         for (int l = 0; l < (per_layer ? c->L : 1); l++) {
             char name[128];
-            snprintf(name, sizeof(name), PARAMETER_NAMES[i], l);
+            parameter_name(name, sizeof(name), i, l);
             SafeTensor* t = NULL;
             SafeTensors* file = NULL;
             for (int f = 0; f < num_files && t == NULL; f++) t = safetensors_find(file = &files[f], name);
             if (t == NULL) {
                 fail("%s: missing tensor '%s'%s", num_files > 1 ? dir : files[0].path, name,
-                     i == NUM_PARAMETER_TENSORS - 1 ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json" : "");
+                     PARAMETERS[i].rows == DIM_V_UNTIED ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json" : "");
             }
             int64_t dims[2] = {rows, cols};
             safetensors_check_shape(file, t, cols ? 2 : 1, dims);
@@ -1058,9 +1107,8 @@ void model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm) {
         size_t start = 0;
         for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
             size_t n = parameter_numel(&m->config, i);
-            int is_norm = i == 1 || i == 6 || i == 10;
             adamw_update(m->params_memory + start, m->grads_memory + start, m->m_memory + offset + start,
-                         m->v_memory + offset + start, n, o, lr, is_norm ? 0.0f : o->weight_decay, scale, m->step);
+                         m->v_memory + offset + start, n, o, lr, PARAMETERS[i].decay ? o->weight_decay : 0.0f, scale, m->step);
             start += n;
         }
     }
@@ -1240,7 +1288,7 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
         parameter_shape(c, i, &r, &cl, &per_layer);
         for (int l = 0; r > 0 && l < (per_layer ? c->L : 1); l++, n++) {
             names[n] = malloc_check(128, "tensor name");
-            snprintf(names[n], 128, PARAMETER_NAMES[i], l);
+            parameter_name(names[n], 128, i, l);
             rows[n] = r;
             cols[n] = cl;
         }
@@ -1259,14 +1307,13 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
         parameter_shape(c, i, &rr, &cl, &per_layer);
         for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
             size_t numel = (size_t)rr * (cl ? cl : 1);
-            int mod = PARAMETER_MODULE[i];
+            int mod = PARAMETERS[i].lora;
             if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
                 int in, out;
                 lora_module_dims(c, mod, &in, &out);
                 memcpy(merged, p, numel * sizeof(float));
-                const float* B = m->lora.B[mod] + (size_t)l * out * r;
-                for (size_t e = 0; e < (size_t)out * r; e++) scaled_B[e] = m->lora_scale * B[e];
-                matmul(merged, scaled_B, m->lora.A[mod] + (size_t)l * r * in, out, in, r, r, 1, in, 1, in, 1);
+                lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
+                           m->lora_scale, in, out, r, scaled_B);
                 safetensors_writer_tensor(&w, merged, numel);
             } else {
                 safetensors_writer_tensor(&w, p, numel);

@@ -365,10 +365,9 @@ void gpu_model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm)
         size_t start = 0;
         for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
             size_t n = parameter_numel(&m->config, i);
-            int is_norm = i == 1 || i == 6 || i == 10;
             adamw_update_gpu(d->params_memory + start, d->grads_memory + start, d->m_memory + offset + start,
                              d->v_memory + offset + start, n, o->beta1, o->beta2, o->eps, lr,
-                             is_norm ? 0.0f : o->weight_decay, scale, m->step);
+                             PARAMETERS[i].decay ? o->weight_decay : 0.0f, scale, m->step);
             start += n;
         }
         if (gpu->bf16) float_to_bf16_gpu(gpu->params_bf16, d->params_memory, m->num_parameters);

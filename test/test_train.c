@@ -155,7 +155,7 @@ static void compare_base_grads(Model* m, SafeTensors* ref, double tol_rel) {
         size_t n = (size_t)rows * (cols ? cols : 1);
         for (int l = 0; l < (per_layer ? c->L : 1) && n > 0; l++) {
             char name[160], refname[200];
-            snprintf(name, sizeof(name), PARAMETER_NAMES[i], l);
+            parameter_name(name, sizeof(name), i, l);
             snprintf(refname, sizeof(refname), "grad.%s", name);
             compare(refname, g, ref_floats(ref, refname), n, 0.0, tol_rel);
             g += n;
