@@ -1,138 +1,310 @@
-// hf.h: LlamaConfig and config_load (a Hugging Face config.json)
+// hf.h: the Model in and out of Hugging Face's files: model_load, model_check_weights (shards
+// and all), lora_save_adapter, lora_load_adapter (PEFT), model_save_merged.
+// Works on train.c's Model and parameter table, so train.c includes it after them.
 #ifndef LLMC_HF_H
 #define LLMC_HF_H
 
-#include <math.h>
 #include <cjson/cJSON.h>
 #include "utils.h"
+#include "safetensors.h"
+#include "config.h"
 
 // ----------------------------------------------------------------------------
-// config.json (Hugging Face LlamaConfig)
+// loading: model.safetensors or its shards, every tensor the parameter table names
 
-#define MAX_EOS_TOKENS 8
-
-typedef struct {
-    int C;         // hidden_size
-    int I;         // intermediate_size
-    int L;         // num_hidden_layers
-    int NH;        // num_attention_heads
-    int NKV;       // num_key_value_heads
-    int hs;        // head_dim
-    int V;         // vocab_size
-    int max_seq_len;
-    float norm_eps;
-    float initializer_range;  // std of fresh weights (only --from_scratch uses it)
-    double rope_theta;
-    int rope_llama3;  // rope_scaling of type llama3 present
-    double rope_factor, rope_low_freq_factor, rope_high_freq_factor, rope_original_max_pos;
-    int tied;      // tie_word_embeddings
-    int bos_token_id;
-    int eos_token_ids[MAX_EOS_TOKENS];
-    int num_eos;
-    char dtype[16];  // torch_dtype, to write merged models back in the same dtype
-} LlamaConfig;
-
-static double json_number(const cJSON* obj, const char* key, int required, double fallback, const char* path) {
-    cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (v == NULL || cJSON_IsNull(v)) {
-        if (required) fail("%s: missing required field \"%s\"; is this a Llama config.json?", path, key);
-        return fallback;
+// Opens model.safetensors, or every shard named in model.safetensors.index.json.
+static int open_weight_files(SafeTensors** files, const char* dir) {
+    char* index_path = path_join(dir, "model.safetensors.index.json");
+    char* single_path = path_join(dir, "model.safetensors");
+    int n = 0;
+    if (access(index_path, F_OK) == 0) {
+        char* text = read_file(index_path, NULL, "");
+        cJSON* json = cJSON_Parse(text);
+        if (json == NULL) fail("%s: not valid JSON", index_path);
+        cJSON* map = cJSON_GetObjectItemCaseSensitive(json, "weight_map");
+        if (!cJSON_IsObject(map)) fail("%s: missing \"weight_map\" object", index_path);
+        int count = cJSON_GetArraySize(map);
+        const char** names = malloc_check((count + 1) * sizeof(char*), "shard list");
+        for (cJSON* e = map->child; e != NULL; e = e->next) {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') != NULL) fail("%s: weight_map entry '%s' must name a file in the same directory", index_path, e->string);
+            int seen = 0;
+            for (int i = 0; i < n; i++) seen |= strcmp(names[i], e->valuestring) == 0;
+            if (!seen) names[n++] = e->valuestring;
+        }
+        if (n == 0) fail("%s: weight_map is empty", index_path);
+        *files = malloc_check(n * sizeof(SafeTensors), "shards");
+        for (int i = 0; i < n; i++) {
+            char* shard = path_join(dir, names[i]);
+            safetensors_open(&(*files)[i], shard);
+            free(shard);
+        }
+        free(names);
+        cJSON_Delete(json);
+        free(text);
+    } else if (access(single_path, F_OK) == 0) {
+        *files = malloc_check(sizeof(SafeTensors), "weights");
+        safetensors_open(&(*files)[0], single_path);
+        n = 1;
+    } else {
+        fail("%s: no weights found (expected model.safetensors or model.safetensors.index.json)", dir);
     }
-    if (!cJSON_IsNumber(v)) fail("%s: field \"%s\" must be a number", path, key);
-    return v->valuedouble;
+    free(index_path);
+    free(single_path);
+    return n;
 }
 
-static int json_positive_int(const cJSON* obj, const char* key, int required, int fallback, const char* path) {
-    double v = json_number(obj, key, required, fallback, path);
-    if (v < 1 || v > 1e9 || v != floor(v)) fail("%s: field \"%s\" must be a positive integer, got %g", path, key, v);
-    return (int)v;
-}
-
-static void config_read_rope_scaling(LlamaConfig* c, const cJSON* json, const char* path) {
-    cJSON* rs = cJSON_GetObjectItemCaseSensitive(json, "rope_scaling");
-    if (rs == NULL || cJSON_IsNull(rs)) return;
-    if (!cJSON_IsObject(rs)) fail("%s: \"rope_scaling\" must be an object or null", path);
-    cJSON* type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-    if (!cJSON_IsString(type)) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "llama3") != 0) {
-        fail("%s: rope_scaling type \"%s\" is not supported (only \"llama3\" or null)", path,
-             cJSON_IsString(type) ? type->valuestring : "(missing)");
-    }
-    c->rope_llama3 = 1;
-    c->rope_factor = json_number(rs, "factor", 1, 0, path);
-    c->rope_low_freq_factor = json_number(rs, "low_freq_factor", 1, 0, path);
-    c->rope_high_freq_factor = json_number(rs, "high_freq_factor", 1, 0, path);
-    c->rope_original_max_pos = json_number(rs, "original_max_position_embeddings", 1, 0, path);
-    if (c->rope_factor <= 0 || c->rope_high_freq_factor <= c->rope_low_freq_factor || c->rope_original_max_pos <= 0) {
-        fail("%s: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0", path);
-    }
-}
-
-void config_load(LlamaConfig* c, const char* model_dir) {
-    memset(c, 0, sizeof(*c));
-    struct stat sb;
-    if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        fail("model directory %s does not exist; pass a Hugging Face model directory (config.json + *.safetensors) with --model", model_dir);
-    }
-    char* path = path_join(model_dir, "config.json");
-    char* text = read_file(path, NULL, "; a Hugging Face model directory needs config.json");
-    cJSON* json = cJSON_Parse(text);
-    if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
-    c->C = json_positive_int(json, "hidden_size", 1, 0, path);
-    c->I = json_positive_int(json, "intermediate_size", 1, 0, path);
-    c->L = json_positive_int(json, "num_hidden_layers", 1, 0, path);
-    c->NH = json_positive_int(json, "num_attention_heads", 1, 0, path);
-    c->NKV = json_positive_int(json, "num_key_value_heads", 0, c->NH, path);
-    c->hs = json_positive_int(json, "head_dim", 0, c->C / c->NH, path);
-    c->V = json_positive_int(json, "vocab_size", 1, 0, path);
-    c->max_seq_len = json_positive_int(json, "max_position_embeddings", 0, 2048, path);
-    c->norm_eps = (float)json_number(json, "rms_norm_eps", 0, 1e-6, path);
-    c->rope_theta = json_number(json, "rope_theta", 0, 10000.0, path);
-    c->initializer_range = (float)json_number(json, "initializer_range", 0, 0.02, path);
-    if (c->NH % c->NKV != 0) fail("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->NH, c->NKV);
-    if (c->hs % 2 != 0) fail("%s: head_dim (%d) must be even for RoPE", path, c->hs);
-    config_read_rope_scaling(c, json, path);
-    cJSON* tied = cJSON_GetObjectItemCaseSensitive(json, "tie_word_embeddings");
-    c->tied = cJSON_IsTrue(tied);
-    c->bos_token_id = (int)json_number(json, "bos_token_id", 0, -1, path);
-    cJSON* eos = cJSON_GetObjectItemCaseSensitive(json, "eos_token_id");
-    if (cJSON_IsNumber(eos)) {
-        c->eos_token_ids[c->num_eos++] = eos->valueint;
-    } else if (cJSON_IsArray(eos)) {
-        for (cJSON* e = eos->child; e != NULL && c->num_eos < MAX_EOS_TOKENS; e = e->next) {
-            if (cJSON_IsNumber(e)) c->eos_token_ids[c->num_eos++] = e->valueint;
+// Finds every parameter the config implies in the weight files and checks its shape;
+// with dst set, also converts it to fp32 into dst (all parameters in order).
+static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, float* dst) {
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t rows, cols;
+        int per_layer;
+        parameter_shape(c, i, &rows, &cols, &per_layer);
+        if (rows == 0) continue;  // tied lm_head
+        for (int l = 0; l < (per_layer ? c->L : 1); l++) {
+            char name[128];
+            parameter_name(name, sizeof(name), i, l);
+            SafeTensor* t = NULL;
+            SafeTensors* file = NULL;
+            for (int f = 0; f < num_files && t == NULL; f++) t = safetensors_find(file = &files[f], name);
+            if (t == NULL) {
+                fail("%s: missing tensor '%s'%s", num_files > 1 ? dir : files[0].path, name,
+                     PARAMETERS[i].rows == DIM_V_UNTIED ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json" : "");
+            }
+            int64_t dims[2] = {rows, cols};
+            safetensors_check_shape(file, t, cols ? 2 : 1, dims);
+            if (dst == NULL) continue;
+            safetensors_read_floats(file, t, dst);
+            dst += (size_t)rows * (cols ? cols : 1);
         }
     }
-    cJSON* dtype = cJSON_GetObjectItemCaseSensitive(json, "torch_dtype");
-    snprintf(c->dtype, sizeof(c->dtype), "%s", cJSON_IsString(dtype) ? dtype->valuestring : "float32");
+}
+
+// Checks that the weight files hold every tensor the config implies, with its shape.
+void model_check_weights(const char* dir, const LlamaConfig* c) {
+    SafeTensors* files;
+    int num_files = open_weight_files(&files, dir);
+    read_weights(files, num_files, c, dir, NULL);
+    for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
+    free(files);
+}
+
+// Reads every parameter of the config from the model directory into fp32. Shapes are
+// checked before the weights are allocated, so a config that does not match its
+// weights is reported as such rather than as a failed allocation.
+void model_load(Model* m, const char* dir) {
+    LlamaConfig config;
+    config_load(&config, dir);
+    SafeTensors* files;
+    int num_files = open_weight_files(&files, dir);
+    read_weights(files, num_files, &config, dir, NULL);
+    model_create(m, &config);
+    read_weights(files, num_files, &config, dir, m->params_memory);
+    for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
+    free(files);
+}
+
+// ----------------------------------------------------------------------------
+// saving: PEFT adapters and merged models, through the atomic SafeTensorsWriter: a crash
+// or a full disk never leaves a half-written file under the real name.
+
+// The double nearest the float's shortest decimal form, so 0.05f is written as 0.05.
+static double shortest_double(float f) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%.7g", f);
+    return strtod(buf, NULL);
+}
+
+// Names and shapes of every LoRA tensor under PEFT's keys, layer by 
+static int lora_tensor_list(const Model* m, char** names, int64_t* rows, int64_t* cols, float** data) {
+    const LlamaConfig* c = &m->config;
+    int r = m->lora_config.rank, n = 0;
+    for (int l = 0; l < c->L; l++) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+            if (!m->lora_config.target[mod]) continue;
+            int in, out;
+            lora_module_dims(c, mod, &in, &out);
+            for (int which = 0; which < 2; which++) {
+                names[n] = malloc_check(160, "tensor name");
+                lora_key(names[n], 160, l, mod, which ? 'B' : 'A');
+                rows[n] = which ? out : r;
+                cols[n] = which ? r : in;
+                data[n] = which ? m->lora.B[mod] + (size_t)l * out * r : m->lora.A[mod] + (size_t)l * r * in;
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+// A PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) that
+// PeftModel.from_pretrained loads onto base_model.
+void lora_save_adapter(const Model* m, const char* dir, const char* base_model) {
+    make_directory(dir);
+    int max = m->config.L * NUM_LORA_MODULES * 2;
+    char** names = malloc_check(max * sizeof(char*), "adapter");
+    int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
+    int64_t* cols = malloc_check(max * sizeof(int64_t), "adapter");
+    float** data = malloc_check(max * sizeof(float*), "adapter");
+    int n = lora_tensor_list(m, names, rows, cols, data);
+    char* path = path_join(dir, "adapter_model.safetensors");
+    SafeTensorsWriter w;
+    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32, NULL);
+    for (int i = 0; i < n; i++) safetensors_writer_tensor(&w, data[i], (size_t)rows[i] * cols[i]);
+    safetensors_writer_close(&w);
+    free(path);
+
+    const LoraConfig* lc = &m->lora_config;
+    cJSON* config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "peft_type", "LORA");
+    cJSON_AddStringToObject(config, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(config, "base_model_name_or_path", base_model);
+    cJSON_AddNumberToObject(config, "r", lc->rank);
+    cJSON_AddNumberToObject(config, "lora_alpha", shortest_double(lc->alpha));
+    cJSON_AddNumberToObject(config, "lora_dropout", shortest_double(lc->dropout));
+    cJSON* targets = cJSON_AddArrayToObject(config, "target_modules");
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+        if (lc->target[mod]) cJSON_AddItemToArray(targets, cJSON_CreateString(LORA_MODULE_NAMES[mod]));
+    }
+    cJSON_AddStringToObject(config, "bias", "none");
+    cJSON_AddBoolToObject(config, "use_rslora", lc->rslora);
+    cJSON_AddBoolToObject(config, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(config, "inference_mode", 1);
+    cJSON_AddBoolToObject(config, "use_dora", 0);
+    char* json = cJSON_Print(config);
+    path = path_join(dir, "adapter_config.json");
+    write_text_file(path, json);
+    free(path);
+    free(json);
+    cJSON_Delete(config);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names); free(rows); free(cols); free(data);
+}
+
+// Reads a PEFT adapter's config into lc.
+static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
+    char* path = path_join(dir, "adapter_config.json");
+    char* text = read_file(path, NULL, "; an adapter directory needs adapter_config.json and adapter_model.safetensors");
+    cJSON* json = cJSON_Parse(text);
+    if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
+    cJSON* type = cJSON_GetObjectItemCaseSensitive(json, "peft_type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA") != 0) fail("%s: peft_type is %s; only LORA adapters are supported", path, type->valuestring);
+    memset(lc, 0, sizeof(*lc));
+    lc->rank = json_positive_int(json, "r", 1, 0, path);
+    lc->alpha = (float)json_number(json, "lora_alpha", 1, 0, path);
+    lc->dropout = (float)json_number(json, "lora_dropout", 0, 0.0, path);
+    lc->rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "use_rslora"));
+    cJSON* targets = cJSON_GetObjectItemCaseSensitive(json, "target_modules");
+    if (cJSON_IsString(targets) && strcmp(targets->valuestring, "all-linear") == 0) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc->target[mod] = 1;
+    } else if (cJSON_IsArray(targets)) {
+        for (cJSON* t = targets->child; t != NULL; t = t->next) {
+            int found = 0;
+            for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+                if (cJSON_IsString(t) && strcmp(t->valuestring, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
+            }
+            if (!found) fail("%s: target module %s is not a Llama linear layer", path, cJSON_IsString(t) ? t->valuestring : "(not a string)");
+        }
+    } else {
+        fail("%s: \"target_modules\" must be a list of module names", path);
+    }
     cJSON_Delete(json);
     free(text);
     free(path);
 }
 
-// RoPE table cos_sin (T, hs/2, 2) for positions 0..T-1. inv_freq[i] = theta^(-2i/hs),
-// with the llama3 adjustment: long wavelengths are slowed down by `factor`, short ones
-// kept, and the band between them interpolated.
-void rope_table(float* cos_sin, const LlamaConfig* c, int T) {
-    int half = c->hs / 2;
-    for (int i = 0; i < half; i++) {
-        double inv_freq = pow(c->rope_theta, -2.0 * i / c->hs);
-        if (c->rope_llama3) {
-            double wavelen = 2.0 * M_PI / inv_freq;
-            double low_wavelen = c->rope_original_max_pos / c->rope_low_freq_factor;
-            double high_wavelen = c->rope_original_max_pos / c->rope_high_freq_factor;
-            if (wavelen > low_wavelen) {
-                inv_freq /= c->rope_factor;
-            } else if (wavelen >= high_wavelen) {
-                double smooth = (c->rope_original_max_pos / wavelen - c->rope_low_freq_factor) /
-                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                inv_freq = (1.0 - smooth) * inv_freq / c->rope_factor + smooth * inv_freq;
+// Adds the PEFT adapter in dir to the model (its config decides rank, alpha and targets).
+void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
+    LoraConfig lc;
+    lora_read_adapter_config(&lc, dir);
+    model_init_lora(m, &lc, seed);
+    char* path = path_join(dir, "adapter_model.safetensors");
+    SafeTensors st;
+    safetensors_open(&st, path);
+    int max = m->config.L * NUM_LORA_MODULES * 2;
+    char** names = malloc_check(max * sizeof(char*), "adapter");
+    int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
+    int64_t* cols = malloc_check(max * sizeof(int64_t), "adapter");
+    float** data = malloc_check(max * sizeof(float*), "adapter");
+    int n = lora_tensor_list(m, names, rows, cols, data);
+    for (int i = 0; i < n; i++) {
+        SafeTensor* t = safetensors_find(&st, names[i]);
+        if (t == NULL) fail("%s: missing tensor '%s'; the adapter does not match adapter_config.json or this base model", path, names[i]);
+        int64_t dims[2] = {rows[i], cols[i]};
+        safetensors_check_shape(&st, t, 2, dims);
+        safetensors_read_floats(&st, t, data[i]);
+        free(names[i]);
+    }
+    if (st.n != n) fail("%s: has %d tensors but a rank-%d adapter on this %d-layer model has %d; was it made for a different base model?", path, st.n, lc.rank, m->config.L, n);
+    safetensors_close(&st);
+    free(path);
+    free(names); free(rows); free(cols); free(data);
+}
+
+// A complete Hugging Face model directory with the adapter merged in,
+// W' = W + s B A, in the base model's dtype, with its config and tokenizer files.
+void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
+    const LlamaConfig* c = &m->config;
+    make_directory(dir);
+    int dtype = strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16 : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
+    int max = NUM_PARAMETER_TENSORS * c->L;
+    char** names = malloc_check(max * sizeof(char*), "merged model");
+    int64_t* rows = malloc_check(max * sizeof(int64_t), "merged model");
+    int64_t* cols = malloc_check(max * sizeof(int64_t), "merged model");
+    int n = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t r, cl;
+        int per_layer;
+        parameter_shape(c, i, &r, &cl, &per_layer);
+        for (int l = 0; r > 0 && l < (per_layer ? c->L : 1); l++, n++) {
+            names[n] = malloc_check(128, "tensor name");
+            parameter_name(names[n], 128, i, l);
+            rows[n] = r;
+            cols[n] = cl;
+        }
+    }
+    char* path = path_join(dir, "model.safetensors");
+    SafeTensorsWriter w;
+    safetensors_writer_open(&w, path, n, names, rows, cols, dtype, NULL);
+    int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;  // largest out or in of a module
+    float* merged = malloc_check((size_t)widest * c->C * sizeof(float), "merged weight");
+    int r = m->use_lora ? m->lora_config.rank : 0;
+    float* scaled_B = malloc_check((size_t)widest * r * sizeof(float), "merged weight");
+    const float* p = m->params_memory;
+    for (int i = 0, k = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int64_t rr, cl;
+        int per_layer;
+        parameter_shape(c, i, &rr, &cl, &per_layer);
+        for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
+            size_t numel = (size_t)rr * (cl ? cl : 1);
+            int mod = PARAMETERS[i].lora;
+            if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
+                int in, out;
+                lora_module_dims(c, mod, &in, &out);
+                memcpy(merged, p, numel * sizeof(float));
+                lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
+                           m->lora_scale, in, out, r, scaled_B);
+                safetensors_writer_tensor(&w, merged, numel);
+            } else {
+                safetensors_writer_tensor(&w, p, numel);
             }
+            p += numel;
+            free(names[k]);
         }
-        for (int t = 0; t < T; t++) {
-            cos_sin[((size_t)t * half + i) * 2] = (float)cos(t * inv_freq);
-            cos_sin[((size_t)t * half + i) * 2 + 1] = (float)sin(t * inv_freq);
-        }
+    }
+    safetensors_writer_close(&w);
+    free(path);
+    free(merged);
+    free(scaled_B);
+    free(names); free(rows); free(cols);
+    const char* copies[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                            "special_tokens_map.json"};
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+        char* from = path_join(base_dir, copies[i]);
+        char* to = path_join(dir, copies[i]);
+        if (access(from, R_OK) == 0) copy_file(from, to);
+        free(from);
+        free(to);
     }
 }
 
