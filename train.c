@@ -25,8 +25,9 @@ Shape letters used everywhere:
 #include "llmc/safetensors.h"  // defines: SafeTensors (reader), SafeTensorsWriter
 #include "llmc/config.h"       // defines: LlamaConfig, config_load, rope_table
 #include "llmc/dataloader.h"   // defines: Dataset, dataset_load, Examples, examples_load, batch filling
-#include "llmc/run.h"          // defines: learning_rate_at, LossHistory, write_loss_svg
+#include "llmc/run.h"          // defines: learning_rate_at, LossHistory, write_loss_svg, format_duration
 #include "llmc/flags.h"        // defines: Flag, FlagTable, flags_parse, flags_usage
+#include "llmc/samples.h"      // defines: compare_answers (base vs fine-tuned answers through ./generate)
 
 // ----------------------------------------------------------------------------
 // layers: each a forward/backward pair of plain functions
@@ -1164,17 +1165,134 @@ static int parse_schedule(const char* name) {
 }
 
 // ----------------------------------------------------------------------------
-// main: the training run
+// main: the training run, as a few named steps: set-up (arguments, data, model, schedule,
+// resume), then per optimizer step train_step, log_step and save_outputs, then finish.
 
-// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
-static double available_memory(void) {
-    FILE* f = fopen("/proc/meminfo", "r");
-    if (f == NULL) return 0.0;
-    char line[256];
-    double kb = 0.0;
-    while (fgets(line, sizeof(line), f)) if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024.0;
+// `./train` with no arguments: LoRA fine-tunes data/base, the small model this project
+// pre-trained (data/make_base_model.sh), on the pirate-style chats in data/, then shows
+// the base and the fine-tuned model's answers to held-out prompts.
+static char* DEMO_ARGS[] = {"./train", "--model", "data/base", "--data", "data/pirate.jsonl",
+                            "--val_data", "data/pirate_val.jsonl", "--sample_prompts", "data/prompts.txt",
+                            "--output_dir", "out/pirate", "--lora_target", "all", "--lora_rank", "16",
+                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3", "--max_seq_length", "128",
+                            "--per_device_train_batch_size", "8", "--warmup_steps", "10", "--eval_steps", "10"};
+
+// Everything the run holds from one optimizer step to the next.
+typedef struct {
+    TrainArgs args;
+    const ModelOps* ops;
+    LlamaConfig config;
+    LoraConfig lora;              // from the flags (an --init_adapter brings its own)
+    Model model;
+    Examples train, val;
+    int pad_id;                   // the token padding rows are filled with
+    DataLoader loader;            // the training examples, a new order every epoch
+    DataLoader val_loader;        // the validation examples, in order
+    Batch* micro;                 // (gradient_accumulation_steps) one optimizer step's micro-batches
+    int schedule, total_steps, warmup_steps;
+    AdamWConfig adamw;
+    TrainState state;             // step and data position, saved in checkpoints
+    LossHistory history;
+    char signature[512];          // the flags that shape the run: a checkpoint resumes only the same run
+    char *checkpoint_path, *log_path, *svg_path;
+    const char* resumed_from;     // the checkpoint this run continued, or NULL
+    FILE* log;                    // log.jsonl
+    long first_step;              // this process's first step
+    int saved_any;                // a checkpoint exists to fall back on
+    double start;                 // wall_seconds() when training began
+} TrainRun;
+
+// What one optimizer step did.
+typedef struct {
+    float loss, grad_norm, lr;
+    int tokens;                   // tokens processed, padding included
+    double seconds;
+} StepResult;
+
+static void parse_train_args(TrainArgs* a, int argc, char** argv) {
+    if (argc == 1) {
+        int n = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0]));
+        printf("no arguments: the demo run, the same as\n ");
+        for (int i = 0; i < n; i++) printf(" %s", DEMO_ARGS[i]);
+        printf("\n");
+        if (access("data/base/config.json", R_OK) != 0) {
+            fail("data/base/config.json: not found; run ./train from the repository's top directory "
+                 "(data/base is made by make base-model)");
+        }
+        flags_parse(&TRAIN_FLAG_TABLE, a, n, DEMO_ARGS, 1);
+    } else {
+        flags_parse(&TRAIN_FLAG_TABLE, a, argc, argv, 1);
+    }
+#ifdef _OPENMP
+    if (a->threads > 0) omp_set_num_threads(a->threads);
+#endif
+}
+
+// The flags that only make sense together, and the sequence length, checked against the model.
+static void check_args(TrainRun* r) {
+    TrainArgs* a = &r->args;
+    r->lora = (LoraConfig){.rank = a->lora_rank, .alpha = a->lora_alpha, .dropout = a->lora_dropout, .rslora = a->use_rslora};
+    parse_lora_target(&r->lora, a->lora_target);
+    r->schedule = parse_schedule(a->lr_scheduler_type);
+    if (a->full_finetune && *a->init_adapter) fail("--init_adapter and --full_finetune cannot be combined");
+    if (a->from_scratch && !a->full_finetune) fail("--from_scratch trains new weights: add --full_finetune");
+    config_load(&r->config, a->model_dir);
+    const LlamaConfig* c = &r->config;
+    if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
+    if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
+    if (a->max_seq_length > c->max_seq_len) {
+        fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", a->max_seq_length, c->max_seq_len);
+    }
+    if (*a->val_data && !*a->data) fail("--val_data needs --data");
+    if (*a->val_data && a->val_size > 0) fail("give --val_data or --val_size, not both");
+    if (*a->sample_prompts && access(a->sample_prompts, R_OK) != 0) {
+        fail("%s: cannot read it: %s (--sample_prompts)", a->sample_prompts, strerror(errno));
+    }
+}
+
+// The training and validation examples: --data through the chat template (or the built-in
+// sequence), split by --val_size on a seeded shuffle unless --val_data is given.
+static void load_data(TrainRun* r) {
+    const TrainArgs* a = &r->args;
+    int T = a->max_seq_length;
+    Examples all = {0}, val_given = {0};
+    r->pad_id = r->config.num_eos > 0 ? r->config.eos_token_ids[0] : 0;
+    if (*a->data) {
+        Tokenizer tok;
+        tokenizer_load(&tok, a->model_dir);
+        if (tok.vocab_size > r->config.V) {
+            fail("%s: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong to this model",
+                 tok.path, tok.vocab_size, r->config.V);
+        }
+        ChatOptions opt = chat_options_default(&tok);
+        if (strcmp(a->template_name, "auto") != 0) opt.template_kind = chat_template_from_name(a->template_name);
+        opt.date = *a->date ? a->date : NULL;
+        opt.train_on_inputs = a->train_on_inputs;
+        examples_load(&all, a->data, &tok, &opt, T, a->drop_long);
+        if (*a->val_data) examples_load(&val_given, a->val_data, &tok, &opt, T, a->drop_long);
+        if (tok.eos_id >= 0) r->pad_id = tok.eos_id;
+        tokenizer_free(&tok);
+    } else {
+        printf("no --data given: training on a built-in repeating token sequence\n");
+        examples_builtin(&all, r->config.V, T);
+    }
+    // validation split: the first val_size examples of a seeded shuffle
+    int n_val = a->val_size >= 1.0f ? (int)a->val_size : (int)(a->val_size * all.count);
+    if (n_val >= all.count) fail("--val_size %g leaves no training examples (the dataset has %d)", a->val_size, all.count);
+    int* split = malloc_check(all.count * sizeof(int), "the validation split");
+    epoch_order(split, all.count, (uint32_t)a->seed, -1);
+    r->train = (Examples){malloc_check(all.count * sizeof(Example), "examples"), 0};
+    r->val = (Examples){malloc_check(all.count * sizeof(Example) + 1, "examples"), 0};
+    for (int i = 0; i < all.count; i++) {
+        if (i < n_val) r->val.items[r->val.count++] = all.items[split[i]];
+        else r->train.items[r->train.count++] = all.items[split[i]];
+    }
+    free(split);
+    if (*a->val_data) {
+        free(r->val.items);
+        r->val = val_given;
+    }
+    printf("data: %d training examples, %d validation examples\n", r->train.count, r->val.count);
 }
 
 static void check_memory(const LlamaConfig* c, const LoraConfig* lc, const TrainArgs* a) {
@@ -1191,368 +1309,230 @@ static void check_memory(const LlamaConfig* c, const LoraConfig* lc, const Train
     }
 }
 
-// The built-in demo data when no --data is given: rows of a period-23 token cycle.
-static void builtin_examples(Examples* ex, int V, int T) {
-    ex->count = 64;
-    ex->items = calloc(ex->count, sizeof(Example));
-    int span = V < 1000 ? V : 1000;
-    for (int i = 0; i < ex->count; i++) {
-        Example* e = &ex->items[i];
-        e->len = T + 1;
-        e->ids = malloc(e->len * sizeof(int));
-        e->train = malloc(e->len);
-        for (int t = 0; t < e->len; t++) {
-            e->ids[t] = (int)(mix32((uint32_t)((i * 5 + t) % 23)) % (uint32_t)span);
-            e->train[t] = t > 0;
-        }
-    }
-}
-
-static float evaluate(Model* m, const ModelOps* ops, const Examples* ex, int B, int T, int pad_id, int* buffers) {
-    if (ex->count == 0) return NAN;
-    int* order = malloc(ex->count * sizeof(int));
-    for (int i = 0; i < ex->count; i++) order[i] = i;
-    int cursor = 0, T_used, rows;
-    double sum = 0.0;
-    long tokens = 0;
-    while ((rows = batch_fill(buffers, buffers + B * T, buffers + 2 * B * T, B, T, ex, order, ex->count, &cursor, 0, pad_id, &T_used)) > 0) {
-        ops->forward(m, buffers, buffers + B * T, buffers + 2 * B * T, rows, T_used, 0);
-        sum += (double)m->loss * m->num_tokens;
-        tokens += m->num_tokens;
-    }
-    free(order);
-    return tokens ? (float)(sum / tokens) : NAN;
-}
-
-static void format_duration(char* buf, size_t size, double seconds) {
-    int s = (int)(seconds + 0.5);
-    if (s >= 3600) snprintf(buf, size, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
-    else snprintf(buf, size, "%02d:%02d", s / 60, s % 60);
-}
-
-// `./train` with no arguments: LoRA fine-tunes data/base, the small model this project
-// pre-trained (data/make_base_model.sh), on the pirate-style chats in data/, then shows
-// the base and the fine-tuned model's answers to held-out prompts.
-static char* DEMO_ARGS[] = {"./train", "--model", "data/base", "--data", "data/pirate.jsonl",
-                            "--val_data", "data/pirate_val.jsonl", "--sample_prompts", "data/prompts.txt",
-                            "--output_dir", "out/pirate", "--lora_target", "all", "--lora_rank", "16",
-                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3", "--max_seq_length", "128",
-                            "--per_device_train_batch_size", "8", "--warmup_steps", "10", "--eval_steps", "10"};
-
-// Runs argv[0] with argv, its stdout returned (malloc'd) and its stderr sent to log_path;
-// fails, showing the log, if it does not exit 0.
-static char* run_and_capture(char* const argv[], const char* log_path) {
-    int fds[2];
-    if (pipe(fds) != 0) fail("pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) fail("fork: %s", strerror(errno));
-    if (pid == 0) {
-        int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fds[1], STDOUT_FILENO);
-        if (log_fd >= 0) dup2(log_fd, STDERR_FILENO);
-        close(fds[0]);
-        execv(argv[0], argv);
-        fprintf(stderr, "error: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(fds[1]);
-    TextBuffer out = {0};
-    char chunk[4096];
-    ssize_t got;
-    while ((got = read(fds[0], chunk, sizeof(chunk))) > 0) text_append(&out, chunk, (size_t)got);
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fail("%s failed:\n%s", argv[0], read_file(log_path, NULL, ""));
-    }
-    text_append(&out, "", 1);
-    return out.data;
-}
-
-// The next line of *text (newline removed, "\n" escapes kept), advancing it.
-static char* next_line(char** text) {
-    char* line = *text;
-    char* end = strchr(line, '\n');
-    if (end) { *end = '\0'; *text = end + 1; }
-    else *text = line + strlen(line);
-    return line;
-}
-
-// Answers every line of a.sample_prompts with the base model and with the trained one
-// (greedy, through ./generate next to ./train); prints them side by side and writes
-// OUTPUT_DIR/samples.jsonl with {"prompt", "base", "fine_tuned"} per prompt.
-static void compare_answers(const char* self, const TrainArgs* a, int full_finetune) {
-    const char* slash = strrchr(self, '/');
-    char* dir = strndup(self, slash ? (size_t)(slash - self) : 0);
-    char* generate = path_join(*dir ? dir : ".", "generate");
-    free(dir);
-    if (access(generate, X_OK) != 0) {
-        printf("sample answers skipped: %s is missing (make generate)\n", generate);
-        free(generate);
-        return;
-    }
-    char* trained_model = full_finetune ? path_join(a->output_dir, "model") : a->model_dir;
-    char* log_path = path_join(a->output_dir, "generate.log");
-    char* base_argv[] = {generate, "--model", a->model_dir, "--prompts", a->sample_prompts, "--temperature", "0",
-                         "--max_new_tokens", "48", "--template", a->template_name, NULL};
-    char* tuned_argv[] = {generate, "--model", trained_model, "--adapter", a->output_dir, "--prompts", a->sample_prompts,
-                          "--temperature", "0", "--max_new_tokens", "48", "--template", a->template_name, NULL};
-    if (strcmp(a->template_name, "auto") == 0) base_argv[9] = tuned_argv[11] = NULL;  // the tokenizer's own template
-    if (full_finetune) memmove(&tuned_argv[3], &tuned_argv[5], 9 * sizeof(char*));   // no --adapter
-    char* base = run_and_capture(base_argv, log_path);
-    char* tuned = run_and_capture(tuned_argv, log_path);
-    char* prompts = read_file(a->sample_prompts, NULL, "");
-    char* samples_path = path_join(a->output_dir, "samples.jsonl");
-    TextBuffer samples = {0};
-    char *p = prompts, *b = base, *t = tuned;
-    printf("\nanswers to %s, greedy (base model | fine-tuned):\n", a->sample_prompts);
-    while (*p) {
-        char* prompt = next_line(&p);
-        size_t len = strlen(prompt);
-        if (len && prompt[len - 1] == '\r') prompt[len - 1] = '\0';
-        if (*prompt == '\0') continue;
-        char* base_answer = next_line(&b);
-        char* tuned_answer = next_line(&t);
-        printf("\n  prompt:     %s\n  base:       %s\n  fine-tuned: %s\n", prompt, base_answer, tuned_answer);
-        cJSON* item = cJSON_CreateObject();
-        cJSON_AddStringToObject(item, "prompt", prompt);
-        cJSON_AddStringToObject(item, "base", base_answer);
-        cJSON_AddStringToObject(item, "fine_tuned", tuned_answer);
-        char* json = cJSON_PrintUnformatted(item);
-        text_append(&samples, json, strlen(json));
-        text_append(&samples, "\n", 2);  // and the terminating 0
-        samples.len--;
-        free(json);
-        cJSON_Delete(item);
-    }
-    write_text_file(samples_path, samples.data ? samples.data : "");
-    printf("\nsamples: %s\n", samples_path);
-    free(samples.data); free(base); free(tuned); free(prompts); free(samples_path); free(log_path); free(generate);
-    if (full_finetune) free(trained_model);
-}
-
-int train_main(int argc, char** argv, const ModelOps* ops) {
-    signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
-    TrainArgs a;
-    if (argc == 1) {
-        int n = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0]));
-        printf("no arguments: the demo run, the same as\n ");
-        for (int i = 0; i < n; i++) printf(" %s", DEMO_ARGS[i]);
-        printf("\n");
-        if (access("data/base/config.json", R_OK) != 0) {
-            fail("data/base/config.json: not found; run ./train from the repository's top directory (data/base is made by make base-model)");
-        }
-        flags_parse(&TRAIN_FLAG_TABLE, &a, n, DEMO_ARGS, 1);
-    } else {
-        flags_parse(&TRAIN_FLAG_TABLE, &a, argc, argv, 1);
-    }
-#ifdef _OPENMP
-    if (a.threads > 0) omp_set_num_threads(a.threads);
-#endif
-    LoraConfig lc = {.rank = a.lora_rank, .alpha = a.lora_alpha, .dropout = a.lora_dropout, .rslora = a.use_rslora};
-    parse_lora_target(&lc, a.lora_target);
-    int schedule = parse_schedule(a.lr_scheduler_type);
-    if (a.full_finetune && *a.init_adapter) fail("--init_adapter and --full_finetune cannot be combined");
-    if (a.from_scratch && !a.full_finetune) fail("--from_scratch trains new weights: add --full_finetune");
-    LlamaConfig config;
-    config_load(&config, a.model_dir);
-    if (a.max_seq_length == 0) a.max_seq_length = config.max_seq_len < 512 ? config.max_seq_len : 512;
-    int B = a.batch_size, T = a.max_seq_length;
-    if (T < 2) fail("--max_seq_length must be at least 2");
-    if (T > config.max_seq_len) fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", T, config.max_seq_len);
-    if (*a.val_data && !*a.data) fail("--val_data needs --data");
-    if (*a.val_data && a.val_size > 0) fail("give --val_data or --val_size, not both");
-    if (*a.sample_prompts && access(a.sample_prompts, R_OK) != 0) fail("%s: cannot read it: %s (--sample_prompts)", a.sample_prompts, strerror(errno));
-    Examples all = {0}, val_given = {0};
-    int pad_id = config.num_eos > 0 ? config.eos_token_ids[0] : 0;
-    if (*a.data) {
-        Tokenizer tok;
-        tokenizer_load(&tok, a.model_dir);
-        if (tok.vocab_size > config.V) {
-            fail("%s: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong to this model",
-                 tok.path, tok.vocab_size, config.V);
-        }
-        ChatOptions opt = chat_options_default(&tok);
-        if (strcmp(a.template_name, "auto") != 0) opt.template_kind = chat_template_from_name(a.template_name);
-        opt.date = *a.date ? a.date : NULL;
-        opt.train_on_inputs = a.train_on_inputs;
-        examples_load(&all, a.data, &tok, &opt, T, a.drop_long);
-        if (*a.val_data) examples_load(&val_given, a.val_data, &tok, &opt, T, a.drop_long);
-        if (tok.eos_id >= 0) pad_id = tok.eos_id;
-        tokenizer_free(&tok);
-    } else {
-        printf("no --data given: training on a built-in repeating token sequence\n");
-        builtin_examples(&all, config.V, T);
-    }
-    // validation split: the first val_size examples of a seeded shuffle
-    int n_val = a.val_size >= 1.0f ? (int)a.val_size : (int)(a.val_size * all.count);
-    if (n_val >= all.count) fail("--val_size %g leaves no training examples (the dataset has %d)", a.val_size, all.count);
-    int* split = malloc(all.count * sizeof(int));
-    epoch_order(split, all.count, (uint32_t)a.seed, -1);
-    Examples train = {malloc(all.count * sizeof(Example)), 0}, val = {malloc(all.count * sizeof(Example) + 1), 0};
-    for (int i = 0; i < all.count; i++) {
-        if (i < n_val) val.items[val.count++] = all.items[split[i]];
-        else train.items[train.count++] = all.items[split[i]];
-    }
-    if (*a.val_data) {
-        free(val.items);
-        val = val_given;
-    }
-    printf("data: %d training examples, %d validation examples\n", train.count, val.count);
-
-    if (!a.from_scratch) model_check_weights(a.model_dir, &config);
-    make_directory(a.output_dir);
-    char* probe = path_join(a.output_dir, ".write_test");
+// The model with its adapter, its memory for B x T batches, after checking that the
+// weights match the config, the output directory is writable and the run fits in memory.
+static void setup_model(TrainRun* r) {
+    const TrainArgs* a = &r->args;
+    if (!a->from_scratch) model_check_weights(a->model_dir, &r->config);
+    make_directory(a->output_dir);
+    char* probe = path_join(a->output_dir, ".write_test");
     write_text_file(probe, "ok\n");
     unlink(probe);
     free(probe);
-    check_memory(&config, a.full_finetune ? NULL : &lc, &a);
-
-    Model model;
-    if (a.from_scratch) {
-        model_create(&model, &config);
-        model_init_random(&model, (uint32_t)a.seed, config.initializer_range);
+    check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a);
+    Model* m = &r->model;
+    if (a->from_scratch) {
+        model_create(m, &r->config);
+        model_init_random(m, (uint32_t)a->seed, r->config.initializer_range);
     } else {
-        model_load(&model, a.model_dir);
+        model_load(m, a->model_dir);
     }
-    model.seed = (uint32_t)a.seed;
-    if (*a.init_adapter) lora_load_adapter(&model, a.init_adapter, model.seed);
-    else if (!a.full_finetune) model_init_lora(&model, &lc, model.seed);
-    model_allocate(&model, B, T, a.full_finetune);
-    LlamaConfig* c = &model.config;
-    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n", a.model_dir,
-           c->L, c->C, c->NH, c->NKV, c->V, model.num_parameters / 1e6, a.full_finetune ? "full fine-tune" : "LoRA",
-           (a.full_finetune ? model.num_parameters : model.num_lora_parameters) / 1e6);
+    m->seed = (uint32_t)a->seed;
+    if (*a->init_adapter) lora_load_adapter(m, a->init_adapter, m->seed);
+    else if (!a->full_finetune) model_init_lora(m, &r->lora, m->seed);
+    model_allocate(m, a->batch_size, a->max_seq_length, a->full_finetune);
+    const LlamaConfig* c = &m->config;
+    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n", a->model_dir,
+           c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6, a->full_finetune ? "full fine-tune" : "LoRA",
+           (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
+}
 
-    int* buffers = malloc((size_t)a.gradient_accumulation_steps * 3 * B * T * sizeof(int));
-    int* order = malloc(train.count * sizeof(int));
-    epoch_order(order, train.count, model.seed, 0);
-    int per_epoch = batches_per_epoch(&train, order, train.count, B, T, a.packing, buffers);
-    int total = a.max_steps > 0 ? a.max_steps : (int)ceil(a.num_train_epochs * per_epoch / a.gradient_accumulation_steps);
-    if (total < 1) total = 1;
-    int warmup = a.warmup_steps > 0 ? a.warmup_steps : (int)ceil(a.warmup_ratio * total);
-    printf("schedule: %d steps, each %d micro-batch%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, warmup %d\n", total,
-           a.gradient_accumulation_steps, a.gradient_accumulation_steps > 1 ? "es" : "", B, T, per_epoch, SCHEDULE_NAMES[schedule],
-           a.learning_rate, warmup);
+// The data loaders, the number of steps, warmup and AdamW's settings.
+static void plan_schedule(TrainRun* r) {
+    const TrainArgs* a = &r->args;
+    int B = a->batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps;
+    dataloader_init(&r->loader, &r->train, B, T, a->packing, r->pad_id, 1, r->model.seed);
+    dataloader_init(&r->val_loader, &r->val, B, T, 0, r->pad_id, 0, 0);
+    r->micro = malloc_check(accum * sizeof(Batch), "micro-batches");
+    for (int k = 0; k < accum; k++) batch_alloc(&r->micro[k], B, T);
+    int per_epoch = dataloader_batches_per_epoch(&r->loader);
+    r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * per_epoch / accum);
+    if (r->total_steps < 1) r->total_steps = 1;
+    r->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int)ceil(a->warmup_ratio * r->total_steps);
+    printf("schedule: %d steps, each %d micro-batch%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, warmup %d\n",
+           r->total_steps, accum, accum > 1 ? "es" : "", B, T, per_epoch, SCHEDULE_NAMES[r->schedule], a->learning_rate,
+           r->warmup_steps);
+    r->adamw = (AdamWConfig){.learning_rate = a->learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                             .weight_decay = a->weight_decay, .max_grad_norm = a->max_grad_norm};
+}
 
-    char signature[512];
-    snprintf(signature, sizeof(signature), "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d packing=%d val=%g",
-             a.model_dir, a.data, a.full_finetune, model.lora_config.rank, model.lora_config.alpha, a.lora_target, a.use_rslora,
-             a.seed, B, a.gradient_accumulation_steps, T, a.packing, a.val_size);
-    char* checkpoint = path_join(a.output_dir, "checkpoint.safetensors");
-    char* log_path = path_join(a.output_dir, "log.jsonl");
-    char* svg_path = path_join(a.output_dir, "loss.svg");
-    TrainState state = {0, 0, 0};
-    LossHistory history = {0};
-    const char* resume_from = *a.resume_from_checkpoint ? a.resume_from_checkpoint : (a.resume && access(checkpoint, F_OK) == 0 ? checkpoint : NULL);
-    if (resume_from) {
-        checkpoint_load(&model, resume_from, &state, &history, signature);
-        epoch_order(order, train.count, model.seed, state.epoch);
-        printf("resumed from %s at step %ld (epoch %d, example %d)\n", resume_from, state.step, state.epoch, state.cursor);
+// The mean loss over the validation examples (NaN when there are none).
+static float evaluate(TrainRun* r) {
+    if (r->val.count == 0) return NAN;
+    Batch* b = &r->micro[0];
+    dataloader_seek(&r->val_loader, 0, 0);
+    double sum = 0.0;
+    long tokens = 0;
+    while (dataloader_next(&r->val_loader, b) > 0) {
+        r->ops->forward(&r->model, b->inputs, b->targets, b->pos, b->rows, b->width, 0);
+        sum += (double)r->model.loss * r->model.num_tokens;
+        tokens += r->model.num_tokens;
     }
-    if (ops->to_device) ops->to_device(&model);
-    FILE* log = fopen(log_path, resume_from ? "a" : "w");
-    if (log == NULL) fail("cannot write %s: %s", log_path, strerror(errno));
-    if (!resume_from) {  // step 0: the validation loss before any training (history[i] is step i)
-        float val0 = evaluate(&model, ops, &val, B, T, pad_id, buffers);
-        history_add(&history, NAN, val0);
+    return tokens ? (float)(sum / tokens) : NAN;
+}
+
+// Continues from a checkpoint (--resume_from_checkpoint, or --resume when one exists) or
+// starts the log with the validation loss before any training (history[i] is step i).
+static void resume_or_start(TrainRun* r) {
+    const TrainArgs* a = &r->args;
+    snprintf(r->signature, sizeof(r->signature),
+             "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d packing=%d val=%g",
+             a->model_dir, a->data, a->full_finetune, r->model.lora_config.rank, r->model.lora_config.alpha, a->lora_target,
+             a->use_rslora, a->seed, a->batch_size, a->gradient_accumulation_steps, a->max_seq_length, a->packing, a->val_size);
+    r->checkpoint_path = path_join(a->output_dir, "checkpoint.safetensors");
+    r->log_path = path_join(a->output_dir, "log.jsonl");
+    r->svg_path = path_join(a->output_dir, "loss.svg");
+    r->resumed_from = *a->resume_from_checkpoint ? a->resume_from_checkpoint
+                      : a->resume && access(r->checkpoint_path, F_OK) == 0 ? r->checkpoint_path : NULL;
+    if (r->resumed_from) {
+        checkpoint_load(&r->model, r->resumed_from, &r->state, &r->history, r->signature);
+        dataloader_seek(&r->loader, r->state.epoch, r->state.cursor);
+        printf("resumed from %s at step %ld (epoch %d, example %d)\n", r->resumed_from, r->state.step, r->state.epoch,
+               r->state.cursor);
+    }
+    if (r->ops->to_device) r->ops->to_device(&r->model);
+    r->log = fopen(r->log_path, r->resumed_from ? "a" : "w");
+    if (r->log == NULL) fail("cannot write %s: %s", r->log_path, strerror(errno));
+    if (!r->resumed_from) {
+        float val0 = evaluate(r);
+        history_add(&r->history, NAN, val0);
         if (isfinite(val0)) {
-            printf("step 0/%d | val %.4f\n", total, val0);
-            fprintf(log, "{\"step\": 0, \"loss\": null, \"val_loss\": %.6f}\n", val0);
+            printf("step 0/%d | val %.4f\n", r->total_steps, val0);
+            fprintf(r->log, "{\"step\": 0, \"loss\": null, \"val_loss\": %.6f}\n", val0);
         }
     }
+    r->first_step = r->state.step;
+    r->saved_any = r->resumed_from != NULL;
+    r->start = wall_seconds();
+}
 
-    AdamWConfig o = {.learning_rate = a.learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                     .weight_decay = a.weight_decay, .max_grad_norm = a.max_grad_norm};
-    int accum = a.gradient_accumulation_steps, tty = isatty(STDOUT_FILENO);
-    int* rows = malloc(accum * sizeof(int));
-    int* widths = malloc(accum * sizeof(int));
-    double start = wall_seconds();
-    long first_step = state.step;
-    int saved_any = resume_from != NULL;
-    while (state.step < total) {
-        double t0 = wall_seconds();
-        int tokens_in_step = 0, processed = 0;
-        for (int k = 0; k < accum; k++) {  // the whole step's micro-batches, to count its tokens first
-            if (state.cursor >= train.count) { state.epoch++; state.cursor = 0; epoch_order(order, train.count, model.seed, state.epoch); }
-            int* buf = buffers + (size_t)k * 3 * B * T;
-            rows[k] = batch_fill(buf, buf + B * T, buf + 2 * B * T, B, T, &train, order, train.count, &state.cursor, a.packing, pad_id, &widths[k]);
-            for (int n = 0; n < rows[k] * widths[k]; n++) tokens_in_step += buf[B * T + n] >= 0;
-            processed += rows[k] * widths[k];
-        }
-        ops->zero_grad(&model);
-        double loss_sum = 0.0;
-        model.first_token = 0;
-        for (int k = 0; k < accum; k++) {
-            int* buf = buffers + (size_t)k * 3 * B * T;
-            ops->forward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], 1);
-            loss_sum += (double)model.loss * model.num_tokens;
-            ops->backward(&model, buf, buf + B * T, buf + 2 * B * T, rows[k], widths[k], tokens_in_step);
-            model.first_token += rows[k] * widths[k];
-        }
-        float loss = (float)(loss_sum / tokens_in_step);
-        float norm = ops->grad_norm(&model);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            fail("step %ld: the loss (%g) or gradient norm (%g) is not finite: training diverged and stopped; nothing from this step was saved%s%s. "
-                 "Lower --learning_rate or --max_grad_norm", state.step + 1, loss, norm, saved_any ? ", the last good checkpoint is " : "", saved_any ? checkpoint : "");
-        }
-        float lr = learning_rate_at((int)state.step, total, warmup, a.learning_rate, a.min_lr, schedule);
-        ops->update(&model, &o, lr, norm);
-        state.step = model.step;
-        double dt = wall_seconds() - t0;  // the step's time, without the evaluation below
-        int stop = a.stop_after_steps > 0 && state.step - first_step == a.stop_after_steps;
-        int last = state.step == total;
-        float val_loss = NAN;
-        if (val.count > 0 && (last || (a.eval_steps > 0 && state.step % a.eval_steps == 0))) {
-            val_loss = evaluate(&model, ops, &val, B, T, pad_id, buffers);
-        }
-        history_add(&history, loss, val_loss);
+// One optimizer step: every micro-batch is filled first, so the loss and its gradient are
+// normalised by the step's trained tokens however the step is split; then forward and
+// backward per micro-batch, the clipped norm and the AdamW update.
+static StepResult train_step(TrainRun* r) {
+    Model* m = &r->model;
+    const ModelOps* ops = r->ops;
+    int accum = r->args.gradient_accumulation_steps, tokens_in_step = 0;
+    StepResult result = {0};
+    double t0 = wall_seconds();
+    for (int k = 0; k < accum; k++) {
+        Batch* b = &r->micro[k];
+        dataloader_next(&r->loader, b);
+        for (int n = 0; n < b->rows * b->width; n++) tokens_in_step += b->targets[n] >= 0;
+        result.tokens += b->rows * b->width;
+    }
+    r->state.epoch = r->loader.epoch;
+    r->state.cursor = r->loader.cursor;
+    ops->zero_grad(m);
+    double loss_sum = 0.0;
+    m->first_token = 0;
+    for (int k = 0; k < accum; k++) {
+        Batch* b = &r->micro[k];
+        ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
+        loss_sum += (double)m->loss * m->num_tokens;
+        ops->backward(m, b->inputs, b->targets, b->pos, b->rows, b->width, tokens_in_step);
+        m->first_token += b->rows * b->width;
+    }
+    result.loss = (float)(loss_sum / tokens_in_step);
+    result.grad_norm = ops->grad_norm(m);
+    if (!isfinite(result.loss) || !isfinite(result.grad_norm)) {
+        fail("step %ld: the loss (%g) or gradient norm (%g) is not finite: training diverged and stopped; nothing from "
+             "this step was saved%s%s. Lower --learning_rate or --max_grad_norm", r->state.step + 1, result.loss,
+             result.grad_norm, r->saved_any ? ", the last good checkpoint is " : "", r->saved_any ? r->checkpoint_path : "");
+    }
+    result.lr = learning_rate_at((int)r->state.step, r->total_steps, r->warmup_steps, r->args.learning_rate,
+                                 r->args.min_lr, r->schedule);
+    ops->update(m, &r->adamw, result.lr, result.grad_norm);
+    r->state.step = m->step;
+    result.seconds = wall_seconds() - t0;  // the step's time, without evaluation
+    return result;
+}
 
-        double elapsed = wall_seconds() - start;
-        double eta = elapsed / (state.step - first_step) * (total - state.step);
-        char elapsed_text[32], eta_text[32], val_text[32] = "";
-        format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
-        format_duration(eta_text, sizeof(eta_text), eta);
-        if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
-        if (tty) {
-            char bar[21];
-            int filled = (int)(20 * state.step / total);
-            for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
-            bar[20] = '\0';
-            printf("[%s] ", bar);
-        }
-        printf("step %ld/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed | ETA %s\n", state.step, total, loss,
-               val_text, lr, norm, processed / dt, elapsed_text, eta_text);
-        fflush(stdout);
-        char val_json[32] = "null";
-        if (isfinite(val_loss)) snprintf(val_json, sizeof(val_json), "%.6f", val_loss);
-        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_second\": %.1f, \"elapsed\": %.3f}\n",
-                state.step, loss, val_json, lr, norm, processed / dt, elapsed);
-        fflush(log);
-        if (isfinite(val_loss)) write_loss_svg(&history, svg_path);
-        if (last || stop || (a.save_steps > 0 && state.step % a.save_steps == 0)) {
-            if (ops->to_host) ops->to_host(&model);
-            if (model.use_lora) lora_save_adapter(&model, a.output_dir, a.model_dir);
-            checkpoint_save(&model, checkpoint, &state, &history, signature);
-            saved_any = 1;
-        }
+// The step's line on stdout (with a progress bar on a terminal), in log.jsonl and, when
+// there is a validation loss, on the loss curve.
+static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
+    history_add(&r->history, s->loss, val_loss);
+    long step = r->state.step;
+    double elapsed = wall_seconds() - r->start;
+    double eta = elapsed / (step - r->first_step) * (r->total_steps - step);
+    char elapsed_text[32], eta_text[32], val_text[32] = "";
+    format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
+    format_duration(eta_text, sizeof(eta_text), eta);
+    if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
+    if (isatty(STDOUT_FILENO)) {
+        char bar[21];
+        int filled = (int)(20 * step / r->total_steps);
+        for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
+        bar[20] = '\0';
+        printf("[%s] ", bar);
+    }
+    printf("step %ld/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed | ETA %s\n", step, r->total_steps,
+           s->loss, val_text, s->lr, s->grad_norm, s->tokens / s->seconds, elapsed_text, eta_text);
+    fflush(stdout);
+    char val_json[32] = "null";
+    if (isfinite(val_loss)) snprintf(val_json, sizeof(val_json), "%.6f", val_loss);
+    fprintf(r->log, "{\"step\": %ld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6e, \"grad_norm\": %.6f, "
+            "\"tokens_per_second\": %.1f, \"elapsed\": %.3f}\n", step, s->loss, val_json, s->lr, s->grad_norm,
+            s->tokens / s->seconds, elapsed);
+    fflush(r->log);
+    if (isfinite(val_loss)) write_loss_svg(&r->history, r->svg_path);
+}
+
+// The adapter (PEFT) and a checkpoint, the model's trained weights first brought home.
+static void save_outputs(TrainRun* r) {
+    if (r->ops->to_host) r->ops->to_host(&r->model);
+    if (r->model.use_lora) lora_save_adapter(&r->model, r->args.output_dir, r->args.model_dir);
+    checkpoint_save(&r->model, r->checkpoint_path, &r->state, &r->history, r->signature);
+    r->saved_any = 1;
+}
+
+// The loss curve, the merged (or fully trained) model, and the sample answers.
+static void finish(TrainRun* r, const char* program) {
+    const TrainArgs* a = &r->args;
+    fclose(r->log);
+    write_loss_svg(&r->history, r->svg_path);
+    if (r->model.use_lora) printf("adapter: %s/adapter_model.safetensors (PEFT format)\n", a->output_dir);
+    if (a->full_finetune || a->merge) {
+        char* merged = path_join(a->output_dir, a->full_finetune ? "model" : "merged");
+        model_save_merged(&r->model, a->model_dir, merged);
+        printf("%s model: %s\n", a->full_finetune ? "trained" : "merged", merged);
+        free(merged);
+    }
+    printf("log: %s, loss curve: %s, checkpoint: %s\n", r->log_path, r->svg_path, r->checkpoint_path);
+    if (*a->sample_prompts) {
+        char* trained_model = a->full_finetune ? path_join(a->output_dir, "model") : NULL;
+        compare_answers(program, a->model_dir, trained_model, a->output_dir, a->sample_prompts, a->template_name);
+        free(trained_model);
+    }
+}
+
+// The training run, with the model computed by ops (CPU_OPS here, the GPU's in train_gpu.c).
+int train_main(int argc, char** argv, const ModelOps* ops) {
+    signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
+    static TrainRun run;       // static: large, and alive for the whole program
+    TrainRun* r = &run;
+    memset(r, 0, sizeof(*r));
+    r->ops = ops;
+    parse_train_args(&r->args, argc, argv);
+    check_args(r);
+    load_data(r);
+    setup_model(r);
+    plan_schedule(r);
+    resume_or_start(r);
+    const TrainArgs* a = &r->args;
+    while (r->state.step < r->total_steps) {
+        StepResult s = train_step(r);
+        int last = r->state.step == r->total_steps;
+        int stop = a->stop_after_steps > 0 && r->state.step - r->first_step == a->stop_after_steps;
+        int evaluate_now = last || (a->eval_steps > 0 && r->state.step % a->eval_steps == 0);
+        log_step(r, &s, r->val.count > 0 && evaluate_now ? evaluate(r) : NAN);
+        if (last || stop || (a->save_steps > 0 && r->state.step % a->save_steps == 0)) save_outputs(r);
         if (stop) {
-            printf("stopped after %d steps as asked; continue with --resume\n", a.stop_after_steps);
+            printf("stopped after %d steps as asked; continue with --resume\n", a->stop_after_steps);
             return 0;
         }
     }
-    fclose(log);
-    write_loss_svg(&history, svg_path);
-    if (model.use_lora) printf("adapter: %s/adapter_model.safetensors (PEFT format)\n", a.output_dir);
-    if (a.full_finetune || a.merge) {
-        char* merged = path_join(a.output_dir, a.full_finetune ? "model" : "merged");
-        model_save_merged(&model, a.model_dir, merged);
-        printf("%s model: %s\n", a.full_finetune ? "trained" : "merged", merged);
-        free(merged);
-    }
-    printf("log: %s, loss curve: %s, checkpoint: %s\n", log_path, svg_path, checkpoint);
-    if (*a.sample_prompts) compare_answers(argv[0], &a, a.full_finetune);
+    finish(r, argv[0]);
     return 0;
 }
 

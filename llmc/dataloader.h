@@ -1,4 +1,5 @@
-// dataloader.h: datasets (CSV, Alpaca, chat JSONL, text) -> conversations -> Examples -> batches
+// dataloader.h: datasets (CSV, Alpaca, chat JSONL, text) -> Dataset of conversations -> Examples
+// (ids + loss mask, examples_load) -> DataLoader (dataloader_init, dataloader_next) -> Batch
 #ifndef LLMC_DATALOADER_H
 #define LLMC_DATALOADER_H
 
@@ -312,6 +313,46 @@ typedef struct {
     int count;
 } Examples;
 
+// A micro-batch: what the model's forward takes. Rows of `width` tokens, row-major.
+typedef struct {
+    int* inputs;      // (B, T) token ids; rows x width of them used
+    int* targets;     // (B, T) the next token where it is trained, else -1
+    int* pos;         // (B, T) each token's position in its example (restarts per packed example)
+    int rows, width;  // the part filled: rows <= B, width <= T
+} Batch;
+
+void batch_alloc(Batch* b, int B, int T) {
+    b->inputs = malloc_check((size_t)3 * B * T * sizeof(int), "a batch");
+    b->targets = b->inputs + (size_t)B * T;
+    b->pos = b->targets + (size_t)B * T;
+    b->rows = b->width = 0;
+}
+
+void batch_free(Batch* b) { free(b->inputs); }
+
+// Writes an example's inputs ids[0..len-2] and next-token targets at offset `at`.
+static void place_example(const Example* e, Batch* b, int at) {
+    for (int t = 0; t < e->len - 1; t++) {
+        b->inputs[at + t] = e->ids[t];
+        b->targets[at + t] = e->train[t + 1] ? e->ids[t + 1] : -1;
+        b->pos[at + t] = t;
+    }
+}
+
+// Walks the examples in a seeded order, epoch after epoch (shuffle), or once in their
+// own order (evaluation), filling one Batch at a time.
+typedef struct {
+    const Examples* examples;
+    int B, T;
+    int packing;   // several examples per row; else one per row, padded
+    int pad_id;    // the token that fills padding (its targets are masked)
+    int shuffle;   // 1: a new seeded order every epoch, without end; 0: one pass in order
+    uint32_t seed;
+    int* order;    // (examples->count) this epoch's order
+    int epoch;     // the position: order[cursor] of this epoch is the next example
+    int cursor;
+} DataLoader;
+
 // Deterministic order of an epoch: a Fisher-Yates shuffle driven by (seed, epoch).
 void epoch_order(int* order, int n, uint32_t seed, int epoch) {
     for (int i = 0; i < n; i++) order[i] = i;
@@ -322,53 +363,73 @@ void epoch_order(int* order, int n, uint32_t seed, int epoch) {
     }
 }
 
-// Writes an example's inputs ids[0..len-2] and next-token targets at row offset `at`.
-static void place_example(const Example* e, int* tokens, int* targets, int* pos, int at) {
-    for (int t = 0; t < e->len - 1; t++) {
-        tokens[at + t] = e->ids[t];
-        targets[at + t] = e->train[t + 1] ? e->ids[t + 1] : -1;
-        pos[at + t] = t;
+// Moves to example `cursor` of epoch `epoch` (a resumed run's position).
+void dataloader_seek(DataLoader* l, int epoch, int cursor) {
+    l->epoch = epoch;
+    l->cursor = cursor;
+    if (!l->shuffle) {
+        for (int i = 0; i < l->examples->count; i++) l->order[i] = i;
+    } else {
+        epoch_order(l->order, l->examples->count, l->seed, epoch);
     }
 }
 
-// Fills one micro-batch from examples order[*cursor...], advancing *cursor; returns the
-// rows used (0 when the order is exhausted) and sets *T_used. Examples hold at most
-// T + 1 ids. Padding: one example per row, rows as long as the longest; packing: rows
-// of T, examples kept whole. Padding tokens are pad_id with masked targets.
-int batch_fill(int* tokens, int* targets, int* pos, int B, int T, const Examples* ex, const int* order,
-               int n, int* cursor, int packing, int pad_id, int* T_used) {
-    int rows = 0, width = packing ? T : 1;
-    if (!packing) {  // the row width is the longest of the next B examples
-        for (int i = *cursor; i < n && i < *cursor + B; i++) {
-            int len = ex->items[order[i]].len - 1;
+void dataloader_init(DataLoader* l, const Examples* ex, int B, int T, int packing, int pad_id, int shuffle,
+                     uint32_t seed) {
+    *l = (DataLoader){.examples = ex, .B = B, .T = T, .packing = packing, .pad_id = pad_id, .shuffle = shuffle,
+                      .seed = seed};
+    l->order = malloc_check((size_t)(ex->count > 0 ? ex->count : 1) * sizeof(int), "the data order");
+    dataloader_seek(l, 0, 0);
+}
+
+void dataloader_free(DataLoader* l) { free(l->order); }
+
+// Fills b with the next micro-batch and returns its rows: 0 at the end of a pass without
+// shuffle; with shuffle an exhausted epoch first moves on to the next one. Examples hold
+// at most T + 1 ids. Padding: one example per row, rows as long as the longest; packing:
+// rows of T, examples kept whole. Padding tokens are pad_id with masked targets.
+int dataloader_next(DataLoader* l, Batch* b) {
+    int n = l->examples->count;
+    if (l->shuffle && l->cursor >= n) dataloader_seek(l, l->epoch + 1, 0);
+    const Example* items = l->examples->items;
+    int rows = 0, width = l->packing ? l->T : 1;
+    if (!l->packing) {  // the row width is the longest of the next B examples
+        for (int i = l->cursor; i < n && i < l->cursor + l->B; i++) {
+            int len = items[l->order[i]].len - 1;
             width = len > width ? len : width;
         }
     }
-    while (rows < B && *cursor < n) {
-        int* row_tokens = tokens + rows * width;
-        int used = 0;
-        while (*cursor < n) {
-            const Example* e = &ex->items[order[*cursor]];
-            if (used > 0 && (!packing || used + e->len - 1 > width)) break;
-            place_example(e, tokens, targets, pos, rows * width + used);
+    while (rows < l->B && l->cursor < n) {
+        int row = rows * width, used = 0;
+        while (l->cursor < n) {
+            const Example* e = &items[l->order[l->cursor]];
+            if (used > 0 && (!l->packing || used + e->len - 1 > width)) break;
+            place_example(e, b, row + used);
             used += e->len - 1;
-            (*cursor)++;
+            l->cursor++;
         }
         for (int t = used; t < width; t++) {  // padding: its own segment, never a target
-            row_tokens[t] = pad_id;
-            targets[rows * width + t] = -1;
-            pos[rows * width + t] = t - used;
+            b->inputs[row + t] = l->pad_id;
+            b->targets[row + t] = -1;
+            b->pos[row + t] = t - used;
         }
         rows++;
     }
-    *T_used = width;
+    b->rows = rows;
+    b->width = width;
     return rows;
 }
 
-// Micro-batches an epoch of n examples makes.
-int batches_per_epoch(const Examples* ex, const int* order, int n, int B, int T, int packing, int* scratch) {
-    int cursor = 0, count = 0, T_used;
-    while (batch_fill(scratch, scratch + B * T, scratch + 2 * B * T, B, T, ex, order, n, &cursor, packing, 0, &T_used) > 0) count++;
+// Micro-batches one epoch makes (counted on a pass in epoch 0's order).
+int dataloader_batches_per_epoch(const DataLoader* l) {
+    DataLoader pass = *l;
+    pass.shuffle = 0;  // one pass over the order as it is, then stop
+    pass.cursor = 0;
+    Batch scratch;
+    batch_alloc(&scratch, l->B, l->T);
+    int count = 0;
+    while (dataloader_next(&pass, &scratch) > 0) count++;
+    batch_free(&scratch);
     return count;
 }
 
@@ -477,6 +538,23 @@ void examples_load(Examples* ex, const char* files, const Tokenizer* tok, const 
         fail("%s: none of the %d examples can be trained on: %s", files, records,
              counts.dropped ? "every example is longer than --max_seq_length (raise it, or drop --drop_long to truncate)"
                             : "every target is masked (is the assistant's reply empty, or cut off by --max_seq_length?)");
+    }
+}
+
+// The built-in demo data when no --data is given: rows of a period-23 token cycle.
+void examples_builtin(Examples* ex, int V, int T) {
+    ex->count = 64;
+    ex->items = calloc(ex->count, sizeof(Example));
+    int span = V < 1000 ? V : 1000;
+    for (int i = 0; i < ex->count; i++) {
+        Example* e = &ex->items[i];
+        e->len = T + 1;
+        e->ids = malloc(e->len * sizeof(int));
+        e->train = malloc(e->len);
+        for (int t = 0; t < e->len; t++) {
+            e->ids[t] = (int)(mix32((uint32_t)((i * 5 + t) % 23)) % (uint32_t)span);
+            e->train[t] = t > 0;
+        }
     }
 }
 
