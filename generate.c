@@ -984,7 +984,7 @@ static const FlagTable GENERATE_FLAG_TABLE = {
     GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS, sizeof(GenerateArgs)};
 
 static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
-    flags_parse(&GENERATE_FLAG_TABLE, a, argc, argv, 1);
+    flags_parse(&GENERATE_FLAG_TABLE, a, argc, argv, 1, NULL);
     if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); ./generate --help lists every flag");
     if ((a->ids != NULL) + (a->prompt != NULL) + (a->prompts_file != NULL) + a->chat != 1) {
         fail("give exactly one of --ids LIST, --prompt TEXT, --prompts FILE or --chat");

@@ -1869,20 +1869,49 @@ void tokenizer_train(const char* corpus, size_t len, int vocab_size, const char*
 // command line
 
 #ifndef TRAIN_NO_MAIN  // the project's one guard: programs and tests using this file as a library
+#include "llmc/flags.h"  // defines: Flag, FlagTable, flags_parse, flags_usage
 
-static void usage(FILE* to, int status) {
-    fprintf(to,
-        "usage:\n"
-        "  ./tokenizer encode --tokenizer PATH [--ordinary] [TEXT]   ids of TEXT (default: stdin), like HF\n"
-        "        encode(add_special_tokens=False); --ordinary: special-token text stays text\n"
-        "  ./tokenizer decode --tokenizer PATH [--skip_special] [ID ...]   text of the ids (default: stdin)\n"
-        "  ./tokenizer chat --tokenizer PATH [--template NAME] [--date \"26 Jul 2024\"] [--train_on_inputs]\n"
-        "        [--generation_prompt] FILE.json   render [{\"role\":..., \"content\":...}, ...]: ids, mask, text\n"
-        "        templates: plain, alpaca, llama2, llama3, llama3.1, llama3.2 (default: from the tokenizer)\n"
-        "  ./tokenizer train --corpus FILE --vocab_size N --out DIR   learn a byte-level BPE tokenizer.json\n"
-        "PATH is a model directory holding tokenizer.json (and tokenizer_config.json), or the file itself.\n");
-    exit(status);
-}
+typedef struct {
+    const char* tokenizer;       // a model directory or a tokenizer.json
+    int ordinary, skip_special;  // encode, decode
+    const char* template_name;   // chat
+    const char* date;
+    int train_on_inputs, generation_prompt;
+    const char* corpus;          // train
+    int vocab_size;
+    const char* out;
+} TokenizerArgs;
+
+#define ARG(field) offsetof(TokenizerArgs, field)
+static const Flag TOKENIZER_FLAGS[] = {
+    {"--tokenizer", NULL, FLAG_STRING, ARG(tokenizer), 0, 0, "a model directory holding tokenizer.json, or the file itself"},
+    {"--ordinary", NULL, FLAG_BOOL, ARG(ordinary), 0, 1, "encode: special-token text stays text"},
+    {"--skip_special", NULL, FLAG_BOOL, ARG(skip_special), 0, 1, "decode: leave out special tokens"},
+    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0,
+     "chat: plain, alpaca, llama2, llama3, llama3.1, llama3.2 (none: from the tokenizer)"},
+    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "chat: the date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
+    {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "chat: every token is trained (mask all 1)"},
+    {"--generation_prompt", NULL, FLAG_BOOL, ARG(generation_prompt), 0, 1, "chat: end with the assistant's header"},
+    {"--corpus", NULL, FLAG_STRING, ARG(corpus), 0, 0, "train: the text to learn the vocabulary from"},
+    {"--vocab_size", NULL, FLAG_INT, ARG(vocab_size), 1, 1 << 24, "train: BPE tokens to learn (special tokens come on top)"},
+    {"--out", NULL, FLAG_STRING, ARG(out), 0, 0, "train: the directory for tokenizer.json and tokenizer_config.json"},
+};
+#undef ARG
+
+static const TokenizerArgs TOKENIZER_DEFAULTS = {0};
+
+static const FlagTable TOKENIZER_FLAG_TABLE = {
+    "./tokenizer",
+    "usage:\n"
+    "  ./tokenizer encode --tokenizer PATH [--ordinary] [TEXT]   ids of TEXT (default: stdin), like HF\n"
+    "        encode(add_special_tokens=False)\n"
+    "  ./tokenizer decode --tokenizer PATH [--skip_special] [ID ...]   text of the ids (default: stdin)\n"
+    "  ./tokenizer chat --tokenizer PATH [--template NAME] [--date D] [--train_on_inputs] [--generation_prompt]\n"
+    "        FILE.json   render [{\"role\":..., \"content\":...}, ...]: ids, mask, text\n"
+    "  ./tokenizer train --corpus FILE --vocab_size N --out DIR   learn a byte-level BPE tokenizer.json\n"
+    "flags:",
+    TOKENIZER_FLAGS, (int)(sizeof(TOKENIZER_FLAGS) / sizeof(TOKENIZER_FLAGS[0])), &TOKENIZER_DEFAULTS,
+    sizeof(TokenizerArgs)};
 
 static char* read_stdin(size_t* len) {
     TextBuffer b = {0};
@@ -1986,51 +2015,37 @@ static int command_chat(const char* path, ChatOptions opt, const char* template_
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2) usage(stderr, EXIT_FAILURE);
-    const char* command = argv[1];
-    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) usage(stdout, 0);
-    if (strcmp(command, "encode") != 0 && strcmp(command, "decode") != 0 && strcmp(command, "chat") != 0 && strcmp(command, "train") != 0) {
-        fprintf(stderr, "error: unknown command '%s'\n", command);
-        usage(stderr, EXIT_FAILURE);
+    const char* command = argc > 1 ? argv[1] : "";
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+        flags_usage(&TOKENIZER_FLAG_TABLE);
+        return 0;
     }
-    const char *path = NULL, *template_name = NULL, *corpus = NULL, *out_dir = NULL;
-    int ordinary = 0, skip_special = 0, vocab_size = 0;
-    ChatOptions opt = {CHAT_PLAIN, NULL, 0, 0};
+    if (strcmp(command, "encode") != 0 && strcmp(command, "decode") != 0 && strcmp(command, "chat") != 0 &&
+        strcmp(command, "train") != 0) {
+        flags_usage(&TOKENIZER_FLAG_TABLE);
+        fail(*command ? "unknown command '%s' (encode, decode, chat or train)" : "give a command: encode, decode, chat or train",
+             command);
+    }
+    TokenizerArgs a;
     char** rest = malloc_check((size_t)argc * sizeof(char*), "arguments");
-    int n_rest = 0;
-    for (int i = 2; i < argc; i++) {
-        const char* a = argv[i];
-        int has_value = i + 1 < argc;
-        if (strcmp(a, "--tokenizer") == 0 && has_value) path = argv[++i];
-        else if (strcmp(a, "--template") == 0 && has_value) template_name = argv[++i];
-        else if (strcmp(a, "--date") == 0 && has_value) opt.date = argv[++i];
-        else if (strcmp(a, "--corpus") == 0 && has_value) corpus = argv[++i];
-        else if (strcmp(a, "--out") == 0 && has_value) out_dir = argv[++i];
-        else if (strcmp(a, "--vocab_size") == 0 && has_value) vocab_size = parse_int(argv[++i], "--vocab_size");
-        else if (strcmp(a, "--ordinary") == 0) ordinary = 1;
-        else if (strcmp(a, "--skip_special") == 0) skip_special = 1;
-        else if (strcmp(a, "--train_on_inputs") == 0) opt.train_on_inputs = 1;
-        else if (strcmp(a, "--generation_prompt") == 0) opt.add_generation_prompt = 1;
-        else if (strcmp(a, "--") == 0) { while (++i < argc) rest[n_rest++] = argv[i]; }
-        else if (a[0] == '-' && a[1] == '-') fail("unknown option %s (or it is missing its value); run ./tokenizer for usage", a);
-        else rest[n_rest++] = argv[i];
-    }
+    int n_rest = flags_parse(&TOKENIZER_FLAG_TABLE, &a, argc, argv, 2, rest);
     int rc;
     if (strcmp(command, "train") == 0) {
-        if (!corpus || !out_dir || vocab_size <= 0) fail("train needs --corpus FILE --vocab_size N --out DIR");
+        if (!a.corpus || !a.out || a.vocab_size <= 0) fail("train needs --corpus FILE --vocab_size N --out DIR");
         size_t len;
-        char* text = read_file(corpus, &len, "");
-        tokenizer_train(text, len, vocab_size, out_dir);
+        char* text = read_file(a.corpus, &len, "");
+        tokenizer_train(text, len, a.vocab_size, a.out);
         free(text);
-        printf("wrote %s/tokenizer.json and %s/tokenizer_config.json\n", out_dir, out_dir);
+        printf("wrote %s/tokenizer.json and %s/tokenizer_config.json\n", a.out, a.out);
         rc = 0;
     } else {
-        if (!path) fail("%s needs --tokenizer PATH (a model directory or its tokenizer.json)", command);
-        if (strcmp(command, "encode") == 0) rc = command_encode(path, ordinary, n_rest, rest);
-        else if (strcmp(command, "decode") == 0) rc = command_decode(path, skip_special, n_rest, rest);
+        if (!a.tokenizer) fail("%s needs --tokenizer PATH (a model directory or its tokenizer.json)", command);
+        if (strcmp(command, "encode") == 0) rc = command_encode(a.tokenizer, a.ordinary, n_rest, rest);
+        else if (strcmp(command, "decode") == 0) rc = command_decode(a.tokenizer, a.skip_special, n_rest, rest);
         else {
             if (n_rest != 1) fail("chat needs one FILE.json with the messages");
-            rc = command_chat(path, opt, template_name, rest[0]);
+            ChatOptions opt = {CHAT_PLAIN, a.date, a.train_on_inputs, a.generation_prompt};
+            rc = command_chat(a.tokenizer, opt, a.template_name, rest[0]);
         }
     }
     free(rest);

@@ -1219,9 +1219,9 @@ static void parse_train_args(TrainArgs* a, int argc, char** argv) {
             fail("data/base/config.json: not found; run ./train from the repository's top directory "
                  "(data/base is made by make base-model)");
         }
-        flags_parse(&TRAIN_FLAG_TABLE, a, n, DEMO_ARGS, 1);
+        flags_parse(&TRAIN_FLAG_TABLE, a, n, DEMO_ARGS, 1, NULL);
     } else {
-        flags_parse(&TRAIN_FLAG_TABLE, a, argc, argv, 1);
+        flags_parse(&TRAIN_FLAG_TABLE, a, argc, argv, 1, NULL);
     }
 #ifdef _OPENMP
     if (a->threads > 0) omp_set_num_threads(a->threads);

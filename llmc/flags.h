@@ -19,7 +19,7 @@ typedef struct {
     const char* alias;  // or NULL
     int type;           // FLAG_INT (int), FLAG_FLOAT (float), FLAG_STRING (const char*),
                         // FLAG_BOOL (int: --flag, --flag=true|false), FLAG_U64 (uint64_t). A number whose
-                        // default lies outside [lo, hi] (-1, NAN) means "not given": the model's default.
+                        // default lies outside [lo, hi] (-1, NAN) means "not given": --help shows none.
     size_t offset;      // of the field in the program's argument struct
     double lo, hi;      // range of numbers
     const char* help;
@@ -42,7 +42,7 @@ static void flags_usage(const FlagTable* t) {
         char value[64];
         double number = f->type == FLAG_INT ? *(const int*)field : f->type == FLAG_FLOAT ? *(const float*)field : 0;
         if ((f->type == FLAG_INT || f->type == FLAG_FLOAT) && !(number >= f->lo && number <= f->hi)) {
-            snprintf(value, sizeof(value), "from the model");  // a default outside the range: not given
+            snprintf(value, sizeof(value), "none");  // a default outside the range: not given
         } else if (f->type == FLAG_INT) snprintf(value, sizeof(value), "%d", *(const int*)field);
         else if (f->type == FLAG_U64) snprintf(value, sizeof(value), "%llu", (unsigned long long)*(const uint64_t*)field);
         else if (f->type == FLAG_FLOAT) snprintf(value, sizeof(value), "%g", *(const float*)field);
@@ -90,13 +90,24 @@ static const Flag* flags_find(const FlagTable* t, const char* name) {  // or fai
 }
 
 // Fills args (the program's struct) with the defaults, then argv[first..argc) over them.
-// --help prints the table and exits 0; anything else wrong is one line and exit 1.
-static void flags_parse(const FlagTable* t, void* args, int argc, char** argv, int first) {
+// Arguments that are not flags (and everything after "--") go to positional, returning
+// their count; with positional NULL they are an error. --help prints the table and exits
+// 0; anything else wrong is one line and exit 1.
+static int flags_parse(const FlagTable* t, void* args, int argc, char** argv, int first, char** positional) {
     memcpy(args, t->defaults, t->size);
+    int n_positional = 0;
     for (int i = first; i < argc; i++) {
         const char* arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) { flags_usage(t); exit(0); }
-        if (strncmp(arg, "--", 2) != 0) fail("unexpected argument '%s' (flags start with --; %s --help lists them)", arg, t->program);
+        int is_flag = strncmp(arg, "--", 2) == 0 && strcmp(arg, "--") != 0;
+        if (!is_flag && positional == NULL) {
+            fail("unexpected argument '%s' (flags start with --; %s --help lists them)", arg, t->program);
+        }
+        if (!is_flag) {
+            if (strcmp(arg, "--") == 0) while (i + 1 < argc) positional[n_positional++] = argv[++i];
+            else positional[n_positional++] = argv[i];
+            continue;
+        }
         const char* eq = strchr(arg, '=');  // --flag=value
         char name[128];
         snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg), arg);
@@ -121,6 +132,7 @@ static void flags_parse(const FlagTable* t, void* args, int argc, char** argv, i
         else if (f->type == FLAG_U64) *(uint64_t*)field = (uint64_t)v;
         else *(float*)field = (float)v;
     }
+    return n_positional;
 }
 
 #endif  // LLMC_FLAGS_H
