@@ -1,10 +1,22 @@
 /*
-train.c: fine-tune a Llama model on the CPU, in one file.
+train.c: fine-tune a Llama model on the CPU.
 
 Reads a Hugging Face model directory (config.json + safetensors) directly, runs the
 Llama forward and backward pass in fp32, trains LoRA adapters (or every weight, with
---full_finetune) with AdamW. Read top to bottom: utilities, matmul, layers (each a
-forward/backward pair), the safetensors reader, the model, the optimizer, main.
+--full_finetune) with AdamW, and writes PEFT adapters and merged models.
+
+This file is the math and the training loop; the plumbing is in llmc/ (each #include
+below says what it brings). Read top to bottom:
+  layers       each a forward/backward pair: embedding, RMSNorm, RoPE, attention, SwiGLU,
+               cross-entropy (the matmuls are llmc/matmul.h's linear_*)
+  LoRA         y += s (dropout(x) A^T) B^T, its backward, merging
+  the model    PARAMETERS (the one table of weights), LoRA tensors, activations, Model
+  forward and backward of the whole model, a list of layer calls
+  optimizer    gradient-norm clipping and AdamW
+  ModelOps     the seam the training loop calls the model through (CPU here, GPU in train_gpu.c)
+  files        llmc/hf.h and llmc/checkpoint.h, included after the Model they work on
+  command line TrainArgs and the flag table
+  main         train_main: set-up, then train_step, log_step, save_outputs per step, finish
 
 Shape letters used everywhere:
   B batch, T time (sequence), N = B*T tokens, C hidden size, NH query heads,
@@ -24,7 +36,7 @@ Shape letters used everywhere:
 #include "llmc/matmul.h"       // defines: matmul_init, linear_forward, linear_backward_input, linear_backward_weight
 #include "llmc/safetensors.h"  // defines: SafeTensors (reader), SafeTensorsWriter
 #include "llmc/config.h"       // defines: LlamaConfig, config_load, rope_table
-#include "llmc/dataloader.h"   // defines: Dataset, dataset_load, Examples, examples_load, batch filling
+#include "llmc/dataloader.h"   // defines: Dataset, Examples, examples_load, DataLoader, Batch, dataloader_next
 #include "llmc/run.h"          // defines: learning_rate_at, LossHistory, write_loss_svg, format_duration
 #include "llmc/flags.h"        // defines: Flag, FlagTable, flags_parse, flags_usage
 #include "llmc/samples.h"      // defines: compare_answers (base vs fine-tuned answers through ./generate)
