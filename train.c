@@ -453,7 +453,8 @@ typedef struct {
 
 // LoRA targets, in the order the dropout streams number them.
 enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, NUM_LORA_MODULES, NO_LORA = -1 };
-static const char* LORA_MODULE_NAMES[NUM_LORA_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char* LORA_MODULE_NAMES[NUM_LORA_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                          "gate_proj", "up_proj", "down_proj"};
 
 // The sizes a shape is made of. DIM_V_UNTIED is V, or 0 when tie_word_embeddings makes
 // lm_head the embedding matrix itself (then it is neither stored nor read).
@@ -728,7 +729,8 @@ void model_init_lora(Model* m, const LoraConfig* lc, uint32_t seed) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
         size_t n = (size_t)c->L * lc->rank * in;
-        for (size_t e = 0; e < n; e++) m->lora.A[mod][e] = hash_uniform(seed, mod, (uint32_t)e, 1.0f / sqrtf((float)in));
+        float bound = 1.0f / sqrtf((float)in);
+        for (size_t e = 0; e < n; e++) m->lora.A[mod][e] = hash_uniform(seed, mod, (uint32_t)e, bound);
     }
 }
 
@@ -852,8 +854,12 @@ static void check_batch(const Model* m, const int* tokens, const int* pos, int B
         fail("batch %dx%d does not fit the %dx%d the model was allocated for", B, T, m->B, m->T);
     }
     for (int n = 0; n < B * T; n++) {
-        if (tokens[n] < 0 || tokens[n] >= m->config.V) fail("token id %d at position %d is outside the vocabulary [0, %d)", tokens[n], n, m->config.V);
-        if (pos != NULL && (pos[n] < 0 || pos[n] > n % T)) fail("position %d at index %d must be in [0, %d]", pos[n], n, n % T);
+        if (tokens[n] < 0 || tokens[n] >= m->config.V) {
+            fail("token id %d at position %d is outside the vocabulary [0, %d)", tokens[n], n, m->config.V);
+        }
+        if (pos != NULL && (pos[n] < 0 || pos[n] > n % T)) {
+            fail("position %d at index %d must be in [0, %d]", pos[n], n, n % T);
+        }
     }
 }
 
@@ -880,7 +886,8 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
         model_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
         rope_forward(layer.q, pos, m->cos_sin, N, c->NH, c->hs);
         rope_forward(layer.k, pos, m->cos_sin, N, c->NKV, c->hs);
-        attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T, c->NH, c->NKV, c->hs);
+        attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T,
+                          c->NH, c->NKV, c->hs);
         memcpy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
         model_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
 
@@ -897,7 +904,9 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
     m->loss = 0.0f;
     if (targets == NULL) return;
     for (int n = 0; n < N; n++) {
-        if (targets[n] >= c->V) fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
+        if (targets[n] >= c->V) {
+            fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
+        }
     }
     m->num_tokens = crossentropy_forward(a->losses, a->logits, targets, N, c->V);
     double sum = 0.0;
@@ -938,8 +947,8 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
 
         // attention: s->dx now holds d x_mid
         model_linear_backward(m, l, LORA_O, s->datt, s->dx, layer.att, N, 0);
-        attention_backward(s->dq, s->dk, s->dv, m->attention_scratch, s->datt, layer.att, layer.lse, layer.q, layer.k, layer.v, pos,
-                           B, T, c->NH, c->NKV, c->hs);
+        attention_backward(s->dq, s->dk, s->dv, m->attention_scratch, s->datt, layer.att, layer.lse, layer.q, layer.k,
+                           layer.v, pos, B, T, c->NH, c->NKV, c->hs);
         rope_backward(s->dq, pos, m->cos_sin, N, c->NH, c->hs);
         rope_backward(s->dk, pos, m->cos_sin, N, c->NKV, c->hs);
         model_linear_backward(m, l, LORA_Q, s->dln, s->dq, layer.ln1, N, 0);
@@ -1028,8 +1037,9 @@ void model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm) {
         size_t start = 0;
         for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
             size_t n = parameter_numel(&m->config, i);
+            float decay = PARAMETERS[i].decay ? o->weight_decay : 0.0f;
             adamw_update(m->params_memory + start, m->grads_memory + start, m->m_memory + offset + start,
-                         m->v_memory + offset + start, n, o, lr, PARAMETERS[i].decay ? o->weight_decay : 0.0f, scale, m->step);
+                         m->v_memory + offset + start, n, o, lr, decay, scale, m->step);
             start += n;
         }
     }
@@ -1097,43 +1107,64 @@ typedef struct {
 
 #define ARG(field) offsetof(TrainArgs, field)
 static const Flag TRAIN_FLAGS[] = {
-    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0, "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)"},
-    {"--data", NULL, FLAG_STRING, ARG(data), 0, 0, "training data: .csv, .json, .jsonl or .txt; several files separated by commas"},
-    {"--val_data", NULL, FLAG_STRING, ARG(val_data), 0, 0, "validation data file(s), instead of splitting --data by --val_size"},
-    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template: auto, llama3, llama3.1, llama2, alpaca, plain"},
-    {"--output_dir", NULL, FLAG_STRING, ARG(output_dir), 0, 0, "where the adapter, checkpoint, log.jsonl and loss.svg go"},
+    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0,
+     "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)"},
+    {"--data", NULL, FLAG_STRING, ARG(data), 0, 0,
+     "training data: .csv, .json, .jsonl or .txt; several files separated by commas"},
+    {"--val_data", NULL, FLAG_STRING, ARG(val_data), 0, 0,
+     "validation data file(s), instead of splitting --data by --val_size"},
+    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0,
+     "chat template: auto, llama3, llama3.1, llama2, alpaca, plain"},
+    {"--output_dir", NULL, FLAG_STRING, ARG(output_dir), 0, 0,
+     "where the adapter, checkpoint, log.jsonl and loss.svg go"},
     {"--lora_rank", NULL, FLAG_INT, ARG(lora_rank), 1, 4096, "LoRA rank r"},
     {"--lora_alpha", NULL, FLAG_FLOAT, ARG(lora_alpha), 1e-6, 1e6, "LoRA alpha; the update is scaled by alpha/r"},
     {"--lora_dropout", NULL, FLAG_FLOAT, ARG(lora_dropout), 0, 0.99, "dropout on the LoRA input"},
-    {"--lora_target", NULL, FLAG_STRING, ARG(lora_target), 0, 0, "modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all"},
+    {"--lora_target", NULL, FLAG_STRING, ARG(lora_target), 0, 0,
+     "modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all"},
     {"--use_rslora", NULL, FLAG_BOOL, ARG(use_rslora), 0, 1, "scale by alpha/sqrt(r) (rank-stabilised LoRA)"},
     {"--full_finetune", NULL, FLAG_BOOL, ARG(full_finetune), 0, 1, "train every weight instead of LoRA adapters"},
-    {"--from_scratch", NULL, FLAG_BOOL, ARG(from_scratch), 0, 1, "pre-train: random weights instead of the model's safetensors (needs --full_finetune)"},
-    {"--init_adapter", NULL, FLAG_STRING, ARG(init_adapter), 0, 0, "start from this PEFT adapter directory (its rank, alpha and targets)"},
+    {"--from_scratch", NULL, FLAG_BOOL, ARG(from_scratch), 0, 1,
+     "pre-train: random weights instead of the model's safetensors (needs --full_finetune)"},
+    {"--init_adapter", NULL, FLAG_STRING, ARG(init_adapter), 0, 0,
+     "start from this PEFT adapter directory (its rank, alpha and targets)"},
     {"--learning_rate", "--lr", FLAG_FLOAT, ARG(learning_rate), 0, 10, "peak AdamW learning rate"},
-    {"--lr_scheduler_type", NULL, FLAG_STRING, ARG(lr_scheduler_type), 0, 0, "cosine, linear or constant (after warmup)"},
+    {"--lr_scheduler_type", NULL, FLAG_STRING, ARG(lr_scheduler_type), 0, 0,
+     "cosine, linear or constant (after warmup)"},
     {"--warmup_steps", NULL, FLAG_INT, ARG(warmup_steps), 0, 1e9, "linear warmup steps (overrides --warmup_ratio)"},
     {"--warmup_ratio", NULL, FLAG_FLOAT, ARG(warmup_ratio), 0, 1, "warmup as a fraction of all steps"},
     {"--min_lr", NULL, FLAG_FLOAT, ARG(min_lr), 0, 10, "learning rate at the end of the decay"},
-    {"--num_train_epochs", "--epochs", FLAG_FLOAT, ARG(num_train_epochs), 0, 1e6, "passes over the training data (fractions allowed)"},
+    {"--num_train_epochs", "--epochs", FLAG_FLOAT, ARG(num_train_epochs), 0, 1e6,
+     "passes over the training data (fractions allowed)"},
     {"--max_steps", NULL, FLAG_INT, ARG(max_steps), 0, 1e9, "optimizer steps; 0 = from --num_train_epochs"},
     {"--per_device_train_batch_size", "--batch_size", FLAG_INT, ARG(batch_size), 1, 65536, "sequences per micro-batch"},
-    {"--gradient_accumulation_steps", NULL, FLAG_INT, ARG(gradient_accumulation_steps), 1, 65536, "micro-batches per optimizer step"},
-    {"--max_seq_length", "--cutoff_len", FLAG_INT, ARG(max_seq_length), 0, 1 << 20, "tokens per sequence, longer examples are truncated or dropped; 0 = 512 or the model's context if shorter"},
+    {"--gradient_accumulation_steps", NULL, FLAG_INT, ARG(gradient_accumulation_steps), 1, 65536,
+     "micro-batches per optimizer step"},
+    {"--max_seq_length", "--cutoff_len", FLAG_INT, ARG(max_seq_length), 0, 1 << 20,
+     "tokens per sequence, longer examples are truncated or dropped; 0 = 512 or the model's context if shorter"},
     {"--drop_long", NULL, FLAG_BOOL, ARG(drop_long), 0, 1, "drop over-long examples instead of truncating them"},
     {"--packing", NULL, FLAG_BOOL, ARG(packing), 0, 1, "pack several examples per row (block-causal, positions reset)"},
-    {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "train on prompts too, not only the assistant's replies"},
-    {"--weight_decay", NULL, FLAG_FLOAT, ARG(weight_decay), 0, 10, "AdamW decoupled weight decay (never on norm weights)"},
+    {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1,
+     "train on prompts too, not only the assistant's replies"},
+    {"--weight_decay", NULL, FLAG_FLOAT, ARG(weight_decay), 0, 10,
+     "AdamW decoupled weight decay (never on norm weights)"},
     {"--max_grad_norm", NULL, FLAG_FLOAT, ARG(max_grad_norm), 0, 1e9, "clip the global gradient norm; 0 = off"},
-    {"--seed", NULL, FLAG_INT, ARG(seed), 0, 2147483647, "seed for LoRA init, dropout, shuffling and the validation split"},
+    {"--seed", NULL, FLAG_INT, ARG(seed), 0, 2147483647,
+     "seed for LoRA init, dropout, shuffling and the validation split"},
     {"--val_size", NULL, FLAG_FLOAT, ARG(val_size), 0, 1e9, "validation examples: a fraction (< 1) or a count"},
-    {"--eval_steps", NULL, FLAG_INT, ARG(eval_steps), 0, 1e9, "evaluate every N steps (and at the end); 0 = only at the end"},
-    {"--save_steps", NULL, FLAG_INT, ARG(save_steps), 0, 1e9, "write the adapter and a checkpoint every N steps; 0 = only at the end"},
+    {"--eval_steps", NULL, FLAG_INT, ARG(eval_steps), 0, 1e9,
+     "evaluate every N steps (and at the end); 0 = only at the end"},
+    {"--save_steps", NULL, FLAG_INT, ARG(save_steps), 0, 1e9,
+     "write the adapter and a checkpoint every N steps; 0 = only at the end"},
     {"--resume", NULL, FLAG_BOOL, ARG(resume), 0, 1, "continue from OUTPUT_DIR/checkpoint.safetensors if it exists"},
-    {"--stop_after_steps", NULL, FLAG_INT, ARG(stop_after_steps), 0, 1e9, "stop after N steps of this run, checkpoint saved, as if interrupted; 0 = run to the end"},
-    {"--resume_from_checkpoint", NULL, FLAG_STRING, ARG(resume_from_checkpoint), 0, 0, "continue from this checkpoint file"},
-    {"--merge", NULL, FLAG_BOOL, ARG(merge), 0, 1, "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
-    {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0, "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
+    {"--stop_after_steps", NULL, FLAG_INT, ARG(stop_after_steps), 0, 1e9,
+     "stop after N steps of this run, checkpoint saved, as if interrupted; 0 = run to the end"},
+    {"--resume_from_checkpoint", NULL, FLAG_STRING, ARG(resume_from_checkpoint), 0, 0,
+     "continue from this checkpoint file"},
+    {"--merge", NULL, FLAG_BOOL, ARG(merge), 0, 1,
+     "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
+    {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0,
+     "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
 };
@@ -1163,7 +1194,10 @@ static void parse_lora_target(LoraConfig* lc, const char* list) {
         for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
             if (strcmp(name, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
         }
-        if (!found) fail("--lora_target: unknown module '%s' (choose from q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all)", name);
+        if (!found) {
+            fail("--lora_target: unknown module '%s' (choose from q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,"
+                 "down_proj or all)", name);
+        }
     }
     free(copy);
 }
@@ -1186,7 +1220,8 @@ static int parse_schedule(const char* name) {
 static char* DEMO_ARGS[] = {"./train", "--model", "data/base", "--data", "data/pirate.jsonl",
                             "--val_data", "data/pirate_val.jsonl", "--sample_prompts", "data/prompts.txt",
                             "--output_dir", "out/pirate", "--lora_target", "all", "--lora_rank", "16",
-                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3", "--max_seq_length", "128",
+                            "--lora_alpha", "32", "--learning_rate", "2e-3", "--num_train_epochs", "3",
+                            "--max_seq_length", "128",
                             "--per_device_train_batch_size", "8", "--warmup_steps", "10", "--eval_steps", "10"};
 
 // Everything the run holds from one optimizer step to the next.
@@ -1243,7 +1278,8 @@ static void parse_train_args(TrainArgs* a, int argc, char** argv) {
 // The flags that only make sense together, and the sequence length, checked against the model.
 static void check_args(TrainRun* r) {
     TrainArgs* a = &r->args;
-    r->lora = (LoraConfig){.rank = a->lora_rank, .alpha = a->lora_alpha, .dropout = a->lora_dropout, .rslora = a->use_rslora};
+    r->lora = (LoraConfig){.rank = a->lora_rank, .alpha = a->lora_alpha, .dropout = a->lora_dropout,
+                           .rslora = a->use_rslora};
     parse_lora_target(&r->lora, a->lora_target);
     r->schedule = parse_schedule(a->lr_scheduler_type);
     if (a->full_finetune && *a->init_adapter) fail("--init_adapter and --full_finetune cannot be combined");
@@ -1253,7 +1289,8 @@ static void check_args(TrainRun* r) {
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
     if (a->max_seq_length > c->max_seq_len) {
-        fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", a->max_seq_length, c->max_seq_len);
+        fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", a->max_seq_length,
+             c->max_seq_len);
     }
     if (*a->val_data && !*a->data) fail("--val_data needs --data");
     if (*a->val_data && a->val_size > 0) fail("give --val_data or --val_size, not both");
@@ -1273,7 +1310,8 @@ static void load_data(TrainRun* r) {
         Tokenizer tok;
         tokenizer_load(&tok, a->model_dir);
         if (tok.vocab_size > r->config.V) {
-            fail("%s: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong to this model",
+            fail("%s: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong "
+                 "to this model",
                  tok.path, tok.vocab_size, r->config.V);
         }
         ChatOptions opt = chat_options_default(&tok);
@@ -1290,7 +1328,9 @@ static void load_data(TrainRun* r) {
     }
     // validation split: the first val_size examples of a seeded shuffle
     int n_val = a->val_size >= 1.0f ? (int)a->val_size : (int)(a->val_size * all.count);
-    if (n_val >= all.count) fail("--val_size %g leaves no training examples (the dataset has %d)", a->val_size, all.count);
+    if (n_val >= all.count) {
+        fail("--val_size %g leaves no training examples (the dataset has %d)", a->val_size, all.count);
+    }
     int* split = malloc_check(all.count * sizeof(int), "the validation split");
     epoch_order(split, all.count, (uint32_t)a->seed, -1);
     r->train = (Examples){malloc_check(all.count * sizeof(Example), "examples"), 0};
@@ -1311,7 +1351,8 @@ static void check_memory(const LlamaConfig* c, const LoraConfig* lc, const Train
     MemoryEstimate e = memory_estimate(c, lc, a->batch_size, a->max_seq_length, a->full_finetune);
     double total = (double)e.weights + e.gradients + e.optimizer + e.activations, gib = 1073741824.0;
     printf("memory: weights %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB; total %.2f GiB\n",
-           e.weights / 1048576.0, e.gradients / 1048576.0, e.optimizer / 1048576.0, e.activations / 1048576.0, total / gib);
+           e.weights / 1048576.0, e.gradients / 1048576.0, e.optimizer / 1048576.0, e.activations / 1048576.0,
+           total / gib);
     double available = available_memory();
     if (available > 0 && total > available) {
         fail("this run needs %.2f GiB but only %.2f GiB is available; lower %s", total / gib, available / gib,
@@ -1344,9 +1385,9 @@ static void setup_model(TrainRun* r) {
     else if (!a->full_finetune) model_init_lora(m, &r->lora, m->seed);
     model_allocate(m, a->batch_size, a->max_seq_length, a->full_finetune);
     const LlamaConfig* c = &m->config;
-    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n", a->model_dir,
-           c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6, a->full_finetune ? "full fine-tune" : "LoRA",
-           (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
+    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n",
+           a->model_dir, c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6,
+           a->full_finetune ? "full fine-tune" : "LoRA", (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
 }
 
 // The data loaders, the number of steps, warmup and AdamW's settings.
@@ -1361,7 +1402,8 @@ static void plan_schedule(TrainRun* r) {
     r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * per_epoch / accum);
     if (r->total_steps < 1) r->total_steps = 1;
     r->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int)ceil(a->warmup_ratio * r->total_steps);
-    printf("schedule: %d steps, each %d micro-batch%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, warmup %d\n",
+    printf("schedule: %d steps, each %d micro-batch%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, "
+           "warmup %d\n",
            r->total_steps, accum, accum > 1 ? "es" : "", B, T, per_epoch, SCHEDULE_NAMES[r->schedule], a->learning_rate,
            r->warmup_steps);
     r->adamw = (AdamWConfig){.learning_rate = a->learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
@@ -1388,9 +1430,10 @@ static float evaluate(TrainRun* r) {
 static void resume_or_start(TrainRun* r) {
     const TrainArgs* a = &r->args;
     snprintf(r->signature, sizeof(r->signature),
-             "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d packing=%d val=%g",
-             a->model_dir, a->data, a->full_finetune, r->model.lora_config.rank, r->model.lora_config.alpha, a->lora_target,
-             a->use_rslora, a->seed, a->batch_size, a->gradient_accumulation_steps, a->max_seq_length, a->packing, a->val_size);
+             "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d "
+             "packing=%d val=%g", a->model_dir, a->data, a->full_finetune, r->model.lora_config.rank,
+             r->model.lora_config.alpha, a->lora_target, a->use_rslora, a->seed, a->batch_size,
+             a->gradient_accumulation_steps, a->max_seq_length, a->packing, a->val_size);
     r->checkpoint_path = path_join(a->output_dir, "checkpoint.safetensors");
     r->log_path = path_join(a->output_dir, "log.jsonl");
     r->svg_path = path_join(a->output_dir, "loss.svg");
@@ -1450,7 +1493,8 @@ static StepResult train_step(TrainRun* r) {
     if (!isfinite(result.loss) || !isfinite(result.grad_norm)) {
         fail("step %ld: the loss (%g) or gradient norm (%g) is not finite: training diverged and stopped; nothing from "
              "this step was saved%s%s. Lower --learning_rate or --max_grad_norm", r->state.step + 1, result.loss,
-             result.grad_norm, r->saved_any ? ", the last good checkpoint is " : "", r->saved_any ? r->checkpoint_path : "");
+             result.grad_norm, r->saved_any ? ", the last good checkpoint is " : "",
+             r->saved_any ? r->checkpoint_path : "");
     }
     result.lr = learning_rate_at((int)r->state.step, r->total_steps, r->warmup_steps, r->args.learning_rate,
                                  r->args.min_lr, r->schedule);
