@@ -51,10 +51,10 @@ train: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson generate
 train_asan: train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
 	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
 
-test_train: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+test_train: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-test_train_asan: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+test_train_asan: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
 	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
 
 test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
@@ -109,7 +109,7 @@ ifneq ($(NVCC),)
 train_gpu: $(GPU_SOURCES) | cjson
 	$(NVCC) $(NVCCFLAGS) train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
 
-test_train_gpu: test/test_train_gpu.c test/test_train.c $(GPU_SOURCES) | cjson
+test_train_gpu: test/test_train_gpu.c test/model_checks.h test/count_allocations.h $(GPU_SOURCES) | cjson
 	$(NVCC) $(NVCCFLAGS) test/test_train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
 
 bench_gpu: test/bench_gpu.c $(GPU_SOURCES) | cjson

@@ -1051,7 +1051,8 @@ void model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm) {
 // The model calls of the training run. ./train passes the CPU functions above (CPU_OPS); train_gpu.c
 // passes their GPU twins, and to_device (once the weights, adapter and checkpoint are
 // loaded) and to_host (before anything is saved), which are NULL here: on the CPU the
-// model is the host copy.
+// model is the host copy. The tests (test/model_checks.h) run every model through these,
+// and also read its logits and gradients back and free its device copy: NULL here too.
 typedef struct {
     void (*forward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training);
     void (*backward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step);
@@ -1060,9 +1061,13 @@ typedef struct {
     void (*update)(Model* m, const AdamWConfig* o, float lr, float grad_norm);
     void (*to_device)(Model* m);
     void (*to_host)(Model* m);
+    void (*logits_to_host)(Model* m);  // the last forward's logits into m->acts.logits
+    void (*grads_to_host)(Model* m);   // the gradients into m->lora_grads_memory and m->grads_memory
+    void (*free_device)(Model* m);     // frees what to_device made
 } ModelOps;
 
-static const ModelOps CPU_OPS = {model_forward, model_backward, model_zero_grad, model_grad_norm, model_update, NULL, NULL};
+static const ModelOps CPU_OPS = {.forward = model_forward, .backward = model_backward, .zero_grad = model_zero_grad,
+                                 .grad_norm = model_grad_norm, .update = model_update};
 
 // ----------------------------------------------------------------------------
 // files: the model in and out of Hugging Face's formats, and checkpoints. These headers

@@ -127,6 +127,20 @@ void gpu_model_to_host(Model* m) {
     gpu_download(m->v_memory, d->v_memory, trainable * sizeof(float));
 }
 
+// The last forward's logits (B,T,V) into the host model's m->acts.logits (the tests'
+// comparisons; the backward overwrites them).
+void gpu_model_logits_to_host(Model* m) {
+    Model* d = &((GpuModel*)m->device)->dev;
+    gpu_download(m->acts.logits, d->acts.logits, (size_t)m->B * m->T * m->config.V * sizeof(float));
+}
+
+// The gradients into the host model's gradient buffers (the tests' comparisons).
+void gpu_model_grads_to_host(Model* m) {
+    Model* d = &((GpuModel*)m->device)->dev;
+    if (m->use_lora) gpu_download(m->lora_grads_memory, d->lora_grads_memory, m->num_lora_parameters * sizeof(float));
+    if (m->full_finetune) gpu_download(m->grads_memory, d->grads_memory, m->num_parameters * sizeof(float));
+}
+
 // The batch to the GPU. pos NULL means 0..T-1 in every row (m->default_pos, as on the CPU).
 static void gpu_upload_batch(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T) {
     GpuModel* gpu = m->device;
@@ -375,11 +389,28 @@ void gpu_model_update(Model* m, const AdamWConfig* o, float lr, float grad_norm)
 }
 
 // ----------------------------------------------------------------------------
+// the GPU model's ModelOps (train.c's CPU_OPS): ./train_gpu's and the tests'
+
+static void gpu_model_create_fp32(Model* m) { gpu_model_create(m, 0); }
+static void gpu_model_create_bf16(Model* m) { gpu_model_create(m, 1); }
+
+// bf16: to_device makes the model with bf16 matmuls (--bf16)
+ModelOps gpu_ops(int bf16) {
+    ModelOps ops = {.forward = gpu_model_forward, .backward = gpu_model_backward, .zero_grad = gpu_model_zero_grad,
+                    .grad_norm = gpu_model_grad_norm, .update = gpu_model_update,
+                    .to_device = bf16 ? gpu_model_create_bf16 : gpu_model_create_fp32, .to_host = gpu_model_to_host,
+                    .logits_to_host = gpu_model_logits_to_host, .grads_to_host = gpu_model_grads_to_host,
+                    .free_device = gpu_model_free};
+    return ops;
+}
+
+// ----------------------------------------------------------------------------
 // main: train.c's training run with the GPU model
 
 #ifndef TRAIN_NO_MAIN
 static int bf16_flag = 0;  // --bf16
 
+// gpu_ops's to_device, and a line saying which GPU and precision
 static void to_device(Model* m) {
     gpu_model_create(m, bf16_flag);
     printf("gpu: %s, %s\n", gpu_name(), bf16_flag ? "bf16 matmuls with fp32 accumulation (--bf16)" : "fp32 (TF32 off)");
@@ -398,8 +429,8 @@ int main(int argc, char** argv) {
     } else {
         gpu_init();  // no GPU: say so before reading the model and the data
     }
-    static const ModelOps gpu = {gpu_model_forward, gpu_model_backward, gpu_model_zero_grad, gpu_model_grad_norm,
-                                 gpu_model_update, to_device, gpu_model_to_host};
+    ModelOps gpu = gpu_ops(bf16_flag);
+    gpu.to_device = to_device;
     return train_main(n, argv, &gpu);
 }
 #endif
