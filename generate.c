@@ -69,8 +69,9 @@ void matvec_naive(float* y, const float* x, const void* W, int dtype, int in, in
     for (int o = 0; o < out; o++) {
         float sum = 0.0f;
         for (int i = 0; i < in; i++) {
-            float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[packed_index(o, i, in, out, panel, NULL)])
-                                          : ((const float*)W)[(size_t)o * in + i];
+            float w = dtype == DTYPE_BF16
+                          ? bf16_to_float(((const uint16_t*)W)[packed_index(o, i, in, out, panel, NULL)])
+                          : ((const float*)W)[(size_t)o * in + i];
             sum += w * x[i];
         }
         y[o] = accumulate ? y[o] + sum : sum;
@@ -100,7 +101,8 @@ static float dot_row(const void* W, int dtype, size_t row_start, const float* x,
     for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load16(W, dtype, row_start + i), _mm512_loadu_ps(x + i), acc0);
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
     for (; i < n; i++) {
-        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i]) : ((const float*)W)[row_start + i];
+        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
+                                      : ((const float*)W)[row_start + i];
         sum += w * x[i];
     }
     return sum;
@@ -152,7 +154,8 @@ static float dot_row(const void* W, int dtype, size_t row_start, const float* x,
     float sum = 0.0f;
     for (int j = 0; j < 64; j++) sum += partial[j];
     for (; i < n; i++) {
-        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i]) : ((const float*)W)[row_start + i];
+        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
+                                      : ((const float*)W)[row_start + i];
         sum += w * x[i];
     }
     return sum;
@@ -271,7 +274,8 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
         d->linear[mod] = dst;
-        for (int l = 0; l < c->L; l++) pack_bf16(dst + (size_t)l * out * in, module_weight(p, c, l, mod), out, in, panel);
+        for (int l = 0; l < c->L; l++) pack_bf16(dst + (size_t)l * out * in, module_weight(p, c, l, mod),
+                                                 out, in, panel);
         dst += numel[mod];
     }
     pack_bf16(dst, p->wlm, c->V, c->C, panel);  // p->wlm is p->wte when tied: the embeddings are rounded too
@@ -334,7 +338,8 @@ typedef struct {
 void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
     const LlamaConfig* c = &m->config;
     if (maxT < 1 || maxT > c->max_seq_len) {
-        fail("context %d must be in [1, %d] (max_position_embeddings in config.json); lower --context", maxT, c->max_seq_len);
+        fail("context %d must be in [1, %d] (max_position_embeddings in config.json); lower --context",
+             maxT, c->max_seq_len);
     }
     memset(g, 0, sizeof(*g));
     g->model = m;
@@ -466,8 +471,10 @@ void generator_prefill(Generator* g, const int* tokens, int n) {
     if (n > g->maxT) fail("internal error: prefill of %d tokens in a context of %d", n, g->maxT);
     model_forward(m, tokens, NULL, NULL, 1, n, 0);
     for (int l = 0; l < c->L; l++) {
-        transpose_heads(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim, 1, n, c->NKV, c->hs, g->maxT);
-        memcpy(g->v_cache + (size_t)l * g->maxT * kv_dim, m->acts.v + (size_t)l * n * kv_dim, n * kv_dim * sizeof(float));
+        transpose_heads(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim,
+                        1, n, c->NKV, c->hs, g->maxT);
+        memcpy(g->v_cache + (size_t)l * g->maxT * kv_dim, m->acts.v + (size_t)l * n * kv_dim,
+               n * kv_dim * sizeof(float));
     }
     memcpy(g->logits, m->acts.logits + (size_t)(n - 1) * c->V, c->V * sizeof(float));
     memcpy(g->tokens, tokens, n * sizeof(int));
@@ -607,7 +614,8 @@ static int is_stop_token(const StopTokens* s, int id) {
 // eos_token_id, and the tokenizer's eos and <|eot_id|> (tokenizer may be NULL).
 // generation_config.json also gives the sampling defaults, as in transformers
 // (do_sample false means greedy).
-void read_generation_defaults(const Model* m, const char* dir, const Tokenizer* tokenizer, StopTokens* stop, Sampler* s) {
+void read_generation_defaults(const Model* m, const char* dir, const Tokenizer* tokenizer, StopTokens* stop,
+                              Sampler* s) {
     const LlamaConfig* c = &m->config;
     memset(stop, 0, sizeof(*stop));
     for (int i = 0; i < c->num_eos; i++) stop_tokens_add(stop, c->eos_token_ids[i]);
@@ -666,7 +674,8 @@ Text* text_open(const char* dir, const char* template_name, const char* date, in
     if (text == NULL) fail("out of memory loading the tokenizer");
     tokenizer_load(&text->tokenizer, dir);
     if (text->tokenizer.vocab_size > V) {
-        fail("%s/tokenizer.json: the tokenizer has %d tokens but config.json's vocab_size is %d; the tokenizer does not belong to this model",
+        fail("%s/tokenizer.json: the tokenizer has %d tokens but config.json's vocab_size is %d; "
+             "the tokenizer does not belong to this model",
              dir, text->tokenizer.vocab_size, V);
     }
     text->options = chat_options_default(&text->tokenizer);
@@ -749,13 +758,16 @@ StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int
     return reason;
 }
 
-void print_stop_and_timing(StopReason reason, const int* out, int n_out, int max_new, const Generator* g, const Timing* t) {
+void print_stop_and_timing(StopReason reason, const int* out, int n_out, int max_new, const Generator* g,
+                           const Timing* t) {
     if (reason == STOP_END_TOKEN) fprintf(stderr, "[stopped: end token %d]", out[n_out - 1]);
     else if (reason == STOP_MAX_TOKENS) fprintf(stderr, "[stopped: %d new tokens (--max_new_tokens)]", max_new);
     else fprintf(stderr, "[stopped: the context of %d tokens is full (--context)]", g->maxT);
     fprintf(stderr, " prefill %d tokens %.3f s (%.1f tok/s) | decode %d tokens %.3f s (%.1f tok/s)\n",
-            t->prefill_tokens, t->prefill_seconds, t->prefill_seconds > 0 ? t->prefill_tokens / t->prefill_seconds : 0.0,
-            t->decode_tokens, t->decode_seconds, t->decode_seconds > 0 ? t->decode_tokens / t->decode_seconds : 0.0);
+            t->prefill_tokens, t->prefill_seconds,
+            t->prefill_seconds > 0 ? t->prefill_tokens / t->prefill_seconds : 0.0,
+            t->decode_tokens, t->decode_seconds,
+            t->decode_seconds > 0 ? t->decode_tokens / t->decode_seconds : 0.0);
 }
 
 // Writes the prefill logits (n, V) as raw little-endian float32, row-major.
@@ -874,7 +886,8 @@ static void chat_loop(Generator* g, Sampler* s, const StopTokens* stop, Text* te
             fprintf(stderr, "[context of %d tokens full: dropped the oldest turn]\n", g->maxT);
         }
         if (n >= g->maxT) {
-            fprintf(stderr, "[this message alone needs %d tokens but the context holds %d; shorten it, /reset, or raise --context]\n", n, g->maxT);
+            fprintf(stderr, "[this message alone needs %d tokens but the context holds %d; "
+                            "shorten it, /reset, or raise --context]\n", n, g->maxT);
             conv.count--;
             free(conv.messages[conv.count].role);
             free(conv.messages[conv.count].content);
@@ -914,7 +927,8 @@ static void answer_prompts(Generator* g, Sampler* s, const StopTokens* stop, Tex
         conversation_add(&conv, "user", line);
         int* ids = NULL;
         int n = text_render_chat(text, conv.messages, conv.count, &ids);
-        if (n >= g->maxT) fail("%s: the prompt '%.40s...' needs %d tokens but the context holds %d; raise --context", a->prompts_file, line, n, g->maxT);
+        if (n >= g->maxT) fail("%s: the prompt '%.40s...' needs %d tokens but the context holds %d; raise --context",
+                               a->prompts_file, line, n, g->maxT);
         Timing t = {0};
         t.prefill_tokens = generator_extend(g, ids, n);
         char* streamed = NULL;
@@ -949,26 +963,35 @@ static void answer_prompts(Generator* g, Sampler* s, const StopTokens* stop, Tex
 
 #define ARG(field) offsetof(GenerateArgs, field)
 static const Flag GENERATE_FLAGS[] = {
-    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0, "Hugging Face model directory (a merged model directory works the same)"},
+    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0,
+     "Hugging Face model directory (a merged model directory works the same)"},
     {"--adapter", NULL, FLAG_STRING, ARG(adapter_dir), 0, 0, "PEFT LoRA adapter (train.c's output), applied unmerged"},
-    {"--merge_adapter", NULL, FLAG_BOOL, ARG(merge_adapter), 0, 1, "merge the adapter into the weights at load instead"},
+    {"--merge_adapter", NULL, FLAG_BOOL, ARG(merge_adapter), 0, 1,
+     "merge the adapter into the weights at load instead"},
     {"--ids", NULL, FLAG_STRING, ARG(ids), 0, 0, "prompt as comma-separated token ids; prints the new ids"},
     {"--prompt", NULL, FLAG_STRING, ARG(prompt), 0, 0, "one user message, rendered with the chat template"},
     {"--chat", NULL, FLAG_BOOL, ARG(chat), 0, 1, "multi-turn chat on stdin (/reset, /quit); works with piped input"},
-    {"--prompts", NULL, FLAG_STRING, ARG(prompts_file), 0, 0, "each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)"},
+    {"--prompts", NULL, FLAG_STRING, ARG(prompts_file), 0, 0,
+     "each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)"},
     {"--system", NULL, FLAG_STRING, ARG(system), 0, 0, "system message for --prompt and --chat"},
     {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template (none: chosen from the tokenizer)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date for the Llama 3.1/3.2 system block"},
     {"--max_new_tokens", NULL, FLAG_INT, ARG(max_new_tokens), 1, 1 << 30, "most tokens to generate per answer"},
     {"--temperature", NULL, FLAG_FLOAT, ARG(temperature), 0, 100, "0 = greedy (generation_config.json's, else 0)"},
     {"--top_p", NULL, FLAG_FLOAT, ARG(top_p), 1e-6, 1, "nucleus sampling (generation_config.json's, else off)"},
-    {"--top_k", NULL, FLAG_INT, ARG(top_k), 0, 1 << 30, "sample among the k likeliest; 0 = off (generation_config.json's, else off)"},
-    {"--repetition_penalty", NULL, FLAG_FLOAT, ARG(repetition_penalty), 1e-3, 1e3, "(generation_config.json's, else off)"},
+    {"--top_k", NULL, FLAG_INT, ARG(top_k), 0, 1 << 30,
+     "sample among the k likeliest; 0 = off (generation_config.json's, else off)"},
+    {"--repetition_penalty", NULL, FLAG_FLOAT, ARG(repetition_penalty), 1e-3, 1e3,
+     "(generation_config.json's, else off)"},
     {"--seed", NULL, FLAG_U64, ARG(seed), 0, 18446744073709549568.0, "sampling seed"},
-    {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30, "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
-    {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0, "how decode reads the weights: auto, f32 or bf16 (auto: bf16 for bfloat16 checkpoints)"},
-    {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0, "write the prompt's logits as raw little-endian float32, T x V row-major"},
-    {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0, "append the whole token sequence (prompt and answer) as a line of ids, per turn"},
+    {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30,
+     "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
+    {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0,
+     "how decode reads the weights: auto, f32 or bf16 (auto: bf16 for bfloat16 checkpoints)"},
+    {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0,
+     "write the prompt's logits as raw little-endian float32, T x V row-major"},
+    {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0,
+     "append the whole token sequence (prompt and answer) as a line of ids, per turn"},
     {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
 };
 #undef ARG
@@ -979,13 +1002,16 @@ static const GenerateArgs GENERATE_DEFAULTS = {
 
 static const FlagTable GENERATE_FLAG_TABLE = {
     "./generate",
-    "usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] (--ids 1,2,3 | --prompt TEXT | --prompts FILE | --chat)"
+    "usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] "
+    "(--ids 1,2,3 | --prompt TEXT | --prompts FILE | --chat)"
     " [flags]\nPrefill and decode tokens/s and the reason generation stopped go to stderr.",
-    GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS, sizeof(GenerateArgs)};
+    GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS,
+    sizeof(GenerateArgs)};
 
 static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
     flags_parse(&GENERATE_FLAG_TABLE, a, argc, argv, 1, NULL);
-    if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); ./generate --help lists every flag");
+    if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); "
+                                   "./generate --help lists every flag");
     if ((a->ids != NULL) + (a->prompt != NULL) + (a->prompts_file != NULL) + a->chat != 1) {
         fail("give exactly one of --ids LIST, --prompt TEXT, --prompts FILE or --chat");
     }
@@ -993,7 +1019,8 @@ static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
     if (strcmp(a->weights, "auto") != 0 && strcmp(a->weights, "f32") != 0 && strcmp(a->weights, "bf16") != 0) {
         fail("--weights must be auto, f32 or bf16, got '%s'", a->weights);
     }
-    if (a->dump_logits && (a->chat || a->prompts_file)) fail("--dump_logits writes the logits of one prompt; use it with --ids or --prompt");
+    if (a->dump_logits && (a->chat || a->prompts_file)) fail("--dump_logits writes the logits of one prompt; "
+                                                             "use it with --ids or --prompt");
 }
 
 // "1,2,3" -> ids (malloc'd); returns the count.
@@ -1006,7 +1033,8 @@ static int parse_ids(const char* list, int V, int** ids) {
         char* end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno != 0 || (*end != ',' && *end != '\0')) fail("--ids: '%s' is not a comma-separated list of token ids", list);
+        if (end == p || errno != 0 || (*end != ',' && *end != '\0')) fail("--ids: '%s' is not a comma-separated "
+                                                                          "list of token ids", list);
         if (v < 0 || v >= V) fail("--ids: token id %ld is outside the model's vocabulary [0, %d)", v, V);
         (*ids)[i] = (int)v;
         p = end + 1;
@@ -1030,8 +1058,10 @@ int main(int argc, char** argv) {
         if (a.merge_adapter) model_merge_lora(&model);
     }
     int context = a.context ? a.context : (c->max_seq_len < 4096 ? c->max_seq_len : 4096);
-    if (context > c->max_seq_len) fail("--context %d is longer than the model's max_position_embeddings (%d)", context, c->max_seq_len);
-    int dtype = strcmp(a.weights, "bf16") == 0 || (strcmp(a.weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0) ? DTYPE_BF16 : DTYPE_F32;
+    if (context > c->max_seq_len) fail("--context %d is longer than the model's max_position_embeddings (%d)",
+                                       context, c->max_seq_len);
+    int dtype = strcmp(a.weights, "bf16") == 0 || (strcmp(a.weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0)
+                    ? DTYPE_BF16 : DTYPE_F32;
     Sampler sampler;
     StopTokens stop;
     read_generation_defaults(&model, a.model_dir, text ? &text->tokenizer : NULL, &stop, &sampler);
@@ -1051,13 +1081,16 @@ int main(int argc, char** argv) {
         n = text_render_chat(text, conv.messages, conv.count, &prompt);
     }
     if (n > context) {
-        fail("the prompt has %d tokens but the context holds %d; shorten it or raise --context (at most %d, max_position_embeddings)",
+        fail("the prompt has %d tokens but the context holds %d; "
+             "shorten it or raise --context (at most %d, max_position_embeddings)",
              n, context, c->max_seq_len);
     }
     Generator g;
     generator_create(&g, &model, context, dtype);
-    fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
-            a.model_dir, a.adapter_dir ? (a.merge_adapter ? " + merged adapter " : " + adapter ") : "", a.adapter_dir ? a.adapter_dir : "",
+    fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | "
+                    "temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
+            a.model_dir, a.adapter_dir ? (a.merge_adapter ? " + merged adapter " : " + adapter ") : "",
+            a.adapter_dir ? a.adapter_dir : "",
             c->L, c->C, c->V, DTYPE_NAMES[dtype], context, sampler.temperature, sampler.top_p, sampler.top_k,
             sampler.repetition_penalty, (unsigned long long)a.seed);
     if (a.chat) {

@@ -5,8 +5,9 @@ chat templates with loss masks, and a byte-level BPE trainer, in one file.
 Encodes byte-exactly as Hugging Face tokenizers, with no regex library: the Llama 3
 split pattern is a hand-written scanner over code points, using Unicode tables generated
 by test/gen_unicode_tables.py into unicode_tables.h. Read top to bottom
-(llmc/utils.h has the checked wrappers): growable buffers, UTF-8, Unicode classes, loading, the pre-tokenizer, BPE, encode, decode, chat templates,
-the trainer, the command line.
+(llmc/utils.h has the checked wrappers): growable buffers, UTF-8, Unicode classes,
+loading, the pre-tokenizer, BPE, encode, decode, chat templates, the trainer, the
+command line.
 
 The API is in tokenizer.h. Other programs link this file compiled with -DTRAIN_NO_MAIN,
 which leaves out main (make tokenizer.o); without it this file is the CLI:
@@ -301,7 +302,8 @@ enum { TOKEN_ADDED = 1, TOKEN_SPECIAL = 2, TOKEN_BYTE = 4, TOKEN_USED = 8 };
 
 // The only split pattern the hand-written pre-tokenizer implements.
 static const char LLAMA3_PATTERN[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 static const char* json_string(const cJSON* obj, const char* key) {
     const cJSON* item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -353,7 +355,8 @@ static void detect_family(Tokenizer* t, const cJSON* root, const cJSON* model) {
         t->prepend_space = 0;
         if (prepend) {
             const char* p = json_string(prepend, "prepend");
-            if (p == NULL || strcmp(p, "\xE2\x96\x81") != 0) fail("%s: normalizer Prepend must prepend \"\xE2\x96\x81\"", path);
+            if (p == NULL || strcmp(p, "\xE2\x96\x81") != 0) fail("%s: normalizer Prepend must prepend "
+                                                                   "\"\xE2\x96\x81\"", path);
             t->prepend_space = 1;   // every piece between added tokens
         }
         if (replace) {
@@ -372,7 +375,8 @@ static void detect_family(Tokenizer* t, const cJSON* root, const cJSON* model) {
             if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(metaspace, "split")) == 0) {
                 fail("%s: Metaspace with split=true is not supported (Llama 2 uses split=false)", path);
             }
-            t->prepend_space = scheme == NULL || strcmp(scheme, "always") == 0 ? 1 : strcmp(scheme, "first") == 0 ? 2 : 0;
+            t->prepend_space = scheme == NULL || strcmp(scheme, "always") == 0 ? 1
+                               : strcmp(scheme, "first") == 0 ? 2 : 0;
         }
         return;
     }
@@ -492,10 +496,12 @@ static void read_merges(Tokenizer* t, const cJSON* merges) {
         size_t left_len, right_len;
         if (cJSON_IsString(item)) {
             const char* space = strchr(item->valuestring, ' ');
-            if (!space || strchr(space + 1, ' ')) fail("%s: merge %d \"%s\" is not two tokens separated by one space", t->path, rank, item->valuestring);
+            if (!space || strchr(space + 1, ' ')) fail("%s: merge %d \"%s\" is not two tokens separated by one space",
+                                                       t->path, rank, item->valuestring);
             left = item->valuestring; left_len = (size_t)(space - left);
             right = space + 1; right_len = strlen(right);
-        } else if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 2 && cJSON_IsString(item->child) && cJSON_IsString(item->child->next)) {
+        } else if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 2 && cJSON_IsString(item->child) &&
+                   cJSON_IsString(item->child->next)) {
             left = item->child->valuestring; left_len = strlen(left);
             right = item->child->next->valuestring; right_len = strlen(right);
         } else {
@@ -555,7 +561,8 @@ static void read_added_tokens(Tokenizer* t, const cJSON* added) {
 }
 
 // bos/eos from tokenizer_config.json: a string or {"content": ...}.
-static int config_token(const Tokenizer* t, const cJSON* config, const char* key, const char* fallback1, const char* fallback2) {
+static int config_token(const Tokenizer* t, const cJSON* config, const char* key, const char* fallback1,
+                        const char* fallback2) {
     const cJSON* item = config ? cJSON_GetObjectItemCaseSensitive(config, key) : NULL;
     const char* name = cJSON_IsString(item) ? item->valuestring : item ? json_string(item, "content") : NULL;
     if (name) {
@@ -574,7 +581,8 @@ static void read_config(Tokenizer* t, const char* config_path) {
         fclose(f);
         char* text = read_file(config_path, NULL, "");
         config = cJSON_Parse(text);
-        if (!config) fail("%s: invalid JSON near \"%.40s\"", config_path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+        if (!config) fail("%s: invalid JSON near \"%.40s\"", config_path,
+                          cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
         free(text);
         const cJSON* tpl = cJSON_GetObjectItemCaseSensitive(config, "chat_template");
         if (cJSON_IsString(tpl)) t->chat_template = strdup_check(tpl->valuestring);
@@ -624,7 +632,8 @@ void tokenizer_load(Tokenizer* t, const char* model_dir_or_file) {
     if (!type) fail("%s: model has no \"type\"; expected \"BPE\"", json_path);
     if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix")) ||
         cJSON_IsString(cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix"))) {
-        fail("%s: BPE continuing_subword_prefix / end_of_word_suffix are not supported (Llama uses neither)", json_path);
+        fail("%s: BPE continuing_subword_prefix / end_of_word_suffix are not supported (Llama uses neither)",
+             json_path);
     }
     detect_family(t, root, model);
     t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges"));
@@ -650,7 +659,8 @@ void tokenizer_load(Tokenizer* t, const char* model_dir_or_file) {
     t->vocab_slots = malloc_check(((size_t)t->vocab_mask + 1) * sizeof(int32_t), "the vocabulary table");
     memset(t->vocab_slots, 0xFF, ((size_t)t->vocab_mask + 1) * sizeof(int32_t));
     for (int id = 0; id < n_vocab; id++) {
-        if (spelling[id] && t->key_start[id + 1] > t->key_start[id] && !(t->flags[id] & TOKEN_ADDED)) vocab_insert(t, id);
+        if (spelling[id] && t->key_start[id + 1] > t->key_start[id] &&
+            !(t->flags[id] & TOKEN_ADDED)) vocab_insert(t, id);
     }
     read_merges(t, merges);
     read_added_tokens(t, added);
@@ -669,7 +679,8 @@ void tokenizer_load(Tokenizer* t, const char* model_dir_or_file) {
     t->unk_id = -1;
     const char* unk = json_string(model, "unk_token");
     if (unk) t->unk_id = tokenizer_token_id(t, unk);
-    if (t->family == TOKENIZER_SENTENCEPIECE && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"))) {
+    if (t->family == TOKENIZER_SENTENCEPIECE &&
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"))) {
         for (int b = 0; b < 256; b++) {
             if (t->byte_token[b] < 0) fail("%s: byte_fallback is on but the vocabulary lacks <0x%02X>", json_path, b);
         }
@@ -693,7 +704,8 @@ int tokenizer_token_id(const Tokenizer* t, const char* s) {
     size_t n = strlen(s);
     for (int i = 0; i < t->n_added; i++) {   // added tokens first: they are not in the hash
         int id = t->added_ids[i];
-        if (t->text_start[id + 1] - t->text_start[id] == n && memcmp(t->text_bytes + t->text_start[id], s, n) == 0) return id;
+        if (t->text_start[id + 1] - t->text_start[id] == n &&
+            memcmp(t->text_bytes + t->text_start[id], s, n) == 0) return id;
     }
     if (t->family == TOKENIZER_BYTE_LEVEL) {
         char* bytes = malloc_check(n + 1, "a token");
@@ -979,7 +991,8 @@ static void encode_piece_sentencepiece(Encoder* e, const unsigned char* text, si
             if (t->fuse_unk && n > 0 && e->work.sym[n - 1].id == t->unk_id) e->work.sym[n - 1].len += len;
             else e->work.sym[n++] = (Symbol){t->unk_id, 0, 0, len};
         } else {
-            fail("%s: character U+%04X is not in the vocabulary and there is no byte_fallback or unk_token", t->path, cp);
+            fail("%s: character U+%04X is not in the vocabulary and there is no byte_fallback or unk_token",
+                 t->path, cp);
         }
         i += (size_t)len;
     }
@@ -1114,7 +1127,10 @@ void stream_decoder_init(StreamDecoder* d, const Tokenizer* t, int skip_special)
 static void stream_emit(StreamDecoder* d, const void* bytes, size_t n) {
     if (!d->started && n > 0) {
         d->started = 1;
-        if (d->t->family == TOKENIZER_SENTENCEPIECE && ((const char*)bytes)[0] == ' ') { bytes = (const char*)bytes + 1; n--; }
+        if (d->t->family == TOKENIZER_SENTENCEPIECE && ((const char*)bytes)[0] == ' ') {
+            bytes = (const char*)bytes + 1;
+            n--;
+        }
     }
     text_append(&d->out, bytes, n);
 }
@@ -1521,7 +1537,10 @@ static void pair_heap_push(PairTable* p, PairEntry e) {
         p->heap = realloc_check(p->heap, p->heap_cap * sizeof(PairEntry), "the pair heap");
     }
     size_t i = p->heap_n++;
-    while (i > 0 && pair_entry_before(p, e, p->heap[(i - 1) / 2])) { p->heap[i] = p->heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    while (i > 0 && pair_entry_before(p, e, p->heap[(i - 1) / 2])) {
+        p->heap[i] = p->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
     p->heap[i] = e;
 }
 
@@ -1641,23 +1660,29 @@ static void write_trained(const TrainVocab* v, int** merges, int n_merges, const
     }
     cJSON_AddNullToObject(root, "normalizer");
     cJSON* pre = object_of("{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{},"
-                           "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
-                           "\"trim_offsets\":true,\"use_regex\":false}]}");
-    cJSON_AddStringToObject(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(pre, "pretokenizers"), 0), "pattern"),
-                            "Regex", LLAMA3_PATTERN);
+                           "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\","
+                           "\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]}");
+    cJSON* split = cJSON_GetArrayItem(cJSON_GetObjectItem(pre, "pretokenizers"), 0);
+    cJSON_AddStringToObject(cJSON_GetObjectItem(split, "pattern"), "Regex", LLAMA3_PATTERN);
     cJSON_AddItemToObject(root, "pre_tokenizer", pre);
     char post[1024];
     snprintf(post, sizeof(post),
-             "{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":false,"
-             "\"use_regex\":true},{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\","
-             "\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\","
-             "\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\","
-             "\"type_id\":1}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],\"special_tokens\":{\"<|begin_of_text|>\":"
+             "{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+             "\"trim_offsets\":false,\"use_regex\":true},{\"type\":\"TemplateProcessing\","
+             "\"single\":[{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\",\"type_id\":0}},"
+             "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],"
+             "\"pair\":[{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\",\"type_id\":0}},"
+             "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},"
+             "{\"SpecialToken\":{\"id\":\"<|begin_of_text|>\",\"type_id\":1}},"
+             "{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],"
+             "\"special_tokens\":{\"<|begin_of_text|>\":"
              "{\"id\":\"<|begin_of_text|>\",\"ids\":[%d],\"tokens\":[\"<|begin_of_text|>\"]}}}]}", v->n);
     cJSON_AddItemToObject(root, "post_processor", object_of(post));
-    cJSON_AddItemToObject(root, "decoder", object_of("{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true}"));
+    cJSON_AddItemToObject(root, "decoder", object_of("{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+                                                     "\"trim_offsets\":true,\"use_regex\":true}"));
     cJSON* model = object_of("{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":null,"
-                             "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":true}");
+                             "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,"
+                             "\"ignore_merges\":true}");
     cJSON* vocab = cJSON_AddObjectToObject(model, "vocab");
     for (int id = 0; id < v->n; id++) {
         cJSON* s = spelled(v, id);
@@ -1705,7 +1730,10 @@ static void word_count_add(WordCounts* w, const unsigned char* s, size_t n) {
     uint32_t slot = (uint32_t)h & w->mask;
     while (w->slots[slot] >= 0) {
         int i = w->slots[slot];
-        if (w->start[i + 1] - w->start[i] == n && memcmp(w->bytes.data + w->start[i], s, n) == 0) { w->count[i]++; return; }
+        if (w->start[i + 1] - w->start[i] == n && memcmp(w->bytes.data + w->start[i], s, n) == 0) {
+            w->count[i]++;
+            return;
+        }
         slot = (slot + 1) & w->mask;
     }
     if (w->n + 1 >= w->cap) {
@@ -1724,7 +1752,8 @@ static void word_count_add(WordCounts* w, const unsigned char* s, size_t n) {
         w->slots = malloc_check(((size_t)w->mask + 1) * sizeof(int), "word counts");
         memset(w->slots, 0xFF, ((size_t)w->mask + 1) * sizeof(int));
         for (int i = 0; i < w->n; i++) {
-            uint32_t s2 = (uint32_t)hash_bytes((const unsigned char*)w->bytes.data + w->start[i], w->start[i + 1] - w->start[i]) & w->mask;
+            uint32_t s2 = (uint32_t)hash_bytes((const unsigned char*)w->bytes.data + w->start[i],
+                                               w->start[i + 1] - w->start[i]) & w->mask;
             while (w->slots[s2] >= 0) s2 = (s2 + 1) & w->mask;
             w->slots[s2] = i;
         }
@@ -1760,7 +1789,8 @@ static void count_words(WordCounts* w, const unsigned char* s, size_t n) {
 void tokenizer_train(const char* corpus, size_t len, int vocab_size, const char* out_dir) {
     unicode_init();
     byte_level_init();
-    if (vocab_size < 256) fail("--vocab_size %d is too small: a byte-level vocabulary has at least the 256 bytes", vocab_size);
+    if (vocab_size < 256) fail("--vocab_size %d is too small: a byte-level vocabulary has at least the 256 bytes",
+                               vocab_size);
     TextBuffer clean = {0};
     utf8_append_lossy(&clean, (const unsigned char*)corpus, len);
     WordCounts words = {0};
@@ -1853,7 +1883,8 @@ void tokenizer_train(const char* corpus, size_t len, int vocab_size, const char*
         }
     }
     if (v.n < vocab_size) {
-        fprintf(stderr, "note: the corpus has no more pairs to merge; the vocabulary has %d tokens, not %d\n", v.n, vocab_size);
+        fprintf(stderr, "note: the corpus has no more pairs to merge; the vocabulary has %d tokens, not %d\n",
+                v.n, vocab_size);
     }
     write_trained(&v, merges, n_merges, out_dir);
 
@@ -1884,16 +1915,19 @@ typedef struct {
 
 #define ARG(field) offsetof(TokenizerArgs, field)
 static const Flag TOKENIZER_FLAGS[] = {
-    {"--tokenizer", NULL, FLAG_STRING, ARG(tokenizer), 0, 0, "a model directory holding tokenizer.json, or the file itself"},
+    {"--tokenizer", NULL, FLAG_STRING, ARG(tokenizer), 0, 0,
+     "a model directory holding tokenizer.json, or the file itself"},
     {"--ordinary", NULL, FLAG_BOOL, ARG(ordinary), 0, 1, "encode: special-token text stays text"},
     {"--skip_special", NULL, FLAG_BOOL, ARG(skip_special), 0, 1, "decode: leave out special tokens"},
     {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0,
      "chat: plain, alpaca, llama2, llama3, llama3.1, llama3.2 (none: from the tokenizer)"},
-    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "chat: the date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
+    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0,
+     "chat: the date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "chat: every token is trained (mask all 1)"},
     {"--generation_prompt", NULL, FLAG_BOOL, ARG(generation_prompt), 0, 1, "chat: end with the assistant's header"},
     {"--corpus", NULL, FLAG_STRING, ARG(corpus), 0, 0, "train: the text to learn the vocabulary from"},
-    {"--vocab_size", NULL, FLAG_INT, ARG(vocab_size), 1, 1 << 24, "train: BPE tokens to learn (special tokens come on top)"},
+    {"--vocab_size", NULL, FLAG_INT, ARG(vocab_size), 1, 1 << 24,
+     "train: BPE tokens to learn (special tokens come on top)"},
     {"--out", NULL, FLAG_STRING, ARG(out), 0, 0, "train: the directory for tokenizer.json and tokenizer_config.json"},
 };
 #undef ARG
@@ -1927,7 +1961,8 @@ static int parse_int(const char* s, const char* what) {
     char* end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < -2147483647L || v > 2147483647L) fail("%s \"%s\" is not an integer", what, s);
+    if (errno || end == s || *end != '\0' || v < -2147483647L || v > 2147483647L) fail("%s \"%s\" is not an integer",
+                                                                                       what, s);
     return (int)v;
 }
 
@@ -1957,7 +1992,8 @@ static int command_decode(const char* path, int skip_special, int argc, char** a
     } else {
         size_t len;
         char* text = read_stdin(&len);
-        for (char* word = strtok(text, " \t\r\n"); word; word = strtok(NULL, " \t\r\n")) tokens_push(&ids, parse_int(word, "token id"), 0);
+        for (char* word = strtok(text, " \t\r\n"); word;
+             word = strtok(NULL, " \t\r\n")) tokens_push(&ids, parse_int(word, "token id"), 0);
         free(text);
     }
     TextBuffer out = {0};
@@ -1978,14 +2014,16 @@ static int command_chat(const char* path, ChatOptions opt, const char* template_
     cJSON* root = cJSON_Parse(text);
     if (!root) fail("%s: invalid JSON near \"%.40s\"", file, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
     const cJSON* list = cJSON_IsArray(root) ? root : cJSON_GetObjectItemCaseSensitive(root, "messages");
-    if (!cJSON_IsArray(list)) fail("%s: expected [{\"role\": ..., \"content\": ...}, ...] or {\"messages\": [...]}", file);
+    if (!cJSON_IsArray(list)) fail("%s: expected [{\"role\": ..., \"content\": ...}, ...] or {\"messages\": [...]}",
+                                   file);
     int n = cJSON_GetArraySize(list), i = 0;
     ChatMessage* messages = malloc_check((size_t)n * sizeof(ChatMessage) + 1, "messages");
     const cJSON* item;
     cJSON_ArrayForEach(item, list) {
         messages[i].role = json_string(item, "role");
         messages[i].content = json_string(item, "content");
-        if (!messages[i].role || !messages[i].content) fail("%s: message %d needs string \"role\" and \"content\"", file, i);
+        if (!messages[i].role || !messages[i].content) fail("%s: message %d needs string \"role\" and \"content\"",
+                                                            file, i);
         i++;
     }
     Tokens out = {0};
@@ -2023,7 +2061,8 @@ int main(int argc, char** argv) {
     if (strcmp(command, "encode") != 0 && strcmp(command, "decode") != 0 && strcmp(command, "chat") != 0 &&
         strcmp(command, "train") != 0) {
         flags_usage(&TOKENIZER_FLAG_TABLE);
-        fail(*command ? "unknown command '%s' (encode, decode, chat or train)" : "give a command: encode, decode, chat or train",
+        fail(*command ? "unknown command '%s' (encode, decode, chat or train)"
+                      : "give a command: encode, decode, chat or train",
              command);
     }
     TokenizerArgs a;

@@ -64,7 +64,8 @@ void gpu_init(void) {
     if (cublas != NULL) return;
     const char* why = gpu_unavailable();
     if (why != NULL) {
-        fprintf(stderr, "error: no CUDA device: %s; the GPU trainer needs an NVIDIA GPU (./train runs on the CPU)\n", why);
+        fprintf(stderr, "error: no CUDA device: %s; the GPU trainer needs an NVIDIA GPU (./train runs on the CPU)\n",
+                why);
         exit(EXIT_FAILURE);
     }
     cudaDeviceProp prop;
@@ -85,16 +86,23 @@ void* gpu_malloc(size_t bytes, const char* what) {
         cudaMemGetInfo(&free_bytes, &total_bytes);
         fprintf(stderr, "error: out of GPU memory allocating %.2f GiB for %s (%.2f of %.2f GiB free: %s); "
                 "lower --per_device_train_batch_size or --max_seq_length, or use a smaller model\n",
-                bytes / 1073741824.0, what, free_bytes / 1073741824.0, total_bytes / 1073741824.0, cudaGetErrorString(err));
+                bytes / 1073741824.0, what, free_bytes / 1073741824.0, total_bytes / 1073741824.0,
+                cudaGetErrorString(err));
         exit(EXIT_FAILURE);
     }
     return p;
 }
 
 void gpu_free(void* p) { cuda_check(cudaFree(p)); }
-void gpu_upload(void* dst, const void* src, size_t bytes) { cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice)); }
-void gpu_download(void* dst, const void* src, size_t bytes) { cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost)); }
-void gpu_copy(void* dst, const void* src, size_t bytes) { cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice)); }
+void gpu_upload(void* dst, const void* src, size_t bytes) {
+    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+void gpu_download(void* dst, const void* src, size_t bytes) {
+    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+void gpu_copy(void* dst, const void* src, size_t bytes) {
+    cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
 void gpu_zero(void* p, size_t bytes) { cuda_check(cudaMemset(p, 0, bytes)); }
 void gpu_synchronize(void) { cuda_check(cudaDeviceSynchronize()); }
 void gpu_memory_info(size_t* free_bytes, size_t* total_bytes) { cuda_check(cudaMemGetInfo(free_bytes, total_bytes)); }
@@ -156,7 +164,8 @@ static void matmul(float* C, const void* A, const void* B, int M, int N, int K, 
                    float alpha, float beta, int batch, int bf16) {
     cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC;
-    cublas_check(cublasGemmStridedBatchedEx(cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+    cublas_check(cublasGemmStridedBatchedEx(cublas,
+                                            trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                             N, M, K, &alpha,
                                             B, type, trans_b ? K : N, (long long)K * N,
                                             A, type, trans_a ? M : K, (long long)M * K,
@@ -180,7 +189,8 @@ void linear_backward_weight_gpu(float* dW, const float* dy, const float* x, int 
 void linear_forward_bf16_gpu(float* y, const bfloat16* x, const bfloat16* W, int N, int in, int out, int accumulate) {
     matmul(y, x, W, N, out, in, 0, 1, 1.0f, accumulate ? 1.0f : 0.0f, 1, 1);
 }
-void linear_backward_input_bf16_gpu(float* dx, const bfloat16* dy, const bfloat16* W, int N, int in, int out, int accumulate) {
+void linear_backward_input_bf16_gpu(float* dx, const bfloat16* dy, const bfloat16* W, int N, int in, int out,
+                                    int accumulate) {
     matmul(dx, dy, W, N, in, out, 0, 0, 1.0f, accumulate ? 1.0f : 0.0f, 1, 1);
 }
 void linear_backward_weight_bf16_gpu(float* dW, const bfloat16* dy, const bfloat16* x, int N, int in, int out) {
@@ -273,7 +283,8 @@ __global__ void rmsnorm_backward_kernel(float* dx, const float* dy, const float*
 
 // train.c: rmsnorm_backward, the weight part. dw (C) += sum_n dy * x * r: one thread per
 // channel sums the tokens in order.
-__global__ void rmsnorm_weight_backward_kernel(float* dw, const float* dy, const float* x, const float* rstd, int N, int C) {
+__global__ void rmsnorm_weight_backward_kernel(float* dw, const float* dy, const float* x, const float* rstd,
+                                               int N, int C) {
     int c = (int)thread_index();
     if (c >= C) return;
     float sum = dw[c];
@@ -456,7 +467,8 @@ __global__ void attention_row_dot_kernel(float* D, const float* dout, const floa
 }
 
 // dS = P (dP - D) scale, in place on dP; n = B*NH*T*T elements, D one per row of T.
-__global__ void attention_dscores_kernel(float* dscores, const float* probs, const float* D, size_t n, int T, float scale) {
+__global__ void attention_dscores_kernel(float* dscores, const float* probs, const float* D, size_t n, int T,
+                                         float scale) {
     size_t i = thread_index();
     if (i < n) dscores[i] = probs[i] * (dscores[i] - D[i / T]) * scale;
 }
@@ -623,7 +635,8 @@ __device__ bool dropout_keep(uint32_t key, uint32_t e, float p) {
 }
 
 // train.c: dropout_apply. out (n) = x * keep / (1-p), x[i] being element first + i.
-__global__ void dropout_apply_kernel(float* out, const float* x, size_t n, float p, float keep_scale, uint32_t key, uint32_t first) {
+__global__ void dropout_apply_kernel(float* out, const float* x, size_t n, float p, float keep_scale,
+                                     uint32_t key, uint32_t first) {
     size_t e = thread_index();
     if (e < n) out[e] = dropout_keep(key, first + (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;
 }
@@ -635,7 +648,8 @@ void dropout_apply_gpu(float* out, const float* x, size_t n, float p, uint32_t k
 }
 
 // the end of train.c's lora_backward: dx (n) += dxd * keep / (1-p)
-__global__ void dropout_backward_kernel(float* dx, const float* dxd, size_t n, float p, float keep_scale, uint32_t key, uint32_t first) {
+__global__ void dropout_backward_kernel(float* dx, const float* dxd, size_t n, float p, float keep_scale,
+                                        uint32_t key, uint32_t first) {
     size_t e = thread_index();
     if (e < n && dropout_keep(key, first + (uint32_t)e, p)) dx[e] += dxd[e] * keep_scale;
 }
@@ -670,7 +684,8 @@ void lora_forward_gpu(float* y, float* xa, float* xd, float* scaled, const float
 // dA (r,in) += dxa^T xd;  dx (N,in) += dropout(dxa A).
 void lora_backward_gpu(float* dx, float* dA, float* dB, float* xd, float* dxa, float* scaled,
                        const float* dy, const float* x, const float* xa, const float* A,
-                       const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key, int first_token) {
+                       const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key,
+                       int first_token) {
     uint32_t first = (uint32_t)first_token * (uint32_t)in;
     scale_gpu(scaled, xa, s, (size_t)N * r);
     linear_backward_weight_gpu(dB, dy, scaled, N, r, out);
@@ -714,7 +729,8 @@ void sum_of_squares_gpu(double* partials, const float* g, size_t n, int chunk) {
 
 // train.c: adamw_update, one thread per parameter.
 __global__ void adamw_kernel(float* p, const float* g, float* mom, float* vel, size_t n, float beta1, float beta2,
-                             float eps, float lr, float weight_decay, float grad_scale, float step_size, float bias2_sqrt) {
+                             float eps, float lr, float weight_decay, float grad_scale, float step_size,
+                             float bias2_sqrt) {
     size_t i = thread_index();
     if (i >= n) return;
     float grad = g[i] * grad_scale;

@@ -38,7 +38,8 @@ void linear_forward_gpu(float* y, const float* x, const float* W, int N, int in,
 void linear_backward_input_gpu(float* dx, const float* dy, const float* W, int N, int in, int out, int accumulate);
 void linear_backward_weight_gpu(float* dW, const float* dy, const float* x, int N, int in, int out);
 void linear_forward_bf16_gpu(float* y, const bfloat16* x, const bfloat16* W, int N, int in, int out, int accumulate);
-void linear_backward_input_bf16_gpu(float* dx, const bfloat16* dy, const bfloat16* W, int N, int in, int out, int accumulate);
+void linear_backward_input_bf16_gpu(float* dx, const bfloat16* dy, const bfloat16* W, int N, int in, int out,
+                                    int accumulate);
 void linear_backward_weight_bf16_gpu(float* dW, const bfloat16* dy, const bfloat16* x, int N, int in, int out);
 void float_to_bf16_gpu(bfloat16* out, const float* in, size_t n);
 

@@ -19,7 +19,8 @@ typedef struct {
     int epoch, cursor;  // data position: next example index into the epoch's order
 } TrainState;
 
-void checkpoint_save(const Model* m, const char* path, const TrainState* st, const LossHistory* h, const char* signature) {
+void checkpoint_save(const Model* m, const char* path, const TrainState* st, const LossHistory* h,
+                     const char* signature) {
     size_t trainable = m->num_lora_parameters + (m->full_finetune ? m->num_parameters : 0);
     char* names[6];
     int64_t rows[6], cols[6] = {0};
@@ -57,9 +58,11 @@ void checkpoint_load(Model* m, const char* path, TrainState* st, LossHistory* h,
     const char* step = safetensors_metadata(&ck, "step");
     const char* epoch = safetensors_metadata(&ck, "epoch");
     const char* cursor = safetensors_metadata(&ck, "cursor");
-    if (run == NULL || step == NULL || epoch == NULL || cursor == NULL) fail("%s: not a checkpoint written by ./train", path);
+    if (run == NULL || step == NULL || epoch == NULL || cursor == NULL) fail("%s: not a checkpoint written by ./train",
+                                                                             path);
     if (strcmp(run, signature) != 0) {
-        fail("%s: the checkpoint was made by a run with different settings (%s); this run has (%s). Resume with the same flags, or pick a new --output_dir",
+        fail("%s: the checkpoint was made by a run with different settings (%s); this run has (%s). "
+             "Resume with the same flags, or pick a new --output_dir",
              path, run, signature);
     }
     size_t trainable = m->num_lora_parameters + (m->full_finetune ? m->num_parameters : 0);

@@ -64,7 +64,8 @@ static void config_read_rope_scaling(LlamaConfig* c, const cJSON* json, const ch
     c->rope_high_freq_factor = json_number(rs, "high_freq_factor", 1, 0, path);
     c->rope_original_max_pos = json_number(rs, "original_max_position_embeddings", 1, 0, path);
     if (c->rope_factor <= 0 || c->rope_high_freq_factor <= c->rope_low_freq_factor || c->rope_original_max_pos <= 0) {
-        fail("%s: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0", path);
+        fail("%s: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor "
+             "and original_max_position_embeddings > 0", path);
     }
 }
 
@@ -72,7 +73,8 @@ void config_load(LlamaConfig* c, const char* model_dir) {
     memset(c, 0, sizeof(*c));
     struct stat sb;
     if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        fail("model directory %s does not exist; pass a Hugging Face model directory (config.json + *.safetensors) with --model", model_dir);
+        fail("model directory %s does not exist; "
+             "pass a Hugging Face model directory (config.json + *.safetensors) with --model", model_dir);
     }
     char* path = path_join(model_dir, "config.json");
     char* text = read_file(path, NULL, "; a Hugging Face model directory needs config.json");
@@ -89,7 +91,8 @@ void config_load(LlamaConfig* c, const char* model_dir) {
     c->norm_eps = (float)json_number(json, "rms_norm_eps", 0, 1e-6, path);
     c->rope_theta = json_number(json, "rope_theta", 0, 10000.0, path);
     c->initializer_range = (float)json_number(json, "initializer_range", 0, 0.02, path);
-    if (c->NH % c->NKV != 0) fail("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->NH, c->NKV);
+    if (c->NH % c->NKV != 0) fail("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+                                  path, c->NH, c->NKV);
     if (c->hs % 2 != 0) fail("%s: head_dim (%d) must be even for RoPE", path, c->hs);
     config_read_rope_scaling(c, json, path);
     cJSON* tied = cJSON_GetObjectItemCaseSensitive(json, "tie_word_embeddings");

@@ -81,7 +81,8 @@ static const char* RECORD_LAYOUTS = "instruction/input/output, question/answer, 
 static void record_check(int status, const Dataset* d, int line) {
     const char* pairs[][2] = {{"instruction", "output"}, {"question", "answer"}, {"prompt", "completion"}};
     if (status < 0) {
-        fail("%s %s %d: has \"%s\" or \"%s\" but not both; each example needs both", d->path, d->unit, line, pairs[-status - 1][0], pairs[-status - 1][1]);
+        fail("%s %s %d: has \"%s\" or \"%s\" but not both; each example needs both", d->path, d->unit, line,
+             pairs[-status - 1][0], pairs[-status - 1][1]);
     }
     if (status == 0) fail("%s %s %d: none of the expected fields; expected %s", d->path, d->unit, line, RECORD_LAYOUTS);
 }
@@ -111,7 +112,8 @@ static void csv_row_clear(CsvRow* row) {
 }
 
 // Reads one record at *p into row; *line counts newlines. Returns 0 at end of input.
-static int csv_read_row(const char** p, const char* end, CsvRow* row, int* line, const char* path, char** scratch, size_t* scratch_size) {
+static int csv_read_row(const char** p, const char* end, CsvRow* row, int* line, const char* path, char** scratch,
+                        size_t* scratch_size) {
     csv_row_clear(row);
     if (*p >= end) return 0;
     const char* s = *p;
@@ -121,7 +123,8 @@ static int csv_read_row(const char** p, const char* end, CsvRow* row, int* line,
             int open_line = *line;
             s++;
             for (;;) {
-                if (s >= end) fail("%s line %d: unterminated quoted field (a \" opened here is never closed)", path, open_line);
+                if (s >= end) fail("%s line %d: unterminated quoted field (a \" opened here is never closed)",
+                                   path, open_line);
                 if (*s == '"') {
                     if (s + 1 < end && s[1] == '"') s++;
                     else break;
@@ -135,12 +138,15 @@ static int csv_read_row(const char** p, const char* end, CsvRow* row, int* line,
                 (*scratch)[n++] = *s++;
             }
             s++;  // closing quote
-            if (s < end && *s != ',' && *s != '\n' && *s != '\r') fail("%s line %d: unexpected character after a closing quote; quote the whole field", path, *line);
+            if (s < end && *s != ',' && *s != '\n' && *s != '\r') fail("%s line %d: unexpected character after "
+                                                                       "a closing quote; quote the whole field",
+                                                                       path, *line);
             csv_row_add(row, *scratch, n);
         } else {
             const char* start = s;
             while (s < end && *s != ',' && *s != '\n' && *s != '\r') {
-                if (*s == '"') fail("%s line %d: a quote inside an unquoted field; wrap the field in quotes and double the quote", path, *line);
+                if (*s == '"') fail("%s line %d: a quote inside an unquoted field; "
+                                    "wrap the field in quotes and double the quote", path, *line);
                 s++;
             }
             csv_row_add(row, start, s - start);
@@ -176,7 +182,8 @@ static void dataset_read_csv(Dataset* d, const char* text, size_t size) {
     char* scratch = NULL;
     size_t scratch_size = 0;
     int line = 1;
-    if (!csv_read_row(&p, end, &header, &line, d->path, &scratch, &scratch_size)) fail("%s: empty file; expected a header row (%s)", d->path, RECORD_LAYOUTS);
+    if (!csv_read_row(&p, end, &header, &line, d->path, &scratch,
+                      &scratch_size)) fail("%s: empty file; expected a header row (%s)", d->path, RECORD_LAYOUTS);
     for (int i = 0; i < header.count; i++) {  // trim the column names
         char* f = header.fields[i];
         while (isspace((unsigned char)*f)) memmove(f, f + 1, strlen(f));
@@ -186,12 +193,15 @@ static void dataset_read_csv(Dataset* d, const char* text, size_t size) {
         int row_line = line;
         if (!csv_read_row(&p, end, &row, &line, d->path, &scratch, &scratch_size)) break;
         if (row.count == 1 && row.fields[0][0] == '\0') continue;  // blank line
-        if (row.count != header.count) fail("%s line %d: %d fields but the header has %d columns", d->path, row_line, row.count, header.count);
+        if (row.count != header.count) fail("%s line %d: %d fields but the header has %d columns",
+                                            d->path, row_line, row.count, header.count);
         CsvRecord record = {&header, &row};
         int status = record_to_conversation(dataset_add(d, row_line), csv_get, &record);
         if (status == 0) {
             char cols[512] = "";
-            for (int i = 0; i < header.count && strlen(cols) < 400; i++) snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), "%s%s", i ? "," : "", header.fields[i]);
+            for (int i = 0; i < header.count && strlen(cols) < 400; i++) snprintf(cols + strlen(cols),
+                                                                                  sizeof(cols) - strlen(cols), "%s%s",
+                                                                                  i ? "," : "", header.fields[i]);
             fail("%s: header has columns %s; expected %s", d->path, cols, RECORD_LAYOUTS);
         }
         record_check(status, d, row_line);
@@ -218,13 +228,15 @@ static int json_chat_to_conversation(Conversation* conv, const cJSON* list, int 
         cJSON* role = cJSON_GetObjectItemCaseSensitive(m, role_key);
         cJSON* content = cJSON_GetObjectItemCaseSensitive(m, content_key);
         if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
-            fail("%s %s %d: every message needs string \"%s\" and \"%s\" fields", d->path, d->unit, line, role_key, content_key);
+            fail("%s %s %d: every message needs string \"%s\" and \"%s\" fields", d->path, d->unit, line,
+                 role_key, content_key);
         }
         const char* r = role->valuestring;
         if (strcmp(r, "human") == 0) r = "user";
         if (strcmp(r, "gpt") == 0) r = "assistant";
         if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
-            fail("%s %s %d: unknown role \"%s\" (expected system, user or assistant; ShareGPT: human, gpt)", d->path, d->unit, line, role->valuestring);
+            fail("%s %s %d: unknown role \"%s\" (expected system, user or assistant; ShareGPT: human, gpt)",
+                 d->path, d->unit, line, role->valuestring);
         }
         conversation_add(conv, r, content->valuestring);
     }
@@ -256,7 +268,8 @@ static void dataset_read_json(Dataset* d, const char* text, size_t size) {
         }
         int index = 0;
         d->unit = "record";
-        for (cJSON* record = array->child; record != NULL; record = record->next) dataset_add_json_record(d, record, ++index);
+        for (cJSON* record = array->child; record != NULL;
+             record = record->next) dataset_add_json_record(d, record, ++index);
         cJSON_Delete(array);
         return;
     }
@@ -269,7 +282,8 @@ static void dataset_read_json(Dataset* d, const char* text, size_t size) {
         while (q < stop && isspace((unsigned char)*q)) q++;
         if (q < stop) {
             cJSON* record = cJSON_ParseWithLength(start, stop - start);
-            if (record == NULL) fail("%s line %d: not valid JSON (JSONL needs one complete JSON object per line)", d->path, line);
+            if (record == NULL) fail("%s line %d: not valid JSON (JSONL needs one complete JSON object per line)",
+                                     d->path, line);
             dataset_add_json_record(d, record, line);
             cJSON_Delete(record);
         }
@@ -507,7 +521,8 @@ static void render_conversation(const Tokenizer* tok, const ChatOptions* opt, co
 }
 
 // Reads every file of a comma-separated list and renders it with the chat template.
-void examples_load(Examples* ex, const char* files, const Tokenizer* tok, const ChatOptions* opt, int T, int drop_long) {
+void examples_load(Examples* ex, const char* files, const Tokenizer* tok, const ChatOptions* opt, int T,
+                   int drop_long) {
     memset(ex, 0, sizeof(*ex));
     ExampleCounts counts = {0};
     char* list = strdup(files);
@@ -530,14 +545,16 @@ void examples_load(Examples* ex, const char* files, const Tokenizer* tok, const 
         printf("data: %s: %d records (template %s)\n", path, d.count, chat_template_name(opt->template_kind));
     }
     free(list);
-    if (counts.truncated) printf("data: %d examples longer than %d tokens were truncated (--drop_long drops them instead)\n", counts.truncated, T);
+    if (counts.truncated) printf("data: %d examples longer than %d tokens were truncated "
+                                 "(--drop_long drops them instead)\n", counts.truncated, T);
     if (counts.dropped) printf("data: %d examples longer than %d tokens were dropped\n", counts.dropped, T);
     if (counts.untrained) printf("data: %d examples had no token to train on and were skipped\n", counts.untrained);
     if (counts.windows) printf("data: plain text cut into %d windows of up to %d tokens\n", counts.windows, T);
     if (ex->count == 0) {
         fail("%s: none of the %d examples can be trained on: %s", files, records,
-             counts.dropped ? "every example is longer than --max_seq_length (raise it, or drop --drop_long to truncate)"
-                            : "every target is masked (is the assistant's reply empty, or cut off by --max_seq_length?)");
+             counts.dropped
+                 ? "every example is longer than --max_seq_length (raise it, or drop --drop_long to truncate)"
+                 : "every target is masked (is the assistant's reply empty, or cut off by --max_seq_length?)");
     }
 }
 

@@ -44,7 +44,8 @@ static void flags_usage(const FlagTable* t) {
         if ((f->type == FLAG_INT || f->type == FLAG_FLOAT) && !(number >= f->lo && number <= f->hi)) {
             snprintf(value, sizeof(value), "none");  // a default outside the range: not given
         } else if (f->type == FLAG_INT) snprintf(value, sizeof(value), "%d", *(const int*)field);
-        else if (f->type == FLAG_U64) snprintf(value, sizeof(value), "%llu", (unsigned long long)*(const uint64_t*)field);
+        else if (f->type == FLAG_U64) snprintf(value, sizeof(value), "%llu",
+                                               (unsigned long long)*(const uint64_t*)field);
         else if (f->type == FLAG_FLOAT) snprintf(value, sizeof(value), "%g", *(const float*)field);
         else if (f->type == FLAG_BOOL) snprintf(value, sizeof(value), "%s", *(const int*)field ? "on" : "off");
         else {

@@ -26,7 +26,9 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
         int count = cJSON_GetArraySize(map);
         const char** names = malloc_check((count + 1) * sizeof(char*), "shard list");
         for (cJSON* e = map->child; e != NULL; e = e->next) {
-            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') != NULL) fail("%s: weight_map entry '%s' must name a file in the same directory", index_path, e->string);
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') != NULL) fail("%s: weight_map entry '%s' must name "
+                                                                                "a file in the same directory",
+                                                                                index_path, e->string);
             int seen = 0;
             for (int i = 0; i < n; i++) seen |= strcmp(names[i], e->valuestring) == 0;
             if (!seen) names[n++] = e->valuestring;
@@ -69,7 +71,9 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
             for (int f = 0; f < num_files && t == NULL; f++) t = safetensors_find(file = &files[f], name);
             if (t == NULL) {
                 fail("%s: missing tensor '%s'%s", num_files > 1 ? dir : files[0].path, name,
-                     PARAMETERS[i].rows == DIM_V_UNTIED ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json" : "");
+                     PARAMETERS[i].rows == DIM_V_UNTIED
+                         ? "; if the model shares its embeddings, set \"tie_word_embeddings\": true in config.json"
+                         : "");
             }
             int64_t dims[2] = {rows, cols};
             safetensors_check_shape(file, t, cols ? 2 : 1, dims);
@@ -184,11 +188,14 @@ void lora_save_adapter(const Model* m, const char* dir, const char* base_model) 
 // Reads a PEFT adapter's config into lc.
 static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
     char* path = path_join(dir, "adapter_config.json");
-    char* text = read_file(path, NULL, "; an adapter directory needs adapter_config.json and adapter_model.safetensors");
+    char* text = read_file(path, NULL, "; an adapter directory needs adapter_config.json "
+                                       "and adapter_model.safetensors");
     cJSON* json = cJSON_Parse(text);
     if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
     cJSON* type = cJSON_GetObjectItemCaseSensitive(json, "peft_type");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA") != 0) fail("%s: peft_type is %s; only LORA adapters are supported", path, type->valuestring);
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA") != 0) fail("%s: peft_type is %s; "
+                                                                             "only LORA adapters are supported",
+                                                                             path, type->valuestring);
     memset(lc, 0, sizeof(*lc));
     lc->rank = json_positive_int(json, "r", 1, 0, path);
     lc->alpha = (float)json_number(json, "lora_alpha", 1, 0, path);
@@ -201,9 +208,11 @@ static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
         for (cJSON* t = targets->child; t != NULL; t = t->next) {
             int found = 0;
             for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
-                if (cJSON_IsString(t) && strcmp(t->valuestring, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
+                if (cJSON_IsString(t) &&
+                    strcmp(t->valuestring, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
             }
-            if (!found) fail("%s: target module %s is not a Llama linear layer", path, cJSON_IsString(t) ? t->valuestring : "(not a string)");
+            if (!found) fail("%s: target module %s is not a Llama linear layer", path,
+                             cJSON_IsString(t) ? t->valuestring : "(not a string)");
         }
     } else {
         fail("%s: \"target_modules\" must be a list of module names", path);
@@ -229,13 +238,15 @@ void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
     int n = lora_tensor_list(m, names, rows, cols, data);
     for (int i = 0; i < n; i++) {
         SafeTensor* t = safetensors_find(&st, names[i]);
-        if (t == NULL) fail("%s: missing tensor '%s'; the adapter does not match adapter_config.json or this base model", path, names[i]);
+        if (t == NULL) fail("%s: missing tensor '%s'; "
+                            "the adapter does not match adapter_config.json or this base model", path, names[i]);
         int64_t dims[2] = {rows[i], cols[i]};
         safetensors_check_shape(&st, t, 2, dims);
         safetensors_read_floats(&st, t, data[i]);
         free(names[i]);
     }
-    if (st.n != n) fail("%s: has %d tensors but a rank-%d adapter on this %d-layer model has %d; was it made for a different base model?", path, st.n, lc.rank, m->config.L, n);
+    if (st.n != n) fail("%s: has %d tensors but a rank-%d adapter on this %d-layer model has %d; "
+                        "was it made for a different base model?", path, st.n, lc.rank, m->config.L, n);
     safetensors_close(&st);
     free(path);
     free(names); free(rows); free(cols); free(data);
@@ -246,7 +257,8 @@ void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
 void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
     const LlamaConfig* c = &m->config;
     make_directory(dir);
-    int dtype = strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16 : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
+    int dtype = strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16
+                : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
     int max = NUM_PARAMETER_TENSORS * c->L;
     char** names = malloc_check(max * sizeof(char*), "merged model");
     int64_t* rows = malloc_check(max * sizeof(int64_t), "merged model");

@@ -75,15 +75,18 @@ void write_loss_svg(const LossHistory* h, const char* path) {
     int steps = h->steps > 1 ? h->steps : 2;
     char* buf = NULL;
     size_t len = 0, cap = 0;
-    append(&buf, &len, &cap, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    append(&buf, &len, &cap, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+           "font-family=\"sans-serif\" font-size=\"12\">\n"
            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
     for (int k = 0; k <= ticks; k++) {  // axes: loss ticks, first and last step
         float y = top + (H - top - bottom) * (1.0f - (float)k / ticks);
-        append(&buf, &len, &cap, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
+        append(&buf, &len, &cap, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+               "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
                left, y, W - right, y, left - 6, y + 4, k * tick);
     }
     append(&buf, &len, &cap, "<text x=\"%d\" y=\"%d\">0</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n"
-           "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n", left, H - bottom + 16, W - right, H - bottom + 16, h->steps - 1,
+           "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n",
+           left, H - bottom + 16, W - right, H - bottom + 16, h->steps - 1,
            (left + W - right) / 2, H - 12);
     const char* colors[2] = {"#1f77b4", "#d62728"};
     const char* labels[2] = {"train loss", "validation loss"};
@@ -96,7 +99,8 @@ void write_loss_svg(const LossHistory* h, const char* path) {
             float y = top + (H - top - bottom) * (hi - series[i]) / hi;
             append(&buf, &len, &cap, "%.1f,%.1f ", x, y);
         }
-        append(&buf, &len, &cap, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", W - right - 120, top + 14 + 16 * k, colors[k], labels[k]);
+        append(&buf, &len, &cap, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n",
+               W - right - 120, top + 14 + 16 * k, colors[k], labels[k]);
     }
     append(&buf, &len, &cap, "</svg>\n");
     write_text_file(path, buf);

@@ -54,31 +54,39 @@ static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON*
     cJSON* shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     cJSON* offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets)) {
-        fail("%s: tensor '%s' needs \"dtype\", \"shape\" and \"data_offsets\"; the file is not valid safetensors", path, t->name);
+        fail("%s: tensor '%s' needs \"dtype\", \"shape\" and \"data_offsets\"; the file is not valid safetensors",
+             path, t->name);
     }
     t->dtype = -1;
     for (int d = 0; d < NUM_DTYPES; d++) if (strcmp(dtype->valuestring, DTYPE_NAMES[d]) == 0) t->dtype = d;
-    if (t->dtype < 0) fail("%s: tensor '%s' has unsupported dtype %s (supported: F32, F16, BF16)", path, t->name, dtype->valuestring);
+    if (t->dtype < 0) fail("%s: tensor '%s' has unsupported dtype %s (supported: F32, F16, BF16)",
+                           path, t->name, dtype->valuestring);
     t->ndim = cJSON_GetArraySize(shape);
-    if (t->ndim > SAFETENSORS_MAX_DIMS) fail("%s: tensor '%s' has %d dimensions (at most %d)", path, t->name, t->ndim, SAFETENSORS_MAX_DIMS);
+    if (t->ndim > SAFETENSORS_MAX_DIMS) fail("%s: tensor '%s' has %d dimensions (at most %d)",
+                                             path, t->name, t->ndim, SAFETENSORS_MAX_DIMS);
     t->numel = 1;
     for (int i = 0; i < t->ndim; i++) {
         cJSON* dim = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble != floor(dim->valuedouble) || dim->valuedouble > 1e15) {
+        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble != floor(dim->valuedouble) ||
+            dim->valuedouble > 1e15) {
             fail("%s: tensor '%s' has an invalid shape entry", path, t->name);
         }
         t->shape[i] = (int64_t)dim->valuedouble;
-        if (t->shape[i] > 0 && t->numel > SIZE_MAX / 8 / (size_t)t->shape[i]) fail("%s: tensor '%s' has an impossibly large shape", path, t->name);
+        if (t->shape[i] > 0 && t->numel > SIZE_MAX / 8 / (size_t)t->shape[i]) fail("%s: tensor '%s' has an "
+                                                                                    "impossibly large shape",
+                                                                                    path, t->name);
         t->numel *= (size_t)t->shape[i];
     }
     cJSON* b = cJSON_GetArrayItem(offsets, 0);
     cJSON* e = cJSON_GetArrayItem(offsets, 1);
     if (cJSON_GetArraySize(offsets) != 2 || !cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
-        e->valuedouble < b->valuedouble || b->valuedouble != floor(b->valuedouble) || e->valuedouble != floor(e->valuedouble)) {
+        e->valuedouble < b->valuedouble || b->valuedouble != floor(b->valuedouble) ||
+        e->valuedouble != floor(e->valuedouble)) {
         fail("%s: tensor '%s' has invalid data_offsets (expected [begin, end] with begin <= end)", path, t->name);
     }
     if (e->valuedouble > (double)data_size) {
-        fail("%s: tensor '%s' data_offsets [%.0f, %.0f] run past the end of the data (%zu bytes); the file is truncated or corrupt",
+        fail("%s: tensor '%s' data_offsets [%.0f, %.0f] run past the end of the data (%zu bytes); "
+             "the file is truncated or corrupt",
              path, t->name, b->valuedouble, e->valuedouble, data_size);
     }
     t->begin = (size_t)b->valuedouble;
@@ -95,16 +103,20 @@ static void safetensors_check_layout(SafeTensors* st, size_t data_size) {
     for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
     qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_name);
     for (int i = 1; i < st->n; i++) {
-        if (strcmp(order[i - 1]->name, order[i]->name) == 0) fail("%s: tensor '%s' appears twice in the header", st->path, order[i]->name);
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) fail("%s: tensor '%s' appears twice in the header",
+                                                                  st->path, order[i]->name);
     }
     qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_begin);
     size_t expect = 0;
     for (int i = 0; i < st->n; i++) {
-        if (order[i]->begin < expect) fail("%s: tensor '%s' overlaps tensor '%s'", st->path, order[i]->name, order[i - 1]->name);
-        if (order[i]->begin > expect) fail("%s: hole in the data buffer before tensor '%s' (offset %zu, expected %zu)", st->path, order[i]->name, order[i]->begin, expect);
+        if (order[i]->begin < expect) fail("%s: tensor '%s' overlaps tensor '%s'",
+                                           st->path, order[i]->name, order[i - 1]->name);
+        if (order[i]->begin > expect) fail("%s: hole in the data buffer before tensor '%s' (offset %zu, expected %zu)",
+                                           st->path, order[i]->name, order[i]->begin, expect);
         expect = order[i]->end;
     }
-    if (expect != data_size) fail("%s: data buffer is %zu bytes but the tensors cover %zu; the file is truncated or has trailing bytes", st->path, data_size, expect);
+    if (expect != data_size) fail("%s: data buffer is %zu bytes but the tensors cover %zu; "
+                                  "the file is truncated or has trailing bytes", st->path, data_size, expect);
     free(order);
 }
 
@@ -114,7 +126,8 @@ static int json_text_valid(const uint8_t* s, size_t n) {
     for (size_t i = 0; i < n;) {
         uint8_t b = s[i];
         int extra = b < 0x80 ? 0 : (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2 : (b & 0xF8) == 0xF0 ? 3 : -1;
-        if (extra < 0 || (extra == 1 && b < 0xC2) || i + extra >= n + (extra == 0)) return 0;  // bad or cut-off sequence
+        // bad or cut-off sequence
+        if (extra < 0 || (extra == 1 && b < 0xC2) || i + extra >= n + (extra == 0)) return 0;
         if (b < 0x20 && b != '\t' && b != '\n' && b != '\r') return 0;
         for (int k = 1; k <= extra; k++) if ((s[i + k] & 0xC0) != 0x80) return 0;
         i += 1 + extra;
@@ -130,14 +143,17 @@ void safetensors_open(SafeTensors* st, const char* path) {
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) fail("%s is not a regular file", path);
     st->size = (size_t)sb.st_size;
-    if (st->size < 8) fail("%s: file is %zu bytes, too short for a safetensors header; the file is truncated", path, st->size);
+    if (st->size < 8) fail("%s: file is %zu bytes, too short for a safetensors header; the file is truncated",
+                           path, st->size);
     st->map = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (st->map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
     close(fd);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | st->map[i];
-    if (n > SAFETENSORS_MAX_HEADER) fail("%s: header length %llu is over the 100 MB limit; the file is corrupt", path, (unsigned long long)n);
-    if (n > st->size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated", path, (unsigned long long)n, st->size);
+    if (n > SAFETENSORS_MAX_HEADER) fail("%s: header length %llu is over the 100 MB limit; the file is corrupt",
+                                         path, (unsigned long long)n);
+    if (n > st->size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); "
+                               "the file is truncated", path, (unsigned long long)n, st->size);
     if (n < 2 || st->map[8] != '{') fail("%s: header does not start with '{'; not a safetensors file", path);
     st->header = cJSON_ParseWithLength((const char*)st->map + 8, (size_t)n);
     if (st->header == NULL || !cJSON_IsObject(st->header) || !json_text_valid(st->map + 8, (size_t)n)) {
@@ -207,9 +223,12 @@ void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
     if (ok) return;
     char want[128] = "", got[128] = "";
-    for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", i ? "," : "", (long long)dims[i]);
-    for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
-    fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config", st->path, t->name, got, want);
+    for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof(want) - strlen(want),
+                                            "%s%lld", i ? "," : "", (long long)dims[i]);
+    for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got),
+                                               "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config",
+         st->path, t->name, got, want);
 }
 
 // Converts tensor t (F32, BF16 or F16) to fp32 into dst.
@@ -223,7 +242,8 @@ void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
     case DTYPE_F16:
         for (size_t i = 0; i < t->numel; i++) dst[i] = f16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
-    default: fail("%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", st->path, t->name, DTYPE_NAMES[t->dtype]);
+    default: fail("%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16",
+                  st->path, t->name, DTYPE_NAMES[t->dtype]);
     }
 }
 
@@ -293,7 +313,8 @@ void safetensors_writer_tensor(SafeTensorsWriter* w, const float* data, size_t n
     } else {
         for (size_t i = 0; i < n; i += 4096) {
             size_t k = n - i < 4096 ? n - i : 4096;
-            for (size_t j = 0; j < k; j++) buffer[j] = w->dtype == DTYPE_BF16 ? float_to_bf16(data[i + j]) : float_to_f16(data[i + j]);
+            for (size_t j = 0; j < k; j++) buffer[j] = w->dtype == DTYPE_BF16 ? float_to_bf16(data[i + j])
+                                                                              : float_to_f16(data[i + j]);
             file_writer_write(&w->file, buffer, k * 2);
         }
     }

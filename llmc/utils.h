@@ -125,7 +125,8 @@ static inline void file_writer_open(FileWriter* w, const char* path) {
     w->tmp_path = malloc_check(n, "a path");
     snprintf(w->tmp_path, n, "%s.tmp%d", path, (int)getpid());
     w->f = fopen(w->tmp_path, "wb");
-    if (w->f == NULL) fail("cannot write %s: %s; check that the output directory exists and is writable", w->tmp_path, strerror(errno));
+    if (w->f == NULL) fail("cannot write %s: %s; check that the output directory exists and is writable",
+                           w->tmp_path, strerror(errno));
 }
 
 static inline void file_writer_write(FileWriter* w, const void* data, size_t size) {
@@ -173,7 +174,8 @@ static inline void make_directory(const char* dir) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST) fail("cannot create directory %s: %s", path, strerror(errno));
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) fail("cannot create directory %s: %s",
+                                                                path, strerror(errno));
             *p = saved;
             if (saved == '\0') break;
         }

@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
     int T = argc > 2 ? atoi(argv[2]) : 64;
     int decode_tokens = argc > 3 ? atoi(argv[3]) : 16;
     int rounds = argc > 4 ? atoi(argv[4]) : 7;
-    if (layers < 1 || T < 1 || decode_tokens < 1 || rounds < 1) fail("usage: ./bench_generate [layers] [prefill_tokens] [decode_tokens] [rounds]");
+    if (layers < 1 || T < 1 || decode_tokens < 1 || rounds < 1) fail("usage: ./bench_generate [layers] "
+                                                                      "[prefill_tokens] [decode_tokens] [rounds]");
     // Llama-3.2-1B: hidden 2048, MLP 8192, 32 heads / 8 kv heads of 64, vocab 128256, tied
     LlamaConfig c = {.C = 2048, .I = 8192, .L = layers, .NH = 32, .NKV = 8, .hs = 64, .V = 128256,
                      .max_seq_len = 131072, .norm_eps = 1e-5f, .rope_theta = 500000.0, .rope_llama3 = 1,
@@ -102,11 +103,14 @@ int main(int argc, char** argv) {
 #endif
     int* prompt = malloc_check(T * sizeof(int), "prompt");
     for (int t = 0; t < T; t++) prompt[t] = (int)(mix32((uint32_t)t + 99) % (uint32_t)c.V);
-    printf("Llama-3.2-1B shape, %d layers, %.2fB parameters, %d threads; prefill %d tokens, decode %d tokens x %d rounds\n",
+    printf("Llama-3.2-1B shape, %d layers, %.2fB parameters, %d threads; "
+           "prefill %d tokens, decode %d tokens x %d rounds\n",
            layers, m.num_parameters / 1e9, threads, T, decode_tokens, rounds);
 
     // prefill: train.c's model_forward on the prompt, then the cache fill
-    double linear_params = (double)layers * ((double)c.C * c.NH * c.hs * 2 + (double)c.C * c.NKV * c.hs * 2 + 3.0 * c.C * c.I) + (double)c.V * c.C;
+    double linear_params = (double)layers * ((double)c.C * c.NH * c.hs * 2 + (double)c.C * c.NKV * c.hs * 2 +
+                                             3.0 * c.C * c.I) +
+                           (double)c.V * c.C;
     double attention_flops = (double)layers * c.NH * c.hs * 2.0 * 2.0 * T * (T + 1) / 2;  // QK^T and PV, causal
     double prefill[8];
     int prefill_rounds = rounds < 3 ? rounds : 3;
@@ -118,13 +122,15 @@ int main(int argc, char** argv) {
     }
     double prefill_s = median(prefill, prefill_rounds);
     double gflops = (2.0 * linear_params * T + attention_flops) / prefill_s / 1e9;
-    printf("prefill:      %8.1f tok/s  %.3f s for %d tokens, %.1f GFLOP/s = %.0f%% of the %.0f GFLOP/s fp32 FMA peak (median of %d)\n",
+    printf("prefill:      %8.1f tok/s  %.3f s for %d tokens, %.1f GFLOP/s = %.0f%% of the %.0f GFLOP/s fp32 FMA peak "
+           "(median of %d)\n",
            T / prefill_s, prefill_s, T, gflops, 100.0 * gflops / FMA_PEAK_GFLOPS, FMA_PEAK_GFLOPS, prefill_rounds);
 
     // decode, fp32 then BF16 weights, each token next to a read of its weights
     DecodeWeights weights[2];
     weights[0] = g.weights;
-    decode_weights_init(&weights[1], &m, DTYPE_BF16, DECODE_PANEL);  // also rounds the fp32 weights: same bytes, same speed
+    // also rounds the fp32 weights: same bytes, same speed
+    decode_weights_init(&weights[1], &m, DTYPE_BF16, DECODE_PANEL);
     const char* names[2] = {"F32", "BF16"};
     double* decode_s[2], *read_s[2], *fraction[2];
     for (int w = 0; w < 2; w++) {
@@ -147,13 +153,15 @@ int main(int argc, char** argv) {
             fraction[w][r] = rd / d;
         }
     }
-    printf("decode against the bandwidth limit: each token next to a pure read of the same weights by all threads (median of %d rounds)\n", rounds);
+    printf("decode against the bandwidth limit: each token next to a pure read of the same weights by all threads "
+           "(median of %d rounds)\n", rounds);
     double t[2];
     for (int w = 0; w < 2; w++) {
         double gb = weights[w].bytes_per_token / 1e9;
         t[w] = median(decode_s[w], rounds);
         double read = median(read_s[w], rounds), f = median(fraction[w], rounds);
-        printf("decode %-4s:  %8.2f tok/s  %.1f ms/token, %.2f GB of weights/token; reading them takes %.1f ms (%.1f GB/s) -> decode at %.0f%% of the bandwidth limit\n",
+        printf("decode %-4s:  %8.2f tok/s  %.1f ms/token, %.2f GB of weights/token; "
+               "reading them takes %.1f ms (%.1f GB/s) -> decode at %.0f%% of the bandwidth limit\n",
                names[w], 1.0 / t[w], 1e3 * t[w], gb, 1e3 * read, gb / read, 100.0 * f);
     }
     printf("BF16 decode is %.2fx as fast as F32\n", t[0] / t[1]);

