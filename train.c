@@ -1392,7 +1392,8 @@ static void setup_model(TrainRun* r) {
     const LlamaConfig* c = &m->config;
     printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n",
            a->model_dir, c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6,
-           a->full_finetune ? "full fine-tune" : "LoRA", (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
+           a->full_finetune ? "full fine-tune" : "LoRA",
+           (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
 }
 
 // The data loaders, the number of steps, warmup and AdamW's settings.

@@ -97,7 +97,8 @@ void gpu_model_create(Model* m, int bf16) {
         gpu->x16 = gpu_malloc(N * widest * sizeof(bfloat16), "bf16 matmul inputs");
         gpu->dy16 = gpu_malloc(N * widest_out * sizeof(bfloat16), "bf16 matmul gradients");
     }
-    gpu->attention_scratch = gpu_malloc(attention_scratch_bytes_gpu(m->B, m->T, c->NH, c->hs, bf16), "attention scores");
+    gpu->attention_scratch = gpu_malloc(attention_scratch_bytes_gpu(m->B, m->T, c->NH, c->hs, bf16),
+                                        "attention scores");
     gpu->tokens = gpu_malloc(N * sizeof(int), "the batch");
     gpu->targets = gpu_malloc(N * sizeof(int), "the batch");
     gpu->pos = gpu_malloc(N * sizeof(int), "the batch");
@@ -164,7 +165,8 @@ static const bfloat16* weight_bf16(const GpuModel* gpu, const float* W) {
 }
 
 // y (N,out) (+)= x (N,in) @ W^T
-static void base_forward(GpuModel* gpu, float* y, const float* x, const float* W, int N, int in, int out, int accumulate) {
+static void base_forward(GpuModel* gpu, float* y, const float* x, const float* W, int N, int in, int out,
+                         int accumulate) {
     if (!gpu->bf16) {
         linear_forward_gpu(y, x, W, N, in, out, accumulate);
         return;
@@ -174,7 +176,8 @@ static void base_forward(GpuModel* gpu, float* y, const float* x, const float* W
 }
 
 // dx (N,in) (+)= dy (N,out) @ W
-static void base_backward_input(GpuModel* gpu, float* dx, const float* dy, const float* W, int N, int in, int out, int accumulate) {
+static void base_backward_input(GpuModel* gpu, float* dx, const float* dy, const float* W, int N, int in, int out,
+                                int accumulate) {
     if (!gpu->bf16) {
         linear_backward_input_gpu(dx, dy, W, N, in, out, accumulate);
         return;
@@ -198,7 +201,8 @@ static void base_backward_weight(GpuModel* gpu, float* dW, const float* dy, cons
 // forward and backward of the whole model: train.c's model section on the GPU
 
 // train.c: model_linear_forward. y (N,out) (+)= x W^T for module mod of layer l, plus its LoRA term.
-static void gpu_linear_forward(Model* m, int l, int mod, float* y, const float* x, int N, int accumulate, int training) {
+static void gpu_linear_forward(Model* m, int l, int mod, float* y, const float* x, int N, int accumulate,
+                               int training) {
     GpuModel* gpu = m->device;
     Model* d = &gpu->dev;
     const LlamaConfig* c = &m->config;
@@ -216,7 +220,8 @@ static void gpu_linear_forward(Model* m, int l, int mod, float* y, const float* 
 
 // train.c: model_linear_backward. dx (N,in) (+)= dy W; dW += dy^T x when training every
 // weight; LoRA gradients when targeted.
-static void gpu_linear_backward(Model* m, int l, int mod, float* dx, const float* dy, const float* x, int N, int accumulate) {
+static void gpu_linear_backward(Model* m, int l, int mod, float* dx, const float* dy, const float* x, int N,
+                                int accumulate) {
     GpuModel* gpu = m->device;
     Model* d = &gpu->dev;
     const LlamaConfig* c = &m->config;
@@ -274,7 +279,9 @@ void gpu_model_forward(Model* m, const int* tokens, const int* targets, const in
     m->loss = 0.0f;
     if (targets == NULL) return;
     for (int n = 0; n < N; n++) {
-        if (targets[n] >= c->V) fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
+        if (targets[n] >= c->V) {
+            fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
+        }
         m->num_tokens += targets[n] >= 0;
     }
     crossentropy_forward_gpu(a->losses, a->logits, gpu->targets, N, c->V);
@@ -286,7 +293,8 @@ void gpu_model_forward(Model* m, const int* tokens, const int* targets, const in
 
 // train.c: model_backward. Adds this batch's gradients to the gradient buffers; each
 // unmasked token's loss gradient is 1/tokens_in_step. Follows a forward of the same batch.
-void gpu_model_backward(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step) {
+void gpu_model_backward(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T,
+                        int tokens_in_step) {
     GpuModel* gpu = m->device;
     Model* d = &gpu->dev;
     const LlamaConfig* c = &m->config;
@@ -425,7 +433,8 @@ int main(int argc, char** argv) {
     }
     if (help) {
         printf("./train_gpu: ./train on an NVIDIA GPU, with every flag of ./train and\n"
-               "  %-44s %s\n\n", "--bf16", "bf16 matmuls for the base model, accumulated in fp32 (default fp32, TF32 off)");
+               "  %-44s %s\n\n", "--bf16",
+               "bf16 matmuls for the base model, accumulated in fp32 (default fp32, TF32 off)");
     } else {
         gpu_init();  // no GPU: say so before reading the model and the data
     }

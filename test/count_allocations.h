@@ -7,7 +7,10 @@
 #include <stdlib.h>
 
 static long allocations = 0;
-static void* counted_aligned_alloc(size_t alignment, size_t size) { allocations++; return aligned_alloc(alignment, size); }
+static void* counted_aligned_alloc(size_t alignment, size_t size) {
+    allocations++;
+    return aligned_alloc(alignment, size);
+}
 #define aligned_alloc counted_aligned_alloc
 
 #endif

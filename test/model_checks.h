@@ -1,4 +1,5 @@
-// model_checks.h: defines check, compare, the reference readers, Tolerances, and the checks a model passes through its ModelOps
+// model_checks.h: defines check, compare, the reference readers, Tolerances, and the checks a model
+// passes through its ModelOps
 /*
 The PyTorch reference (the files in test/ref, written by test/reference.py) holds a
 batch, the LoRA tensors the reference started from, and what PyTorch computed from them:
@@ -20,7 +21,8 @@ static void check(int ok, const char* what) {
 }
 
 // Compares n floats: max |a-b| must be <= tol_abs + tol_rel * max|expected|.
-static void compare(const char* name, const float* got, const float* expected, size_t n, double tol_abs, double tol_rel) {
+static void compare(const char* name, const float* got, const float* expected, size_t n, double tol_abs,
+                    double tol_rel) {
     double max_abs = 0.0, max_rel = 0.0, magnitude = 0.0;
     for (size_t i = 0; i < n; i++) {
         double e = fabs((double)got[i] - expected[i]);
@@ -31,8 +33,8 @@ static void compare(const char* name, const float* got, const float* expected, s
     }
     double tol = tol_abs + tol_rel * magnitude;
     int ok = max_abs <= tol;
-    printf("%-6s %-62s max abs %.2e  max rel %.2e  tol %.1e  (%f %f | %f %f)\n", ok ? "ok" : "FAIL", name, max_abs, max_rel,
-           tol, got[0], expected[0], n > 1 ? got[1] : 0.0, n > 1 ? expected[1] : 0.0);
+    printf("%-6s %-62s max abs %.2e  max rel %.2e  tol %.1e  (%f %f | %f %f)\n", ok ? "ok" : "FAIL", name, max_abs,
+           max_rel, tol, got[0], expected[0], n > 1 ? got[1] : 0.0, n > 1 ? expected[1] : 0.0);
     if (ok) passed++; else failed++;
 }
 
@@ -79,7 +81,8 @@ static void lora_config_from_ref(LoraConfig* lc, SafeTensors* ref) {
 static AdamWConfig adamw_from_ref(SafeTensors* ref) {
     AdamWConfig o = {.learning_rate = (float)ref_number(ref, "learning_rate"), .beta1 = (float)ref_number(ref, "beta1"),
                      .beta2 = (float)ref_number(ref, "beta2"), .eps = (float)ref_number(ref, "adam_eps"),
-                     .weight_decay = (float)ref_number(ref, "weight_decay"), .max_grad_norm = (float)ref_number(ref, "max_grad_norm")};
+                     .weight_decay = (float)ref_number(ref, "weight_decay"),
+                     .max_grad_norm = (float)ref_number(ref, "max_grad_norm")};
     return o;
 }
 
@@ -278,7 +281,8 @@ static void check_determinism(SafeTensors* ref, const ModelOps* ops, const Toler
     int identical = memcmp(results[0], results[1], sizeof(results[0])) == 0 &&
                     memcmp(weights[0], weights[1], (n_lora + n_params) * sizeof(float)) == 0;
     char what[200];
-    snprintf(what, sizeof(what), "%s: two runs of 3 full fine-tuning steps are bit-identical (losses, norms, all weights)", tol->name);
+    snprintf(what, sizeof(what),
+             "%s: two runs of 3 full fine-tuning steps are bit-identical (losses, norms, all weights)", tol->name);
     check(identical, what);
     free(weights[0]);
     free(weights[1]);
@@ -323,9 +327,11 @@ static void check_micro_batches(SafeTensors* ref, const ModelOps* ops, const Tol
     m.first_token = 0;
     if (ops->grads_to_host) ops->grads_to_host(&m);
     char name[120];
-    snprintf(name, sizeof(name), "LoRA gradients: %d micro-batches of 1 row vs 1 batch of %d (relative %g)", B, B, tol->micro_batches);
+    snprintf(name, sizeof(name), "LoRA gradients: %d micro-batches of 1 row vs 1 batch of %d (relative %g)", B, B,
+             tol->micro_batches);
     compare(name, m.lora_grads_memory, lora_whole, m.num_lora_parameters, 0.0, tol->micro_batches);
-    snprintf(name, sizeof(name), "base gradients: %d micro-batches of 1 row vs 1 batch of %d (relative %g)", B, B, tol->micro_batches);
+    snprintf(name, sizeof(name), "base gradients: %d micro-batches of 1 row vs 1 batch of %d (relative %g)", B, B,
+             tol->micro_batches);
     compare(name, m.grads_memory, grads_whole, m.num_parameters, 0.0, tol->micro_batches);
     free(lora_whole);
     free(grads_whole);

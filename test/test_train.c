@@ -74,10 +74,12 @@ static void test_thread_determinism(SafeTensors* ref) {
     for (int threads = 1; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         model_zero_grad(&m);
-        model_forward(&m, ref_ints(ref, "tokens"), ref_ints(ref, "targets"), NULL, (int)ref_number(ref, "B"), (int)ref_number(ref, "T"), 1);
+        model_forward(&m, ref_ints(ref, "tokens"), ref_ints(ref, "targets"), NULL, (int)ref_number(ref, "B"),
+                      (int)ref_number(ref, "T"), 1);
         if (threads == 1) memcpy(logits1, m.acts.logits, nl * sizeof(float));
         else identical &= memcmp(logits1, m.acts.logits, nl * sizeof(float)) == 0;
-        model_backward(&m, ref_ints(ref, "tokens"), ref_ints(ref, "targets"), NULL, (int)ref_number(ref, "B"), (int)ref_number(ref, "T"), m.num_tokens);
+        model_backward(&m, ref_ints(ref, "tokens"), ref_ints(ref, "targets"), NULL, (int)ref_number(ref, "B"),
+                       (int)ref_number(ref, "T"), m.num_tokens);
         if (threads == 1) {
             memcpy(lora1, m.lora_grads_memory, m.num_lora_parameters * sizeof(float));
             memcpy(grads1, m.grads_memory, m.num_parameters * sizeof(float));
@@ -172,7 +174,8 @@ static void test_merge_bf16(SafeTensors* ref) {
         mismatches += memcmp(&rounded, &low.params_memory[i], 4) != 0;
     }
     char what[200];
-    snprintf(what, sizeof(what), "merged BF16 round trip: all %zu weights read back as the BF16 rounding of the fp32 merge (%zu differ)",
+    snprintf(what, sizeof(what),
+             "merged BF16 round trip: all %zu weights read back as the BF16 rounding of the fp32 merge (%zu differ)",
              exact.num_parameters, mismatches);
     check(mismatches == 0, what);
     model_allocate(&low, m.B, m.T, 0);
@@ -200,7 +203,8 @@ static void test_schedules(void) {
 
 // The blocked matmul against the naive oracle, on awkward shapes and all stride patterns.
 static void test_matmul(void) {
-    int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {40, 301, 48}, {129, 67, 259}, {64, 4, 520}, {7, 1000, 3}, {300, 200, 1100}};
+    int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {40, 301, 48}, {129, 67, 259}, {64, 4, 520}, {7, 1000, 3},
+                       {300, 200, 1100}};
     double worst = 0.0;
     uint32_t seed = 1;
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -226,7 +230,8 @@ static void test_matmul(void) {
         free(A); free(Bm); free(C1); free(C2);
     }
     char what[160];
-    snprintf(what, sizeof(what), "matmul vs naive on 7 shapes x 4 stride patterns: max error/sqrt(K) %.2e (tol 1e-5)", worst);
+    snprintf(what, sizeof(what), "matmul vs naive on 7 shapes x 4 stride patterns: max error/sqrt(K) %.2e (tol 1e-5)",
+             worst);
     check(worst <= 1e-5, what);
 }
 

@@ -43,7 +43,8 @@ static void test_gpu_dropout(void) {
     gpu_upload(dx, x, n * sizeof(float));
     dropout_apply_gpu(dout, dx, n, 0.1f, key, first);
     gpu_download(gpu, dout, n * sizeof(float));
-    check(memcmp(cpu, gpu, n * sizeof(float)) == 0, "dropout: GPU mask and scaling bit-identical to train.c's dropout_apply");
+    check(memcmp(cpu, gpu, n * sizeof(float)) == 0,
+          "dropout: GPU mask and scaling bit-identical to train.c's dropout_apply");
     gpu_free(dx);
     gpu_free(dout);
     free(x); free(cpu); free(gpu);
