@@ -256,11 +256,27 @@ static uint16_t float_to_bf16(float f) {
     return (uint16_t)(bits >> 16);
 }
 
+// Round to nearest even, as a (_Float16) cast does (checked against it on all 2^32
+// floats, NaN payloads included), in plain integer code: clang before 15 has no _Float16
+// on x86, and the fuzzers (make fuzz) are built with clang.
 static uint16_t float_to_f16(float f) {
-    _Float16 h = (_Float16)f;
-    uint16_t bits;
-    memcpy(&bits, &h, 2);
-    return bits;
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t magnitude = x & 0x7FFFFFFFu;
+    if (magnitude > 0x7F800000u) return sign | 0x7E00u | (uint16_t)((magnitude >> 13) & 0x3FFu);  // NaN stays NaN
+    if (magnitude >= 0x477FF000u) return sign | 0x7C00u;  // 65520 and above round to infinity
+    if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
+        float scaled, half = 0.5f;
+        memcpy(&scaled, &magnitude, 4);
+        scaled += half;  // the sum's last bit is worth 2^-24: rounded to nearest even there
+        uint32_t bits, half_bits;
+        memcpy(&bits, &scaled, 4);
+        memcpy(&half_bits, &half, 4);
+        return sign | (uint16_t)(bits - half_bits);
+    }
+    uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);  // to nearest even at bit 13
+    return sign | (uint16_t)((rounded - 0x38000000u) >> 13);           // exponent bias 127 -> 15
 }
 
 #define MAX_WRITER_TENSORS 4096
