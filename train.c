@@ -1312,6 +1312,10 @@ static void check_args(TrainRun* r) {
     const LlamaConfig* c = &r->config;
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
+    if ((int64_t)a->batch_size * a->max_seq_length > (1 << 30)) {
+        fail("--per_device_train_batch_size %d x --max_seq_length %d is over 2^30 tokens per micro-batch; lower them",
+             a->batch_size, a->max_seq_length);
+    }
     if (a->max_seq_length > c->max_seq_len) {
         fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", a->max_seq_length,
              c->max_seq_len);
@@ -1396,6 +1400,7 @@ static void setup_model(TrainRun* r) {
     write_text_file(probe, "ok\n");
     unlink(probe);
     free(probe);
+    if (*a->init_adapter) lora_read_adapter_config(&r->lora, a->init_adapter);  // its rank, not --lora_rank
     check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a);
     Model* m = &r->model;
     if (a->from_scratch) {
@@ -1465,7 +1470,7 @@ static void resume_or_start(TrainRun* r) {
     r->resumed_from = *a->resume_from_checkpoint ? a->resume_from_checkpoint
                       : a->resume && access(r->checkpoint_path, F_OK) == 0 ? r->checkpoint_path : NULL;
     if (r->resumed_from) {
-        checkpoint_load(&r->model, r->resumed_from, &r->state, &r->history, r->signature);
+        checkpoint_load(&r->model, r->resumed_from, &r->state, &r->history, r->signature, r->train.count);
         dataloader_seek(&r->loader, r->state.epoch, r->state.cursor);
         printf("resumed from %s at step %ld (epoch %d, example %d)\n", r->resumed_from, r->state.step, r->state.epoch,
                r->state.cursor);
