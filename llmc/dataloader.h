@@ -290,8 +290,10 @@ static void dataset_read_json(Dataset* d, const char* text, size_t size) {
         while (q < stop && isspace((unsigned char)*q)) q++;
         if (q < stop) {
             cJSON* record = json_parse_value(start, stop - start, &at, &why);
-            if (record == NULL) fail("%s line %d: %s%s", d->path, line, why,
-                                     strncmp(why, "a ", 2) == 0 ? "" : " (JSONL needs one complete JSON object per line)");
+            if (record == NULL) {
+                const char* hint = strncmp(why, "a ", 2) == 0 ? "" : " (JSONL needs one complete JSON object per line)";
+                fail("%s line %d: %s%s", d->path, line, why, hint);
+            }
             dataset_add_json_record(d, record, line);
             cJSON_Delete(record);
         }

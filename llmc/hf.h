@@ -37,7 +37,9 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
         if (n == 0) fail("%s: weight_map is empty", index_path);
         qsort(names, n, sizeof(char*), compare_strings);  // each shard once, in O(n log n) however long the map
         int distinct = 0;
-        for (int i = 0; i < n; i++) if (i == 0 || strcmp(names[i], names[distinct - 1]) != 0) names[distinct++] = names[i];
+        for (int i = 0; i < n; i++) {
+            if (i == 0 || strcmp(names[i], names[distinct - 1]) != 0) names[distinct++] = names[i];
+        }
         n = distinct;
         *files = malloc_check(n * sizeof(SafeTensors), "shards");
         for (int i = 0; i < n; i++) {
