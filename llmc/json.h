@@ -63,9 +63,10 @@ static cJSON* json_parse_value(const char* text, size_t len, const char** at, co
 }
 
 // Reads path as one JSON object, or fails naming the line. hint ends a "cannot open" error.
+// 64 MiB is far more than any config (a 405B model's weight index is 100 KB).
 static cJSON* json_read_object(const char* path, const char* hint) {
     size_t len;
-    char* text = read_file(path, &len, hint);
+    char* text = read_file_at_most(path, &len, hint, (size_t)64 << 20);
     const char *at, *why;
     cJSON* json = json_parse_value(text, len, &at, &why);
     if (json == NULL) fail("%s line %d: %s", path, json_line_of(text, at), why);

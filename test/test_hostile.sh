@@ -5,8 +5,8 @@
 #     `timeout 10`. A file named good* must be accepted; any other must be rejected with
 #     exactly one stderr line "error: ...". A crash, a sanitizer report, a timeout or a
 #     memory blow-up fails. Memory is measured by the harness itself (test/fuzz/fuzz.h: 16 MiB
-#     plus 64 times the input), not with ulimit -v, which AddressSanitizer's shadow memory
-#     breaks.
+#     plus 64 times the input) and by the peak RSS (at most 1 GiB, /usr/bin/time), not with
+#     ulimit -v, which AddressSanitizer's shadow memory breaks.
 #  2. Large inputs made here (not committed): they must finish in linear time.
 #  3. End to end: ./train_asan and ./generate on hostile model directories, checkpoints and
 #     adapters (test/fuzz/make_hostile.py) fail with one line naming the file and the field.
@@ -36,15 +36,22 @@ why_failed() {
     fi
 }
 
+measure=""  # the peak RSS of each replay, with GNU time where there is one
+[ -x /usr/bin/time ] && measure="/usr/bin/time -f %M -o $tmp/rss"
+
 # replay HARNESS FILE [NAME]: one corpus file through its harness
 replay() {
     local harness=$1 file=$2 name=${3:-$(basename "$2")}
     local bin=test/fuzz/bin/replay_$harness
     local out err status why verdict
-    out=$(timeout 10 "$bin" "$file" 2>"$tmp/stderr")
+    rm -f "$tmp/rss"
+    out=$($measure timeout 10 "$bin" "$file" 2>"$tmp/stderr")
     status=$?
     err=$(cat "$tmp/stderr")
     why=$(why_failed $status "$err")
+    local rss_kb
+    rss_kb=$(tail -1 "$tmp/rss" 2>/dev/null)
+    [ -z "$why" ] && [ "${rss_kb:-0}" -gt $((1024 * 1024)) ] && why="peak RSS $((rss_kb / 1024)) MiB, over 1 GiB"
     verdict=${out##*: }
     if [ -z "$why" ] && [ "${name#good}" != "$name" ]; then
         [ "$verdict" = accepted ] || why="a good input was rejected"
@@ -109,6 +116,8 @@ else
     config_case attention_bias_true   "attention_bias true" '"attention_bias": true is not supported'
     config_case heads_huge            "2^30 heads"          '"num_attention_heads" must be an integer'
     config_case rms_norm_eps_negative "rms_norm_eps < 0"    '"rms_norm_eps" must be a number'
+    mkdir -p $tmp/endless_config && ln -sf /dev/zero $tmp/endless_config/config.json
+    expect "config: config.json is /dev/zero" 'more than 64 MiB' $tmp/endless_config/config.json $T --model $tmp/endless_config
     /usr/bin/python3 $MAKE model $tmp/nan_weights nan_weights
     expect "weights: a NaN" "down_proj.weight' holds nan" $tmp/nan_weights/model.safetensors $T --model $tmp/nan_weights
     /usr/bin/python3 $MAKE index $tmp/big_index 200000

@@ -32,6 +32,7 @@ fuzz_run, outside the tracking.
 // every system header the project's code includes, before the macros below rename the
 // allocation functions
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -230,6 +231,18 @@ static int fuzz_munmap(void* addr, size_t len) {
 
 static char fuzz_dir[256];  // scratch directory for the files a parser reads
 
+// At exit: the scratch directory and the files the harness wrote in it.
+static void fuzz_remove_dir(void) {
+    DIR* dir = opendir(fuzz_dir);
+    for (struct dirent* e; dir != NULL && (e = readdir(dir)) != NULL;) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", fuzz_dir, e->d_name);
+        if (e->d_name[0] != '.') unlink(path);
+    }
+    if (dir != NULL) closedir(dir);
+    rmdir(fuzz_dir);
+}
+
 // Once per process: cJSON through the tracker, one thread, the scratch directory.
 static void fuzz_setup(const char* name) {
     if (fuzz_dir[0] != '\0') return;
@@ -242,6 +255,7 @@ static void fuzz_setup(const char* name) {
     const char* tmp = getenv("TMPDIR");
     snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/%s.XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
     if (mkdtemp(fuzz_dir) == NULL) { perror("fuzz: mkdtemp"); exit(2); }
+    atexit(fuzz_remove_dir);
 }
 
 // fuzz_dir/name (a static buffer) with the given contents.

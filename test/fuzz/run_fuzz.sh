@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 seconds=$1; shift
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+[ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm  # the harnesses write each input to a file: 3x faster
 found=0
 for harness in "$@"; do
     dir=test/tmp/fuzz/$harness
@@ -23,7 +24,7 @@ for harness in "$@"; do
         "$dir/corpus" > "$dir/log" 2>&1
     status=$?
     runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/log" | grep -o '[0-9]*$')
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$dir/log" | grep -o '[0-9]*$')
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$dir/log" | grep -o '[0-9]*$')
     features=$(grep -o 'ft: [0-9]*' "$dir/log" | tail -1 | grep -o '[0-9]*$')
     if [ $status -eq 0 ]; then
         echo "fuzz_$harness: ${runs:-?} executions in ${seconds} s (${rate:-?}/s), ${features:-?} features, nothing found"
