@@ -3,16 +3,20 @@
 # make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
-CC ?= gcc
+# gcc unless make CC=... (make's own default, cc, would win over CC ?= gcc)
+ifeq ($(origin CC),default)
+CC = gcc
+endif
 CFLAGS ?= -O3
-CFLAGS += -Wall -Wextra
+# make WERROR=1 ... turns every warning into an error, in C and CUDA builds alike (CI does)
+WARNINGS = -Wall -Wextra$(if $(WERROR), -Werror)
 # -march=native and OpenMP when the compiler has them; everything still builds without.
 MARCH := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
-CFLAGS += $(MARCH)
 OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
-CFLAGS += $(OPENMP)
+CFLAGS += $(WARNINGS) $(MARCH) $(OPENMP)
 LDLIBS = -lcjson -lm
-SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# the AddressSanitizer + UBSan builds (every *_asan), which the tests run on bad input
+SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer $(WARNINGS) $(OPENMP)
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
@@ -42,23 +46,11 @@ tokenizer.o: $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
 
 tokenizer_asan.o: $(TOKENIZER) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
+	$(CC) $(SANITIZE) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
 
 # ./train's demo run answers its sample prompts through ./generate, so `make train` builds both
 train: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson generate
 	$(CC) $(CFLAGS) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
-
-train_asan: train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
-
-test_train: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
-	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
-
-test_train_asan: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
-
-test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
-	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
 generate: generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
@@ -67,11 +59,49 @@ generate: generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 tokenizer: $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) tokenizer.c -o $@ $(LDLIBS)
 
+# the same three programs under AddressSanitizer + UBSan, for the bad-input tests
+train_asan: train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+generate_asan: generate.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) generate.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+tokenizer_asan: $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) tokenizer.c -o $@ $(LDLIBS)
+
+# test programs: each #includes the file it tests and calls its functions
+test_train: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test_train_asan: test/test_train.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test_generate: test/test_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/test_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test_tokenizer: test/test_tokenizer.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/test_tokenizer.c -o $@ $(LDLIBS)
+
+test_tokenizer_asan: test/test_tokenizer.c $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) test/test_tokenizer.c -o $@ $(LDLIBS)
+
+# benchmarks
 bench_train: test/bench_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/bench_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-# test/test_tokenizer.sh and test/test_generate.sh build their own binaries (optimised and sanitised)
-test: train generate test_train train_asan test_train_asan test_data
+bench_generate: test/bench_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/bench_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/bench_tokenizer.c -o $@ $(LDLIBS)
+
+# every program and object the test scripts run or link, built once, here
+TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
+                test_train test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
+test: $(TEST_PROGRAMS)
 	@bash test/run_tests.sh
 
 # Re-makes data/base from nothing: corpus, BPE tokenizer, pre-training (see data/README.md)
@@ -82,7 +112,7 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: bench_train
+bench: bench_train bench_generate bench_tokenizer
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
@@ -99,9 +129,7 @@ unicode_tables:
 # train.c) runs the model; train.cu (CUDA) holds the layers, linked through train_gpu.h.
 NVCC ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 NVCCFLAGS = -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-            $(addprefix -Xcompiler ,-Wall -Wextra $(MARCH) $(OPENMP))
-# make WERROR=1 ... turns every nvcc and host-compiler warning into an error (CI does)
-NVCCFLAGS += $(if $(WERROR),-Werror all-warnings -Xcompiler -Werror)
+            $(addprefix -Xcompiler ,$(WARNINGS) $(MARCH) $(OPENMP)) $(if $(WERROR),-Werror all-warnings)
 GPU_LDLIBS = -lcublas $(LDLIBS)
 GPU_SOURCES = train_gpu.c train_gpu.h train.cu train.c $(TOKENIZER) $(TOKENIZER_LIB)
 
@@ -128,6 +156,5 @@ test_gpu:
 endif
 
 clean:
-	rm -f tokenizer.o tokenizer_asan.o train train_asan test_train test_train_asan test_data bench_train generate generate_asan test_generate bench_generate tokenizer
-	rm -f train_gpu test_train_gpu bench_gpu
+	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu test_train_gpu bench_gpu
 	rm -rf test/tmp
