@@ -213,31 +213,23 @@ FUZZ_SECONDS ?= 60
 
 test/fuzz/bin/replay_%: test/fuzz/fuzz_%.c test/fuzz/replay.c $(FUZZ_HEADERS) $(TOKENIZER_ASAN) | cjson
 	@mkdir -p test/fuzz/bin
-	$(CC) $(SANITIZE) -fsanitize=float-cast-overflow -Wall -Wextra $(OPENMP) $< test/fuzz/replay.c $(TOKENIZER_ASAN) \
-	    -o $@ $(LDLIBS)
+	$(CC) $(SANITIZE) -fsanitize=float-cast-overflow $< test/fuzz/replay.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
 
 fuzz_replay: $(FUZZ_REPLAY)
 
-test_hostile: fuzz_replay train_asan
+test_hostile: fuzz_replay train_asan generate_asan
 	@bash test/test_hostile.sh
 
-# libFuzzer comes with clang: install it when we can, otherwise say how.
+# libFuzzer comes with clang: installed when we can, otherwise we say how (APT_INSTALL)
 fuzz_clang:
-	@if ! command -v $(FUZZ_CC) >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing clang (libFuzzer)"; \
-	    apt-get install -y -q clang >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q clang >/dev/null); \
-	  else \
-	    echo "error: make fuzz needs clang with libFuzzer; install it with: sudo apt-get install -y clang" >&2; exit 1; \
-	  fi; \
-	fi
+	@missing=""; command -v $(FUZZ_CC) >/dev/null || missing=" clang"; $(APT_INSTALL)
 
 test/fuzz/bin/tokenizer_fuzz.o: $(TOKENIZER) | cjson fuzz_clang
 	@mkdir -p test/fuzz/bin
-	$(FUZZ_CC) $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS)) -Wall -Wextra -DTRAIN_NO_MAIN -c tokenizer.c -o $@
+	$(FUZZ_CC) $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS)) $(WARNINGS) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
 
 test/fuzz/bin/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_HEADERS) test/fuzz/bin/tokenizer_fuzz.o | cjson fuzz_clang
-	$(FUZZ_CC) $(FUZZ_FLAGS) -Wall -Wextra $< test/fuzz/bin/tokenizer_fuzz.o -o $@ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(WARNINGS) $< test/fuzz/bin/tokenizer_fuzz.o -o $@ $(LDLIBS)
 
 fuzz: $(FUZZ_TARGETS)
 	@bash test/fuzz/run_fuzz.sh $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
