@@ -1571,6 +1571,15 @@ static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
 // The adapter (PEFT) and a checkpoint, the model's trained weights first brought home.
 static void save_outputs(TrainRun* r) {
     if (r->ops->to_host) r->ops->to_host(&r->model);
+    const Model* m = &r->model;  // an update can overflow where the loss did not (huge weights or moments)
+    size_t bad = 0;
+    for (size_t i = 0; m->use_lora && i < m->num_lora_parameters; i++) bad += !isfinite(m->lora_memory[i]);
+    for (size_t i = 0; m->full_finetune && i < m->num_parameters; i++) bad += !isfinite(m->params_memory[i]);
+    if (bad > 0) {
+        fail("step %ld: %zu trained weights are not finite: training diverged and stopped; nothing from this step "
+             "was saved%s%s. Lower --learning_rate or --weight_decay", r->state.step, bad,
+             r->saved_any ? ", the last good checkpoint is " : "", r->saved_any ? r->checkpoint_path : "");
+    }
     if (r->model.use_lora) lora_save_adapter(&r->model, r->args.output_dir, r->args.model_dir);
     checkpoint_save(&r->model, r->checkpoint_path, &r->state, &r->history, r->signature);
     r->saved_any = 1;

@@ -4,6 +4,7 @@
 #define LLMC_CHECKPOINT_H
 
 #include <ctype.h>
+#include <math.h>
 #include "utils.h"
 #include "safetensors.h"
 #include "run.h"
@@ -53,6 +54,21 @@ static void checkpoint_read(SafeTensors* ck, const char* name, float* dst, size_
     else safetensors_read_floats(ck, t, dst);  // the loss history: NaN marks steps without a validation loss
 }
 
+// AdamW's moments are averages of the same gradients, m of g and v of g^2 (beta1 0.9,
+// beta2 0.999, both from 0), so by Cauchy-Schwarz m^2 <= (1-b1)^2 / ((1-b2)(1-b1^2/b2)) v
+// = 52.9 v: |m| <= 7.3 sqrt(v), 8 with rounding, plus 1e-18 for a g^2 that underflowed.
+// A larger m would make the first update step huge (m / sqrt(v)).
+static void checkpoint_check_moments(const SafeTensors* ck, const float* m, const float* v, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += !(fabsf(m[i]) <= 8.0f * sqrtf(v[i]) + 1e-18f);
+    for (size_t i = 0; bad > 0 && i < n; i++) {
+        if (!(fabsf(m[i]) <= 8.0f * sqrtf(v[i]) + 1e-18f)) {
+            fail("%s: element %zu of 'adam_m' is %g but 'adam_v' is %g; an AdamW first moment is at most "
+                 "8 sqrt(v): the checkpoint is corrupt", ck->path, i, m[i], v[i]);
+        }
+    }
+}
+
 // A metadata value that must be a decimal integer in [lo, hi], the whole string (atol
 // would read "-1", "12abc" or "" as numbers and overflow silently).
 static long checkpoint_integer(const SafeTensors* ck, const char* key, const char* text, long lo, long hi) {
@@ -97,6 +113,7 @@ void checkpoint_load(Model* m, const char* path, TrainState* st, LossHistory* h,
     if (m->full_finetune) checkpoint_read(&ck, "params", m->params_memory, m->num_parameters, 1);
     checkpoint_read(&ck, "adam_m", m->m_memory, trainable, 1);
     checkpoint_read(&ck, "adam_v", m->v_memory, trainable, 1);
+    checkpoint_check_moments(&ck, m->m_memory, m->v_memory, trainable);
     h->steps = 0;
     for (long i = 0; i <= st->step; i++) history_add(h, 0.0f, 0.0f);
     checkpoint_read(&ck, "history_train", h->train, st->step + 1, 0);

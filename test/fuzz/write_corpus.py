@@ -354,6 +354,9 @@ def checkpoint_cases():
     put(h, "history-missing", checkpoint(drop=("history_train", "history_val")))
     put(h, "adam-v-negative", checkpoint(adam_v=[-1e-6] * LORA_PARAMS))
     put(h, "adam-m-nan", checkpoint(adam_m=[float("nan")] * LORA_PARAMS))
+    # found by the fuzzer: finite moments, but m / sqrt(v) so large that the first update overflowed the weights
+    put(h, "adam-m-above-8-sqrt-v-overflows-update", checkpoint(adam_m=[9.7e35] * LORA_PARAMS,
+                                                               adam_v=[7.5e-28] * LORA_PARAMS))
     put(h, "lora-infinite", checkpoint(lora=[float("inf")] * LORA_PARAMS))
     # found by the fuzzer: finite weights so large the loss overflows, stopped as train_step stops a diverged run
     put(h, "lora-huge-finite-loss-overflows", checkpoint(lora=[3e38] * LORA_PARAMS))
