@@ -6,7 +6,9 @@ The implementation is tokenizer.c; link it into your program with its CLI left o
     gcc -O3 your_program.c tokenizer.o -o your_program -lcjson -lm
 Every function that can fail on user input (a bad tokenizer.json, an id out of range, a
 template the tokenizer cannot render) prints one line naming the file and the problem
-and exits 1, like the rest of the project.
+and exits 1, like the rest of the project. A hostile tokenizer.json is refused the same
+way: ids, sizes and every field are checked before use, so it cannot crash, hang or
+allocate more than a small multiple of its own size.
 */
 #ifndef TOKENIZER_H
 #define TOKENIZER_H
@@ -67,13 +69,20 @@ typedef struct {
     int prepend_space;            // SentencePiece: 0 never, 1 every piece, 2 first piece only
     int unk_id, fuse_unk;
     int n_added;
-    int* added_ids;               // added tokens, longest content first (leftmost-longest match)
+    int32_t* added_slots;         // open-addressing hash of added tokens' texts -> id, -1 = empty
+    uint32_t added_mask;
+    uint32_t* added_lengths;      // the distinct lengths of added tokens, longest first
+    int n_added_lengths;
     unsigned char added_first_byte[256];
 } Tokenizer;
 
 // Loads model_dir/tokenizer.json (+ tokenizer_config.json beside it, if present), or a
 // tokenizer.json path. The family (byte-level or SentencePiece) comes from the file's contents.
 void tokenizer_load(Tokenizer* t, const char* model_dir_or_file);
+// The same from the text of a tokenizer.json in memory (json[0..len), need not end in a
+// NUL); name stands for the file in error messages. No tokenizer_config.json is read:
+// bos/eos come from the usual token names.
+void tokenizer_load_text(Tokenizer* t, const char* json, size_t len, const char* name);
 void tokenizer_free(Tokenizer* t);
 // Id of a token by its exact text (added tokens included), or -1.
 int tokenizer_token_id(const Tokenizer* t, const char* text);
