@@ -1410,7 +1410,11 @@ static void stream_feed(StreamDecoder* d, const unsigned char* s, size_t n) {
 }
 
 const char* stream_decoder_push(StreamDecoder* d, int id) {
-    check_id(d->t, id);
+    if (id < 0 || id >= d->t->vocab_size) {   // generation: the model has more output rows than tokens
+        fail("the model emitted token id %d, which %s does not have (its ids are 0..%d); the model's vocab_size is "
+             "larger than its tokenizer's: check that the tokenizer belongs to this model", id, d->t->path,
+             d->t->vocab_size - 1);
+    }
     d->out.len = 0;
     d->out.data[0] = '\0';
     if (d->skip_special && (d->t->flags[id] & TOKEN_SPECIAL)) return d->out.data;
@@ -1478,7 +1482,7 @@ ChatTemplate chat_template_default(const Tokenizer* t) {
 }
 
 ChatOptions chat_options_default(const Tokenizer* t) {
-    ChatOptions opt = {chat_template_default(t), NULL, 0, 0};
+    ChatOptions opt = {chat_template_default(t), NULL, 0, 0, 0};
     return opt;
 }
 
@@ -1486,6 +1490,7 @@ typedef struct {
     const Tokenizer* t;
     Tokens* out;
     int train_all;
+    int split_special;   // special-token text in the text becomes the token (HF), else stays text
     TextBuffer text;     // text since the last special token
     SizeList trained;    // trained byte spans in text, as start, end pairs
 } ChatRenderer;
@@ -1502,7 +1507,7 @@ static void render_flush(ChatRenderer* r) {
     if (r->text.len == 0) return;
     SizeList ends = {0};
     size_t first = r->out->n;
-    encode_text(r->t, r->text.data, r->text.len, 0, first == 0, r->out, &ends);
+    encode_text(r->t, r->text.data, r->text.len, r->split_special, first == 0, r->out, &ends);
     for (size_t k = 0; k < ends.n; k++) {
         size_t start = k == 0 ? 0 : ends.data[k - 1], end = ends.data[k];
         int trained = r->train_all;
@@ -1690,7 +1695,7 @@ void chat_render(const Tokenizer* t, const ChatOptions* opt, const ChatMessage* 
     for (int i = 0; i < n_messages; i++) {
         if (!messages[i].role || !messages[i].content) fail("chat message %d needs a role and a content", i);
     }
-    ChatRenderer r = {t, out, opt->train_on_inputs, {0}, {0}};
+    ChatRenderer r = {t, out, opt->train_on_inputs, opt->parse_special_in_content, {0}, {0}};
     text_append(&r.text, "", 0);
     switch (opt->template_kind) {
         case CHAT_LLAMA3: case CHAT_LLAMA31: case CHAT_LLAMA32: render_llama3(&r, opt, messages, n_messages); break;
@@ -2161,7 +2166,7 @@ typedef struct {
     int ordinary, skip_special;  // encode, decode
     const char* template_name;   // chat
     const char* date;
-    int train_on_inputs, generation_prompt;
+    int train_on_inputs, generation_prompt, parse_special_in_content;
     const char* corpus;          // train
     int vocab_size;
     const char* out;
@@ -2179,6 +2184,9 @@ static const Flag TOKENIZER_FLAGS[] = {
      "chat: the date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "chat: every token is trained (mask all 1)"},
     {"--generation_prompt", NULL, FLAG_BOOL, ARG(generation_prompt), 0, 1, "chat: end with the assistant's header"},
+    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
+     "chat: special-token text in messages (\"<|eot_id|>\") becomes the control token, as HF's "
+     "apply_chat_template does; off: it stays text"},
     {"--corpus", NULL, FLAG_STRING, ARG(corpus), 0, 0, "train: the text to learn the vocabulary from"},
     {"--vocab_size", NULL, FLAG_INT, ARG(vocab_size), 1, 1 << 24,
      "train: BPE tokens to learn (special tokens come on top)"},
@@ -2195,7 +2203,7 @@ static const FlagTable TOKENIZER_FLAG_TABLE = {
     "        encode(add_special_tokens=False)\n"
     "  ./tokenizer decode --tokenizer PATH [--skip_special] [ID ...]   text of the ids (default: stdin)\n"
     "  ./tokenizer chat --tokenizer PATH [--template NAME] [--date D] [--train_on_inputs] [--generation_prompt]\n"
-    "        FILE.json   render [{\"role\":..., \"content\":...}, ...]: ids, mask, text\n"
+    "        [--parse_special_in_content] FILE.json   render [{\"role\":..., \"content\":...}, ...]: ids, mask, text\n"
     "  ./tokenizer train --corpus FILE --vocab_size N --out DIR   learn a byte-level BPE tokenizer.json\n"
     "flags:",
     TOKENIZER_FLAGS, (int)(sizeof(TOKENIZER_FLAGS) / sizeof(TOKENIZER_FLAGS[0])), &TOKENIZER_DEFAULTS,
@@ -2337,7 +2345,8 @@ int main(int argc, char** argv) {
         else if (strcmp(command, "decode") == 0) rc = command_decode(a.tokenizer, a.skip_special, n_rest, rest);
         else {
             if (n_rest != 1) fail("chat needs one FILE.json with the messages");
-            ChatOptions opt = {CHAT_PLAIN, a.date, a.train_on_inputs, a.generation_prompt};
+            ChatOptions opt = {CHAT_PLAIN, a.date, a.train_on_inputs, a.generation_prompt,
+                               a.parse_special_in_content};
             rc = command_chat(a.tokenizer, opt, a.template_name, rest[0]);
         }
     }

@@ -129,6 +129,8 @@ typedef struct {
     const char* date;            // llama3.1/3.2 "Today Date"; NULL: "26 Jul 2024" (3.1), today (3.2)
     int train_on_inputs;         // 1: every token is a target, not just the assistant's
     int add_generation_prompt;   // 1: end with the assistant header, for inference
+    int parse_special_in_content;  // 1: "<|eot_id|>" written in a message becomes the control
+                                   // token, as HF's apply_chat_template does; 0 (default): text
 } ChatOptions;
 
 // The template the tokenizer's own chat_template / special tokens call for.
@@ -139,7 +141,8 @@ const char* chat_template_name(ChatTemplate kind);
 ChatOptions chat_options_default(const Tokenizer* t);
 // Appends the rendered conversation to out. mask is 1 exactly on the assistant's content
 // and the token that ends its turn (<|eot_id|> or eos), unless train_on_inputs.
-// Message content is never parsed for special tokens: "<|eot_id|>" typed by a user stays text.
+// Message content is not parsed for special tokens: "<|eot_id|>" typed by a user stays text
+// (no prompt injection through data), unless opt->parse_special_in_content.
 void chat_render(const Tokenizer* t, const ChatOptions* opt, const ChatMessage* messages, int n_messages, Tokens* out);
 
 // ----------------------------------------------------------------------------
