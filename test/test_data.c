@@ -73,7 +73,7 @@ static void make_chat_model(void) {
     Model m;
     model_create(&m, &c);
     for (size_t i = 0; i < m.num_parameters; i++) m.params_memory[i] = hash_uniform(3, 0, (uint32_t)i, 0.1f);
-    model_save_merged(&m, DIR_MODEL, DIR_MODEL);
+    model_save_merged(&m, DIR_MODEL, DIR_MODEL, "auto");
     free(m.params_memory);
 }
 

@@ -26,7 +26,7 @@ seconds=$(( $(date +%s) - start ))
 if [ $status -ne 0 ]; then bad "./train (no arguments) exited with status $status" "$(tail -5 test/tmp/default_run.log)"; finish; fi
 ok "./train with no arguments finished in $seconds s (the README promises under 5 minutes on 2 cores)"
 
-result=$(python3 - out/pirate 2>&1 <<'PY'
+result=$(/usr/bin/python3 - out/pirate 2>&1 <<'PY'
 import json, sys
 out = sys.argv[1]
 log = [json.loads(line) for line in open(f"{out}/log.jsonl", encoding="utf-8")]

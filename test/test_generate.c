@@ -115,7 +115,7 @@ static void make_fixtures(void) {
         for (size_t e = 0; e < n; e++) m.lora.B[mod][e] = hash_uniform(11, mod, (uint32_t)e, 0.3f);
     }
     lora_save_adapter(&m, FIXTURES "/adapter", "test/models/tiny");
-    model_save_merged(&m, "test/models/tiny", FIXTURES "/merged");
+    model_save_merged(&m, "test/models/tiny", FIXTURES "/merged", "auto");
 
     LlamaConfig other = m.config;  // hidden 32 instead of 48: every A and B has another shape
     other.C = 32;
@@ -156,7 +156,7 @@ static void make_fixtures(void) {
     memcpy(at, vocab, 17);
     write_text_file(FIXTURES "/chat_model/config.json", config);
     free(config);
-    model_save_merged(&chat, FIXTURES "/chat_model", FIXTURES "/chat_model");
+    model_save_merged(&chat, FIXTURES "/chat_model", FIXTURES "/chat_model", "auto");
     tokenizer_free(&tok);
 
     // tiny with end token 78, which greedy decoding after 1,5,7,9,11 reaches third

@@ -1,14 +1,12 @@
 #!/bin/bash
-# Builds ./generate, ./generate_asan and ./test_generate, runs test_generate (KV-cached
-# decode vs train.c's model_forward, adapters, sampler), then drives ./generate from the
-# command line: determinism, --dump_logits, adapters unmerged/merged, stop reasons, and
-# bad input (each must exit 1 with exactly one stderr line "error: ...", under
-# AddressSanitizer and UBSan). Ends with "N passed, M failed" over everything; exits
-# non-zero if anything failed.
+# Runs test_generate (KV-cached decode vs train.c's model_forward, adapters, sampler), then
+# drives ./generate from the command line: determinism, --dump_logits, adapters
+# unmerged/merged, stop reasons, the same runs under AddressSanitizer and UBSan
+# (./generate_asan), bad input (each must exit 1 with exactly one stderr line "error: ...")
+# and a scripted chat. Needs ./generate, ./generate_asan, ./test_generate and ./tokenizer
+# (make test builds them). Ends with "N passed, M failed" over everything; exits non-zero
+# if anything failed.
 cd "$(dirname "$0")/.." || exit 1
-CC=${CC:-gcc}
-CFLAGS="-O3 -march=native -fopenmp -Wall -Wextra"
-SANITIZE="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -fopenmp -Wall -Wextra"
 export ASAN_OPTIONS=detect_leaks=0  # errors exit(1) on purpose without freeing
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 passed=0
@@ -16,18 +14,10 @@ failed=0
 ok() { echo "ok     $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL   $1"; [ -n "$2" ] && printf '%s\n' "$2" | sed 's/^/         | /'; failed=$((failed + 1)); }
 
-echo "=== build"
-build() {  # build OUTPUT SOURCE FLAGS...
-    local out=$1 src=$2; shift 2
-    if $CC "$src" "$@" -o "$out" -lcjson -lm 2>test/tmp/build_$out.log; then ok "built $out"; else bad "building $out" "$(cat test/tmp/build_$out.log)"; fi
-}
+for program in generate generate_asan test_generate tokenizer; do
+    [ -x ./$program ] || { bad "./$program is missing: make test builds it (or make $program)"; echo "$passed passed, $failed failed"; exit 1; }
+done
 mkdir -p test/tmp
-TOK="-DTOKENIZER_NO_MAIN tokenizer.c"
-build generate generate.c $CFLAGS $TOK
-build test_generate test/test_generate.c $CFLAGS $TOK
-build generate_asan generate.c $SANITIZE $TOK
-build tokenizer tokenizer.c -O2 -Wall
-if [ ! -x ./generate ] || [ ! -x ./test_generate ]; then echo "$passed passed, $((failed + 1)) failed"; exit 1; fi
 
 echo "=== test_generate: decode vs train.c's model_forward (writes test/tmp/generate)"
 log=$(mktemp)
@@ -48,9 +38,10 @@ FIX=test/tmp/generate
 echo "=== ./generate from the command line"
 TINY=test/models/tiny
 PROMPT=1,5,7,9,11
-# gen ARGS...: runs ./generate; sets $out (stdout), $err (stderr), $status
+# gen ARGS...: runs $generate; sets $out (stdout), $err (stderr), $status
+generate=./generate
 gen() {
-    out=$(timeout 120 ./generate "$@" 2>test/tmp/generate_stderr)
+    out=$(timeout 300 $generate "$@" 2>test/tmp/generate_stderr)
     status=$?
     err=$(cat test/tmp/generate_stderr)
 }
@@ -87,14 +78,29 @@ gen --model $TINY --ids $PROMPT --max_new_tokens 30 --temperature 0.9 --top_p 0.
 gen --model $TINY --ids $PROMPT --max_new_tokens 30 --temperature 0.9 --top_p 0.95 --top_k 40 --repetition_penalty 1.1 --seed 8; s3=$out
 [ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "$s1" != "$s3" ] && ok "sampling: same seed same tokens, another seed other tokens" || bad "sampling seeds" "$s1 / $s2 / $s3"
 
+help=$(./generate --help 2>test/tmp/generate_stderr); status=$?
+flags=$(grep -o '{"--[a-z_]*"' generate.c | tr -d '{"')  # the names in GENERATE_FLAGS
+unlisted=$(for f in $flags; do printf '%s\n' "$help" | grep -q -- "^  $f " || echo "$f"; done)
+[ $status -eq 0 ] && [ ! -s test/tmp/generate_stderr ] && [ "$(echo $flags | wc -w)" -ge 20 ] && [ -z "$unlisted" ] &&
+    ok "--help: exit status 0, all $(echo $flags | wc -w) flags of generate.c's table on stdout" || bad "--help (exit status $status; not listed: $unlisted)" "$help"
+
+echo "=== the same runs under AddressSanitizer and UBSan (./generate_asan)"
+# a sanitizer report exits non-zero (-fno-sanitize-recover), so status 0 means clean
+generate=./generate_asan
+gen --model $TINY --adapter $FIX/adapter --ids $PROMPT --max_new_tokens 40
+[ $status -eq 0 ] && [ "$out" = "$unmerged" ] && ok "unmerged adapter: clean, same 40 greedy tokens as ./generate" || bad "unmerged adapter under ASan (exit status $status)" "$err"
+gen --model $TINY --adapter $FIX/adapter --merge_adapter --ids $PROMPT --max_new_tokens 40
+[ $status -eq 0 ] && [ "$out" = "$unmerged" ] && ok "--merge_adapter: clean, same 40 greedy tokens" || bad "--merge_adapter under ASan (exit status $status)" "$err"
+gen --model $TINY --ids $PROMPT --max_new_tokens 30 --temperature 0.9 --top_p 0.95 --top_k 40 --repetition_penalty 1.1 --seed 7
+[ $status -eq 0 ] && [ "$out" = "$s1" ] && ok "sampling: clean, same tokens as ./generate for the same seed" || bad "sampling under ASan (exit status $status)" "$err"
+generate=./generate
+
 echo "=== bad input: exit status 1 and one line 'error: ...' (under ASan and UBSan)"
-BIN=./generate
-[ -x ./generate_asan ] && BIN=./generate_asan
 # expect NAME PATTERN ARGS...: generate ARGS must exit 1 with one stderr line matching PATTERN
 expect() {
     local name=$1 pattern=$2; shift 2
     local e
-    e=$(timeout 300 $BIN "$@" 2>&1 >/dev/null)
+    e=$(timeout 300 ./generate_asan "$@" 2>&1 >/dev/null)
     local st=$?
     local lines
     lines=$(printf '%s\n' "$e" | grep -c .)
@@ -125,12 +131,15 @@ echo "=== chat: a scripted two-turn chat on piped stdin, checked by ids"
 # encoded by the tokenizer CLI, not from chat_render: turn 2's prompt holds turn 1's
 # answer as text (decoded, stripped), as Hugging Face's apply_chat_template would.
 CHAT=$FIX/chat_model
-rm -f $FIX/chat_ids.txt
-if [ -x ./tokenizer ] && command -v python3 >/dev/null; then
-    chat_out=$(printf 'Hello there\n/reset\nHello there\nHow are you?\n/quit\nignored\n' | timeout 120 ./generate --model $CHAT --chat --template llama3 \
-               --max_new_tokens 12 --dump_ids $FIX/chat_ids.txt 2>$FIX/chat_stderr)
-    chat_status=$?
-    result=$(python3 - "$CHAT/tokenizer.json" "$FIX/chat_ids.txt" <<'PY'
+# chat BINARY IDS_FILE: the scripted chat; its stderr goes to $FIX/chat_stderr
+chat() {
+    rm -f "$2"
+    printf 'Hello there\n/reset\nHello there\nHow are you?\n/quit\nignored\n' |
+        timeout 300 "$1" --model $CHAT --chat --template llama3 --max_new_tokens 12 --dump_ids "$2" >/dev/null 2>$FIX/chat_stderr
+}
+chat ./generate $FIX/chat_ids.txt
+chat_status=$?
+result=$(/usr/bin/python3 - "$CHAT/tokenizer.json" "$FIX/chat_ids.txt" <<'PY'
 import subprocess, sys
 tok, ids_file = sys.argv[1], sys.argv[2]
 def encode(text):
@@ -153,16 +162,15 @@ if lines[2][:len(p2)] != p2: print(f"turn 2: prompt ids {lines[2][:len(p2)]} != 
 print(f"ok {len(p1)} + {len(p2)} prompt ids")
 PY
 )
-    if [ $chat_status -eq 0 ] && [ "${result%% *}" = ok ]; then
-        ok "two-turn chat (piped stdin, /reset, /quit): every turn's ids = the Llama 3 template's ($result)"
-    else
-        bad "scripted chat (exit status $chat_status)" "$result
-$(cat $FIX/chat_stderr)"
-    fi
-    grep -q 'conversation reset' $FIX/chat_stderr && [ "$(grep -c 'stopped:' $FIX/chat_stderr)" -eq 3 ] && ok "chat: /reset acknowledged, /quit ends before the last line, stop reason and tokens/s per answer" || bad "chat commands" "$(cat $FIX/chat_stderr)"
+if [ $chat_status -eq 0 ] && [ "${result%% *}" = ok ]; then
+    ok "two-turn chat (piped stdin, /reset, /quit): every turn's ids = the Llama 3 template's ($result)"
 else
-    echo "skip   scripted two-turn chat: needs ./tokenizer (built from tokenizer.c) and python3"
+    bad "scripted chat (exit status $chat_status)" "$result
+$(cat $FIX/chat_stderr)"
 fi
+grep -q 'conversation reset' $FIX/chat_stderr && [ "$(grep -c 'stopped:' $FIX/chat_stderr)" -eq 3 ] && ok "chat: /reset acknowledged, /quit ends before the last line, stop reason and tokens/s per answer" || bad "chat commands" "$(cat $FIX/chat_stderr)"
+chat ./generate_asan $FIX/chat_ids_asan.txt
+[ $? -eq 0 ] && cmp -s $FIX/chat_ids.txt $FIX/chat_ids_asan.txt && ok "the same chat under ASan and UBSan: clean, same ids" || bad "chat under ASan" "$(cat $FIX/chat_stderr)"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -65,6 +65,6 @@ expect "decode non-number" 'not an integer' "$bin" decode --tokenizer "$good" 12
 expect "unknown chat template" 'unknown chat template' "$bin" chat --tokenizer "$good" --template chatml "$work/bad_chat.json"
 expect "chat message without content" 'needs string' "$bin" chat --tokenizer "$good" "$work/bad_chat.json"
 expect "train without arguments" 'train needs' "$bin" train --corpus "$work/bad_chat.json"
-expect "unknown option" 'unknown option' "$bin" encode --tokenizer "$good" --frobnicate hi
+expect "unknown flag" 'unknown flag --frobnicate' "$bin" encode --tokenizer "$good" --frobnicate hi
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
