@@ -367,6 +367,8 @@ static cJSON* parse_json_file(const char* text, size_t len, const char* path) {
     cJSON* root = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 1);
     if (root == NULL) {
         size_t at = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : 0;
+        if (at >= len) fail("%s: invalid JSON: the text ends inside a value (at byte %zu); is the file cut short?", path,
+                            len);
         fail("%s: invalid JSON at byte %zu of %zu, near \"%s\"", path, at, len, shown_bytes(copy + at, len - at).text);
     }
     free(copy);
@@ -491,6 +493,8 @@ static void check_sentencepiece(Tokenizer* t, const cJSON* norm, const cJSON* me
              "or a Metaspace pre-tokenizer", path);
     }
     if (metaspace) {
+        if (prepend) fail("%s: both a Prepend normalizer and a Metaspace pre-tokenizer is not supported", path);
+        t->metaspace = 1;
         const char* replacement = json_string(metaspace, "replacement");
         if (replacement && strcmp(replacement, "\xE2\x96\x81") != 0) {
             fail("%s: Metaspace replacement \"%s\" is not supported (Llama 2 uses \"\xE2\x96\x81\")", path,
@@ -585,22 +589,25 @@ static AddedToken* read_added_list(const Tokenizer* t, const cJSON* added, int i
         if (!cJSON_IsObject(item) || !content || !content[0]) {
             fail("%s: added_tokens[%d] needs an \"id\" >= 0 and a non-empty \"content\" string", t->path, k);
         }
+        if (!cJSON_IsNumber(id)) fail("%s: added_tokens[%d] \"%s\" needs a numeric \"id\"", t->path, k,
+                                      shown(content).text);
         list[k].id = json_index(id, id_limit);
         if (list[k].id < 0) {
-            fail("%s: added_tokens[%d] \"%s\" has the id %s%.17g; ids must be non-negative whole numbers below %d, "
+            fail("%s: added_tokens[%d] \"%s\" has the id %.17g; ids must be non-negative whole numbers below %d, "
                  "the number of tokens in the file (%d in model.vocab, %d added)", t->path, k, shown(content).text,
-                 cJSON_IsNumber(id) ? "" : "(not a number) ", cJSON_IsNumber(id) ? id->valuedouble : 0.0, id_limit,
-                 n_listed, n);
+                 id->valuedouble, id_limit, n_listed, n);
         }
+        char where[48];
+        snprintf(where, sizeof(where), "added_tokens[%d]", k);
         static const char* const UNSUPPORTED[] = {"lstrip", "rstrip", "single_word"};
         for (int u = 0; u < 3; u++) {
-            if (json_bool(item, UNSUPPORTED[u], 0, "added token", t->path)) {
+            if (json_bool(item, UNSUPPORTED[u], 0, where, t->path)) {
                 fail("%s: added token \"%s\" has %s=true, which tokenizer.c does not implement", t->path,
                      shown(content).text, UNSUPPORTED[u]);
             }
         }
         list[k].content = content;
-        list[k].special = json_bool(item, "special", 0, "added token", t->path);
+        list[k].special = json_bool(item, "special", 0, where, t->path);
         k++;
     }
     return list;
@@ -641,6 +648,10 @@ static void build_tables(Tokenizer* t, const char** spelling, int n_vocab, const
         if (added_content[id]) fail("%s: added_tokens gives the id %d to both \"%s\" and \"%s\"; each id must be "
                                     "used once", t->path, id, shown(added_content[id]).text,
                                     shown(added[k].content).text);
+        if (id < n_vocab && spelling[id] && strcmp(spelling[id], added[k].content) != 0) {
+            fail("%s: added token \"%s\" has the id %d, which model.vocab gives to \"%s\"; each id must be used once",
+                 t->path, shown(added[k].content).text, id, shown(spelling[id]).text);
+        }
         added_content[id] = added[k].content;
         t->flags[id] |= TOKEN_ADDED | TOKEN_USED;
         if (added[k].special) t->flags[id] |= TOKEN_SPECIAL;
@@ -716,8 +727,8 @@ static void read_merges(Tokenizer* t, const cJSON* merges) {
     const cJSON* item;
     cJSON_ArrayForEach(item, merges) {
         // "a b" (tokenizers < 0.20) or ["a", "b"] (newer)
-        const char *left, *right;
-        size_t left_len, right_len;
+        const char *left = NULL, *right = NULL;
+        size_t left_len = 0, right_len = 0;
         if (cJSON_IsString(item)) {
             const char* space = strchr(item->valuestring, ' ');
             if (!space || strchr(space + 1, ' ')) fail("%s: merge %d \"%s\" is not two tokens separated by one space",
@@ -757,6 +768,37 @@ static void read_merges(Tokenizer* t, const cJSON* merges) {
     }
     free(bytes);
     text_free(&joined);
+}
+
+// Hugging Face does not take an added token's id from the file: it gives the token its
+// vocabulary id when its text is in model.vocab, else the next id after the vocabulary
+// and the added tokens before it. A file whose ids differ would encode differently there,
+// so it is refused.
+static void check_added_ids(const Tokenizer* t, const char** spelling, int n_vocab, int n_listed,
+                            const AddedToken* added, int n) {
+    int max_id = -1;
+    char* bytes = NULL;
+    for (int k = 0; k < n; k++) {
+        const char* c = added[k].content;
+        size_t len = strlen(c);
+        int in_vocab = added[k].id < n_vocab && spelling[added[k].id] && strcmp(spelling[added[k].id], c) == 0
+                           ? added[k].id : -1;
+        if (in_vocab < 0 && t->family == TOKENIZER_BYTE_LEVEL) {
+            bytes = realloc_check(bytes, len + 1, "a token");
+            int m = byte_level_to_bytes(c, len, bytes);
+            in_vocab = m < 0 ? -1 : vocab_find(t, bytes, (size_t)m);
+        } else if (in_vocab < 0) {
+            in_vocab = vocab_find(t, c, len);
+        }
+        int expect = in_vocab >= 0 ? in_vocab : max_id < 0 || max_id < n_listed ? n_listed : max_id + 1;
+        if (added[k].id != expect) {
+            fail("%s: added_tokens[%d] \"%s\" has the id %d, but Hugging Face gives it %d (%s); renumber the added "
+                 "tokens", t->path, k, shown(c).text, added[k].id, expect,
+                 in_vocab >= 0 ? "its id in model.vocab" : "the next id after model.vocab and the added tokens before it");
+        }
+        if (expect > max_id) max_id = expect;
+    }
+    free(bytes);
 }
 
 static int compare_lengths_descending(const void* a, const void* b) {
@@ -883,6 +925,7 @@ void tokenizer_load_text(Tokenizer* t, const char* json, size_t len, const char*
     for (int k = 0; k < n_added; k++) if (added_list[k].id >= t->vocab_size) t->vocab_size = added_list[k].id + 1;
     build_tables(t, spelling, n_vocab, added_list, n_added);
     build_vocab_table(t, spelling, n_vocab);
+    check_added_ids(t, spelling, n_vocab, n_listed, added_list, n_added);
     read_merges(t, merges);
     read_added_tokens(t, added_list, n_added);
 
@@ -1237,9 +1280,11 @@ static void encode_piece_sentencepiece(Encoder* e, const unsigned char* text, si
     const Tokenizer* t = e->t;
     static const char SPACE_MARK[] = "\xE2\x96\x81";
     int n = 0;
-    if (end > start && (t->prepend_space == 1 || (t->prepend_space == 2 && first))) {
-        push_character(t, &e->work, &n, SPACE_MARK, 3, 0);   // covers no source byte
+    int prepend = end > start && (t->prepend_space == 1 || (t->prepend_space == 2 && first));
+    if (prepend && t->metaspace && (text[start] == ' ' || (end - start >= 3 && memcmp(text + start, SPACE_MARK, 3) == 0))) {
+        prepend = 0;   // HF's Metaspace does not prepend to a piece that already starts with "▁"
     }
+    if (prepend) push_character(t, &e->work, &n, SPACE_MARK, 3, 0);   // covers no source byte
     for (size_t i = start; i < end;) {
         uint32_t cp;
         int len = utf8_decode(text + i, &cp);

@@ -67,6 +67,7 @@ typedef struct {
     int byte_token[256];          // id of each byte's token (byte-level char, or <0xXX>); -1 if none
     int ignore_merges;            // emit a whole pre-token directly when it is in the vocabulary
     int prepend_space;            // SentencePiece: 0 never, 1 every piece, 2 first piece only
+    int metaspace;                // the Metaspace pre-tokenizer: no "▁" prepended before a space
     int unk_id, fuse_unk;
     int n_added;
     int32_t* added_slots;         // open-addressing hash of added tokens' texts -> id, -1 = empty
