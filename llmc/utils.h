@@ -5,6 +5,7 @@
 #define LLMC_UTILS_H
 
 #include <errno.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,9 @@
 // ----------------------------------------------------------------------------
 // errors and checked wrappers: one line naming the file and the problem, exit 1
 
+// A fuzzing harness sets fail_jump so that fail() returns to it instead of exiting.
+static jmp_buf* fail_jump = NULL;
+
 static inline void fail(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -25,6 +29,7 @@ static inline void fail(const char* fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+    if (fail_jump) longjmp(*fail_jump, 1);
     exit(EXIT_FAILURE);
 }
 
