@@ -367,8 +367,9 @@ static cJSON* parse_json_file(const char* text, size_t len, const char* path) {
     cJSON* root = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 1);
     if (root == NULL) {
         size_t at = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : 0;
-        if (at >= len) fail("%s: invalid JSON: the text ends inside a value (at byte %zu); is the file cut short?", path,
-                            len);
+        if (at >= len) {
+            fail("%s: invalid JSON: the text ends inside a value (at byte %zu); is the file cut short?", path, len);
+        }
         fail("%s: invalid JSON at byte %zu of %zu, near \"%s\"", path, at, len, shown_bytes(copy + at, len - at).text);
     }
     free(copy);
@@ -618,11 +619,10 @@ static int byte_token_value(const char* s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
     int v = 0;
     for (int i = 3; i < 5; i++) {
-        char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                                                             : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
+        const char* digits = "0123456789ABCDEF0123456789abcdef";
+        const char* d = s[i] ? strchr(digits, s[i]) : NULL;
+        if (d == NULL) return -1;
+        v = v * 16 + (int)(d - digits) % 16;
     }
     return v;
 }
@@ -792,9 +792,10 @@ static void check_added_ids(const Tokenizer* t, const char** spelling, int n_voc
         }
         int expect = in_vocab >= 0 ? in_vocab : max_id < 0 || max_id < n_listed ? n_listed : max_id + 1;
         if (added[k].id != expect) {
+            const char* why = in_vocab >= 0 ? "its id in model.vocab"
+                                            : "the next id after model.vocab and the added tokens before it";
             fail("%s: added_tokens[%d] \"%s\" has the id %d, but Hugging Face gives it %d (%s); renumber the added "
-                 "tokens", t->path, k, shown(c).text, added[k].id, expect,
-                 in_vocab >= 0 ? "its id in model.vocab" : "the next id after model.vocab and the added tokens before it");
+                 "tokens", t->path, k, shown(c).text, added[k].id, expect, why);
         }
         if (expect > max_id) max_id = expect;
     }
@@ -893,12 +894,27 @@ static void check_model(const Tokenizer* t, const cJSON* model) {
     if (unk && !cJSON_IsNull(unk) && !cJSON_IsString(unk)) fail("%s: model.unk_token must be a string or null", path);
 }
 
+// The fields of tokenizer.json. Hugging Face refuses any other: a misspelt "added_tokens"
+// must not load as a tokenizer without its special tokens.
+static void check_top_level(const cJSON* root, const char* path) {
+    static const char* const FIELDS[] = {"version", "truncation", "padding", "added_tokens", "normalizer",
+                                         "pre_tokenizer", "model", "post_processor", "decoder"};
+    const cJSON* item;
+    cJSON_ArrayForEach(item, root) {
+        int known = 0;
+        for (size_t k = 0; k < sizeof(FIELDS) / sizeof(FIELDS[0]); k++) known |= strcmp(item->string, FIELDS[k]) == 0;
+        if (!known) fail("%s: unknown field \"%s\"; a tokenizer.json has version, truncation, padding, added_tokens, "
+                         "normalizer, pre_tokenizer, model, post_processor and decoder", path, shown(item->string).text);
+    }
+}
+
 void tokenizer_load_text(Tokenizer* t, const char* json, size_t len, const char* name) {
     memset(t, 0, sizeof(*t));
     unicode_init();
     byte_level_init();
     t->path = strdup_check(name);
     cJSON* root = parse_json_file(json, len, name);
+    check_top_level(root, name);
     const cJSON* model = require(root, "model", "the file", name);
     check_model(t, model);
     const cJSON* vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -1281,9 +1297,8 @@ static void encode_piece_sentencepiece(Encoder* e, const unsigned char* text, si
     static const char SPACE_MARK[] = "\xE2\x96\x81";
     int n = 0;
     int prepend = end > start && (t->prepend_space == 1 || (t->prepend_space == 2 && first));
-    if (prepend && t->metaspace && (text[start] == ' ' || (end - start >= 3 && memcmp(text + start, SPACE_MARK, 3) == 0))) {
-        prepend = 0;   // HF's Metaspace does not prepend to a piece that already starts with "▁"
-    }
+    int starts_with_mark = text[start] == ' ' || (end - start >= 3 && memcmp(text + start, SPACE_MARK, 3) == 0);
+    if (prepend && t->metaspace && starts_with_mark) prepend = 0;   // HF's Metaspace: not before a "▁"
     if (prepend) push_character(t, &e->work, &n, SPACE_MARK, 3, 0);   // covers no source byte
     for (size_t i = start; i < end;) {
         uint32_t cp;

@@ -13,16 +13,114 @@ refuses is fine; a crash, a sanitizer report, a hang or a broken invariant is a 
                -o fuzz_tokenizer_replay -lcjson -lm
            ./fuzz_tokenizer_replay FILE...   (each corpus file: one line, loaded or refused)
 
-fail() returns here through llmc/utils.h's fail_jump instead of exiting, so what a refused
-file had allocated is not freed; leak detection is therefore off (__asan_default_options).
-Leaks on the success paths are caught by test_tokenizer_asan, which runs with it on.
+fail() returns here through llmc/utils.h's fail_jump instead of exiting, leaving behind what
+the refused load (or encode, or render) had allocated. So every allocation of tokenizer.c and
+of cJSON goes through a tracker below: after a step that failed, the harness frees what the
+step left; after a step that finished, nothing it allocated may be left (that is a leak).
 */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+// ----------------------------------------------------------------------------
+// the allocation tracker: a header before each block holds its place in the list of live
+// blocks (so freeing is O(1)) and a serial number (so a failed step's blocks can be found)
+
+typedef struct {
+    void* base;          // what the real allocator returned
+    size_t size;
+    size_t index;        // in live_blocks
+    uint64_t serial;
+} BlockHeader;
+
+static BlockHeader** live_blocks;
+static size_t n_live, cap_live;
+static uint64_t next_serial;
+
+static void* fuzz_aligned_alloc(size_t align, size_t size) {
+    size_t offset = align > 32 ? align : 32;   // room for the header, the block still aligned
+    if (size > SIZE_MAX / 2) return NULL;
+    void* base = (aligned_alloc)(offset, offset + (size + offset - 1) / offset * offset);
+    if (base == NULL) return NULL;
+    BlockHeader* h = (BlockHeader*)((char*)base + offset) - 1;
+    *h = (BlockHeader){base, size, n_live, next_serial++};
+    if (n_live == cap_live) {
+        cap_live = cap_live ? 2 * cap_live : 1024;
+        live_blocks = (realloc)(live_blocks, cap_live * sizeof(*live_blocks));
+        if (live_blocks == NULL) abort();
+    }
+    live_blocks[n_live++] = h;
+    return h + 1;
+}
+
+static void fuzz_free(void* p) {
+    if (p == NULL) return;
+    BlockHeader* h = (BlockHeader*)p - 1;
+    BlockHeader* last = live_blocks[--n_live];
+    live_blocks[h->index] = last;
+    last->index = h->index;
+    (free)(h->base);
+}
+
+static void* fuzz_malloc(size_t size) { return fuzz_aligned_alloc(16, size); }
+
+static void* fuzz_calloc(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) return NULL;
+    void* p = fuzz_malloc(n * size);
+    if (p) memset(p, 0, n * size);
+    return p;
+}
+
+static void* fuzz_realloc(void* p, size_t size) {
+    if (p == NULL) return fuzz_malloc(size);
+    void* q = fuzz_malloc(size);
+    if (q == NULL) return NULL;
+    size_t old = ((BlockHeader*)p - 1)->size;
+    memcpy(q, p, old < size ? old : size);
+    fuzz_free(p);
+    return q;
+}
+
+static char* fuzz_strdup(const char* s) {
+    char* p = fuzz_malloc(strlen(s) + 1);
+    return p ? strcpy(p, s) : NULL;
+}
+
+static size_t live_since(uint64_t since) {
+    size_t n = 0;
+    for (size_t i = 0; i < n_live; i++) n += live_blocks[i]->serial >= since;
+    return n;
+}
+
+// Frees every live block allocated since serial `since`.
+static void free_blocks_since(uint64_t since) {
+    for (size_t i = n_live; i-- > 0;) {
+        if (i < n_live && live_blocks[i]->serial >= since) fuzz_free(live_blocks[i] + 1);
+    }
+}
+
+#define malloc(n) fuzz_malloc(n)
+#define calloc(n, size) fuzz_calloc(n, size)
+#define realloc(p, n) fuzz_realloc(p, n)
+#define aligned_alloc(align, n) fuzz_aligned_alloc(align, n)
+#define free(p) fuzz_free(p)
+#define strdup(s) fuzz_strdup(s)
+
 #ifndef TRAIN_NO_MAIN
 #define TRAIN_NO_MAIN  // tokenizer.c as a library: this file has its own entry points
 #endif
 #include "../../tokenizer.c"
-
-const char* __asan_default_options(void) { return "detect_leaks=0"; }
 
 static void must(int ok, const char* what) {
     if (!ok) {
@@ -43,16 +141,22 @@ typedef struct {
 } FuzzState;
 
 // Runs one step; a fail() inside it (a refused file, a template this tokenizer cannot
-// render, a character it cannot encode) comes back here. Returns 1 if the step finished.
-static int try_step(void (*step)(FuzzState*), FuzzState* state) {
+// render, a character it cannot encode) comes back here. Returns 1 if the step finished,
+// having freed all it allocated; after a failure, frees what it left unless keep_state
+// (the load and the config step leave their allocations in the Tokenizer).
+static int try_step(void (*step)(FuzzState*), FuzzState* state, int keep_state) {
     jmp_buf here;
     fail_jump = &here;
     volatile int finished = 0;
+    size_t live_before = n_live;
+    uint64_t serial_before = next_serial;
     if (setjmp(here) == 0) {
         step(state);
         finished = 1;
     }
     fail_jump = NULL;
+    if (finished && !keep_state) must(n_live == live_before, "a step that finished left memory allocated (a leak)");
+    if (!finished && !keep_state) free_blocks_since(serial_before);
     return finished;
 }
 
@@ -161,7 +265,7 @@ static void step_chat(FuzzState* s) {
 static void step_chat_default(FuzzState* s) { s->chat = chat_options_default(&s->t); }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
-static int last_loaded;   // for the replay program's report
+static int last_loaded;   // tokenizer.json and tokenizer_config.json both loaded (the replay's report)
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static FuzzState state;   // static: nothing a longjmp returns over lives in a register
@@ -177,24 +281,27 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         state.config_len = (size_t)((second ? second : end) - state.config);
         if (second) { state.text = second + 1; state.text_len = (size_t)(end - state.text); }
     }
-    last_loaded = try_step(step_load, &state);
-    if (!last_loaded) {
-        tokenizer_free(&state.t);   // what the refused load had put in the struct
-        return 0;
-    }
-    if (state.config) try_step(step_config, &state);
-    try_step(step_token_ids, &state);
-    try_step(step_encode, &state);
-    if (state.text) try_step(step_encode_input_text, &state);
-    try_step(step_decode_all, &state);
-    if (try_step(step_chat_default, &state)) try_step(step_chat, &state);
-    for (int kind = CHAT_PLAIN; kind <= CHAT_LLAMA32; kind++) {   // every template, trained and prompted
-        for (int variant = 0; variant < 4; variant++) {
-            state.chat = (ChatOptions){(ChatTemplate)kind, "01 Jan 2025", variant & 1, variant >> 1, variant == 3};
-            try_step(step_chat, &state);
+    cJSON_InitHooks(&(cJSON_Hooks){fuzz_malloc, fuzz_free});
+    uint64_t serial_start = next_serial;
+    last_loaded = try_step(step_load, &state, 1);
+    int config_ok = last_loaded && (!state.config || try_step(step_config, &state, 1));
+    if (last_loaded) {
+        try_step(step_token_ids, &state, 0);
+        try_step(step_encode, &state, 0);
+        if (state.text) try_step(step_encode_input_text, &state, 0);
+        try_step(step_decode_all, &state, 0);
+        if (try_step(step_chat_default, &state, 0)) try_step(step_chat, &state, 0);
+        for (int kind = CHAT_PLAIN; kind <= CHAT_LLAMA32; kind++) {   // every template, trained and prompted
+            for (int variant = 0; variant < 4; variant++) {
+                state.chat = (ChatOptions){(ChatTemplate)kind, "01 Jan 2025", variant & 1, variant >> 1, variant == 3};
+                try_step(step_chat, &state, 0);
+            }
         }
     }
-    tokenizer_free(&state.t);
+    last_loaded = config_ok;
+    tokenizer_free(&state.t);   // all of it, or what a refused load had put in the struct
+    if (config_ok) must(live_since(serial_start) == 0, "memory left allocated after tokenizer_free (a leak)");
+    free_blocks_since(serial_start);   // what a refused load or config left behind
     return 0;
 }
 
