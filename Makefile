@@ -1,6 +1,6 @@
 # make train && ./train     fine-tune (see README.md)
 # make test                 every test (installs what they need); ends with "N passed, M failed"
-# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
+# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed, busy machine
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
 # gcc unless make CC=... (make's own default, cc, would win over CC ?= gcc)
@@ -142,10 +142,11 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: test-deps bench_train bench_generate bench_tokenizer
+bench: test-deps bench_train bench_generate bench_tokenizer train generate
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
+	@bash test/bench_busy.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).
 reference:

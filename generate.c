@@ -1043,6 +1043,7 @@ static int parse_ids(const char* list, int V, int** ids) {
 }
 
 int main(int argc, char** argv) {
+    threads_init(argv);
     GenerateArgs a;
     parse_generate_args(&a, argc, argv);
 #ifdef _OPENMP

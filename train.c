@@ -40,6 +40,7 @@ Shape letters used everywhere:
 #include "llmc/run.h"          // defines: learning_rate_at, LossHistory, write_loss_svg, format_duration
 #include "llmc/flags.h"        // defines: Flag, FlagTable, flags_parse, flags_usage
 #include "llmc/samples.h"      // defines: compare_answers (base vs fine-tuned answers through ./generate)
+#include "llmc/threads.h"      // defines: threads_init (a short OpenMP spin, for busy machines)
 
 // ----------------------------------------------------------------------------
 // layers: each a forward/backward pair of plain functions
@@ -1604,6 +1605,7 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
 
 #ifndef TRAIN_NO_MAIN  // the one guard: tests, generate.c and train_gpu.c use this file as a library
 int main(int argc, char** argv) {
+    threads_init(argv);
     return train_main(argc, argv, &CPU_OPS);
 }
 #endif
