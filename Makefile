@@ -194,3 +194,48 @@ endif
 clean:
 	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu test_train_gpu bench_gpu
 	rm -rf test/tmp
+
+# ----------------------------------------------------------------------------
+# Hostile files: one fuzz harness per parser (test/fuzz/fuzz_*.c, see test/fuzz/fuzz.h), each
+# also built as a plain sanitised program that replays files (test/fuzz/replay.c; gcc's UBSan
+# without float-cast-overflow would miss a 1e300 converted to int), and the
+# regression corpus in test/corpus/<harness>/ that test/test_hostile.sh runs through them.
+#   make test_hostile              the corpus and end-to-end bad-file checks (ASan + UBSan)
+#   make fuzz FUZZ_SECONDS=300     libFuzzer on each harness in turn, on a copy of its corpus
+FUZZ_HARNESSES = safetensors config generation_config adapter_config checkpoint dataset
+FUZZ_HEADERS = test/fuzz/fuzz.h test/fuzz/fuzz_model.h train.c generate.c $(TOKENIZER)
+FUZZ_REPLAY = $(FUZZ_HARNESSES:%=test/fuzz/bin/replay_%)
+FUZZ_TARGETS = $(FUZZ_HARNESSES:%=test/fuzz/bin/fuzz_%)
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DFUZZING -fopenmp
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz fuzz_replay fuzz_clang fuzz_clean test_hostile
+
+test/fuzz/bin/replay_%: test/fuzz/fuzz_%.c test/fuzz/replay.c $(FUZZ_HEADERS) $(TOKENIZER_ASAN) | cjson
+	@mkdir -p test/fuzz/bin
+	$(CC) $(SANITIZE) -fsanitize=float-cast-overflow $< test/fuzz/replay.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
+
+fuzz_replay: $(FUZZ_REPLAY)
+
+test_hostile: fuzz_replay train_asan generate_asan
+	@bash test/test_hostile.sh
+
+# libFuzzer comes with clang: installed when we can, otherwise we say how (APT_INSTALL)
+fuzz_clang:
+	@missing=""; command -v $(FUZZ_CC) >/dev/null || missing=" clang"; $(APT_INSTALL)
+
+test/fuzz/bin/tokenizer_fuzz.o: $(TOKENIZER) | cjson fuzz_clang
+	@mkdir -p test/fuzz/bin
+	$(FUZZ_CC) $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS)) $(WARNINGS) -DTRAIN_NO_MAIN -c tokenizer.c -o $@
+
+test/fuzz/bin/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_HEADERS) test/fuzz/bin/tokenizer_fuzz.o | cjson fuzz_clang
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(WARNINGS) $< test/fuzz/bin/tokenizer_fuzz.o -o $@ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS)
+	@bash test/fuzz/run_fuzz.sh $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
+fuzz_clean:
+	rm -rf test/fuzz/bin
+
+clean: fuzz_clean

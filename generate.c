@@ -628,22 +628,29 @@ void read_generation_defaults(const Model* m, const char* dir, const Tokenizer* 
     s->top_k = 0;
     s->repetition_penalty = 1.0f;
     char* path = path_join(dir, "generation_config.json");
-    if (access(path, R_OK) == 0) {
-        char* text = read_file(path, NULL, "");
-        cJSON* json = cJSON_Parse(text);
-        if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
-        cJSON* eos = cJSON_GetObjectItemCaseSensitive(json, "eos_token_id");
-        if (cJSON_IsNumber(eos)) stop_tokens_add(stop, eos->valueint);
-        cJSON* e;
-        if (cJSON_IsArray(eos)) cJSON_ArrayForEach(e, eos) if (cJSON_IsNumber(e)) stop_tokens_add(stop, e->valueint);
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "do_sample"))) {
-            s->temperature = (float)json_number(json, "temperature", 0, 1.0, path);
-            s->top_p = (float)json_number(json, "top_p", 0, 1.0, path);
-            s->top_k = (int)json_number(json, "top_k", 0, 50, path);
+    if (access(path, R_OK) == 0) {  // every value checked, whether or not do_sample uses it
+        cJSON* json = json_read_object(path, "");
+        cJSON* eos = json_field(json, "eos_token_id");
+        if (cJSON_IsArray(eos)) {
+            if (cJSON_GetArraySize(eos) > MAX_EOS_TOKENS) fail("%s: \"eos_token_id\" lists %d ids; at most %d are "
+                                                               "supported", path, cJSON_GetArraySize(eos),
+                                                               MAX_EOS_TOKENS);
+            cJSON* e;
+            cJSON_ArrayForEach(e, eos) stop_tokens_add(stop, (int)json_int_item(e, "eos_token_id", 0, c->V - 1, path));
+        } else if (json_has(json, "eos_token_id")) {
+            stop_tokens_add(stop, (int)json_int(json, "eos_token_id", 0, c->V - 1, 1, 0, path));
         }
-        s->repetition_penalty = (float)json_number(json, "repetition_penalty", 0, 1.0, path);
+        // the ranges of the matching flags (GENERATE_FLAGS)
+        float temperature = (float)json_number(json, "temperature", 0, 100, 0, 1.0, path);
+        float top_p = (float)json_number(json, "top_p", 1e-6, 1, 0, 1.0, path);
+        int top_k = (int)json_int(json, "top_k", 0, 1 << 30, 0, 50, path);
+        if (json_bool(json, "do_sample", 0, path)) {
+            s->temperature = temperature;
+            s->top_p = top_p;
+            s->top_k = top_k;
+        }
+        s->repetition_penalty = (float)json_number(json, "repetition_penalty", 1e-3, 1e3, 0, 1.0, path);
         cJSON_Delete(json);
-        free(text);
     }
     free(path);
 }
@@ -726,6 +733,19 @@ void text_stream_end(Text* t, FILE* out, char** answer) {
 
 typedef enum { STOP_END_TOKEN, STOP_MAX_TOKENS, STOP_CONTEXT_FULL } StopReason;
 
+// NaN or infinite logits come from broken weights or config values; sampling would turn
+// them into some token without a word, so they stop generation here.
+static void check_logits(const float* logits, int V, int pos) {
+    int bad = 0;
+    for (int i = 0; i < V; i++) bad += !(fabsf(logits[i]) <= FLT_MAX);  // NaN fails too
+    for (int i = 0; bad && i < V; i++) {
+        if (!(fabsf(logits[i]) <= FLT_MAX)) {
+            fail("the logits after %d tokens are not finite (token %d: %g): the weights (the model's or the "
+                 "adapter's) or the values in config.json are broken", pos, i, logits[i]);
+        }
+    }
+}
+
 typedef struct {
     double prefill_seconds, decode_seconds;
     int prefill_tokens, decode_tokens;
@@ -742,6 +762,7 @@ StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int
     StopReason reason = STOP_MAX_TOKENS;
     *n_out = 0;
     while (*n_out < max_new) {
+        check_logits(g->logits, V, g->pos);
         memcpy(g->sample_logits, g->logits, V * sizeof(float));
         int id = sample_token(s, g->sample_logits, V, g->tokens, g->pos);
         out[(*n_out)++] = id;

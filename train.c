@@ -159,13 +159,32 @@ static float dot_product(const float* a, const float* b, int n) {
 // e^x in a form the compiler vectorises (libm's expf is one call per element):
 // x log2(e) = n + f with n an integer (rounded by the 1.5 * 2^23 trick) and |f| <= 1/2,
 // e^x = 2^n 2^f, 2^f from its degree-6 Taylor polynomial. Relative error below 5e-7
-// for -20 < x < 0, 1.4e-6 elsewhere; x below -87 gives at most 2e-38 instead of ~0.
+// for -20 < x < 0, 1.4e-6 elsewhere; x below -87 gives at most 2e-38 instead of ~0, x
+// above 88 at most 2.4e38 instead of infinity.
+// Defined for every float: |x| is clamped to 2.9e6, where |x log2(e)| < 2^22 and the
+// trick rounds exactly, and n is read from t's bits, not converted (a float-to-int
+// conversion of NaN or of a huge value is undefined behaviour). NaN and +-infinity give
+// NaN: they only come from values that have already overflowed. The clamp works on the
+// bits (an integer min) because a float comparison here made GCC split the callers'
+// loops and fuse their arithmetic differently, changing results; as it is, no result
+// for |x| <= 2.9e6 differs from the unclamped form's, bit for bit.
 static inline float fast_exp(float x) {
+    uint32_t x_bits;
+    memcpy(&x_bits, &x, 4);
+    uint32_t magnitude = x_bits & 0x7FFFFFFFu;
+    magnitude = magnitude < 0x4A310080u ? magnitude : 0x4A310080u;  // 2.9e6f
+    x_bits = (x_bits & 0x80000000u) | magnitude;
+    float clamped;
+    memcpy(&clamped, &x_bits, 4);
+    x = clamped + (x - x);  // x - x: 0, or NaN for NaN and +-infinity
     float y = x * 1.44269504f;
-    float n = (y + 12582912.0f) - 12582912.0f;
+    float t = y + 12582912.0f;  // 1.5 * 2^23 + n: n in the mantissa's low bits
+    float n = t - 12582912.0f;
     float f = (y - n) * 0.693147181f;
     float p = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720))))));
-    int32_t e = (int32_t)n;
+    uint32_t t_bits;
+    memcpy(&t_bits, &t, 4);
+    int32_t e = (int32_t)(t_bits - 0x4B400000u);  // t's bits minus 1.5 * 2^23's: n
     e = e < -126 ? -126 : e > 127 ? 127 : e;
     union { int32_t i; float f; } two_n = {.i = (e + 127) << 23};
     return p * two_n.f;
@@ -210,7 +229,7 @@ static void row_scores(float* p, const float* x, const float* kT, int s0, int t,
 // scratch (attention_scratch_size floats): K and V transposed (B,NKV,hs,T) each, and
 // two score rows per (b, h), so results do not depend on the thread count.
 size_t attention_scratch_size(int B, int T, int NH, int NKV, int hs) {
-    return (size_t)B * T * (2 * NKV * hs + 2 * NH);
+    return (size_t)B * T * (2 * (size_t)NKV * hs + 2 * (size_t)NH);
 }
 
 void attention_forward(float* out, float* lse, float* scratch, const float* q, const float* k,
@@ -1298,6 +1317,10 @@ static void check_args(TrainRun* r) {
     merge_dtype_from_name(a->merge_dtype, c);  // a bad --merge_dtype fails now, not after training
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
+    if ((int64_t)a->batch_size * a->max_seq_length > (1 << 30)) {
+        fail("--per_device_train_batch_size %d x --max_seq_length %d is over 2^30 tokens per micro-batch; lower them",
+             a->batch_size, a->max_seq_length);
+    }
     if (a->max_seq_length > c->max_seq_len) {
         fail("--max_seq_length %d is longer than the model's max_position_embeddings (%d)", a->max_seq_length,
              c->max_seq_len);
@@ -1382,6 +1405,7 @@ static void setup_model(TrainRun* r) {
     write_text_file(probe, "ok\n");
     unlink(probe);
     free(probe);
+    if (*a->init_adapter) lora_read_adapter_config(&r->lora, a->init_adapter);  // its rank, not --lora_rank
     check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a);
     Model* m = &r->model;
     if (a->from_scratch) {
@@ -1451,7 +1475,7 @@ static void resume_or_start(TrainRun* r) {
     r->resumed_from = *a->resume_from_checkpoint ? a->resume_from_checkpoint
                       : a->resume && access(r->checkpoint_path, F_OK) == 0 ? r->checkpoint_path : NULL;
     if (r->resumed_from) {
-        checkpoint_load(&r->model, r->resumed_from, &r->state, &r->history, r->signature);
+        checkpoint_load(&r->model, r->resumed_from, &r->state, &r->history, r->signature, r->train.count);
         dataloader_seek(&r->loader, r->state.epoch, r->state.cursor);
         printf("resumed from %s at step %ld (epoch %d, example %d)\n", r->resumed_from, r->state.step, r->state.epoch,
                r->state.cursor);

@@ -1,10 +1,12 @@
-// config.h: LlamaConfig, config_load (a Hugging Face config.json), rope_table
+// config.h: LlamaConfig, config_load (a Hugging Face config.json, every field range-checked), rope_table
 #ifndef LLMC_CONFIG_H
 #define LLMC_CONFIG_H
 
+#include <limits.h>
 #include <math.h>
 #include <cjson/cJSON.h>
 #include "utils.h"
+#include "json.h"
 
 // ----------------------------------------------------------------------------
 // config.json (Hugging Face LlamaConfig)
@@ -32,40 +34,65 @@ typedef struct {
     char dtype[16];  // torch_dtype, to write merged models back in the same dtype
 } LlamaConfig;
 
-static double json_number(const cJSON* obj, const char* key, int required, double fallback, const char* path) {
-    cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (v == NULL || cJSON_IsNull(v)) {
-        if (required) fail("%s: missing required field \"%s\"; is this a Llama config.json?", path, key);
-        return fallback;
-    }
-    if (!cJSON_IsNumber(v)) fail("%s: field \"%s\" must be a number", path, key);
-    return v->valuedouble;
-}
-
-static int json_positive_int(const cJSON* obj, const char* key, int required, int fallback, const char* path) {
-    double v = json_number(obj, key, required, fallback, path);
-    if (v < 1 || v > 1e9 || v != floor(v)) fail("%s: field \"%s\" must be a positive integer, got %g", path, key, v);
-    return (int)v;
-}
+// Bounds on every dimension: the largest Llama (405B: hidden 16384, MLP 53248, 126 layers,
+// 128 heads) fits with room to spare, and every size computed from them fits in 64 bits.
+#define CONFIG_MAX_HIDDEN (1 << 16)
+#define CONFIG_MAX_INTERMEDIATE (1 << 18)
+#define CONFIG_MAX_LAYERS 1024
+#define CONFIG_MAX_HEADS 1024
+#define CONFIG_MAX_HEAD_DIM 1024
+#define CONFIG_MAX_VOCAB (1 << 24)
+#define CONFIG_MAX_POSITIONS (1 << 24)
 
 static void config_read_rope_scaling(LlamaConfig* c, const cJSON* json, const char* path) {
-    cJSON* rs = cJSON_GetObjectItemCaseSensitive(json, "rope_scaling");
+    cJSON* rs = json_field(json, "rope_scaling");
     if (rs == NULL || cJSON_IsNull(rs)) return;
     if (!cJSON_IsObject(rs)) fail("%s: \"rope_scaling\" must be an object or null", path);
-    cJSON* type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-    if (!cJSON_IsString(type)) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "llama3") != 0) {
-        fail("%s: rope_scaling type \"%s\" is not supported (only \"llama3\" or null)", path,
-             cJSON_IsString(type) ? type->valuestring : "(missing)");
+    const char* type = json_has(rs, "rope_type") ? json_string(rs, "rope_type", NULL, path)
+                                                 : json_string(rs, "type", "(missing)", path);
+    if (strcmp(type, "llama3") != 0) {
+        fail("%s: rope_scaling type \"%s\" is not supported (only \"llama3\" or null)", path, type);
     }
     c->rope_llama3 = 1;
-    c->rope_factor = json_number(rs, "factor", 1, 0, path);
-    c->rope_low_freq_factor = json_number(rs, "low_freq_factor", 1, 0, path);
-    c->rope_high_freq_factor = json_number(rs, "high_freq_factor", 1, 0, path);
-    c->rope_original_max_pos = json_number(rs, "original_max_position_embeddings", 1, 0, path);
-    if (c->rope_factor <= 0 || c->rope_high_freq_factor <= c->rope_low_freq_factor || c->rope_original_max_pos <= 0) {
-        fail("%s: rope_scaling needs factor > 0, high_freq_factor > low_freq_factor "
-             "and original_max_position_embeddings > 0", path);
+    c->rope_factor = json_number(rs, "factor", 1e-6, 1e6, 1, 0, path);
+    c->rope_low_freq_factor = json_number(rs, "low_freq_factor", 1e-6, 1e6, 1, 0, path);
+    c->rope_high_freq_factor = json_number(rs, "high_freq_factor", 1e-6, 1e6, 1, 0, path);
+    c->rope_original_max_pos = (double)json_int(rs, "original_max_position_embeddings", 1, CONFIG_MAX_POSITIONS, 1, 0,
+                                                path);
+    if (c->rope_high_freq_factor <= c->rope_low_freq_factor) {
+        fail("%s: rope_scaling needs high_freq_factor > low_freq_factor, got %g and %g", path,
+             c->rope_high_freq_factor, c->rope_low_freq_factor);
+    }
+}
+
+// eos_token_id: one id or a list of them, each a token of the vocabulary.
+static void config_read_eos(LlamaConfig* c, const cJSON* json, const char* path) {
+    cJSON* eos = json_field(json, "eos_token_id");
+    if (eos == NULL || cJSON_IsNull(eos)) return;
+    if (!cJSON_IsArray(eos)) {
+        c->eos_token_ids[c->num_eos++] = (int)json_int(json, "eos_token_id", 0, c->V - 1, 1, 0, path);
+        return;
+    }
+    if (cJSON_GetArraySize(eos) > MAX_EOS_TOKENS) fail("%s: \"eos_token_id\" lists %d ids; at most %d are supported",
+                                                       path, cJSON_GetArraySize(eos), MAX_EOS_TOKENS);
+    for (cJSON* e = eos->child; e != NULL; e = e->next) {
+        c->eos_token_ids[c->num_eos++] = (int)json_int_item(e, "eos_token_id", 0, c->V - 1, path);
+    }
+}
+
+// Fields of other architectures that would change what the model computes: refused by
+// name rather than ignored.
+static void config_refuse_unsupported(const cJSON* json, const char* path) {
+    const char* type = json_string(json, "model_type", "llama", path);
+    if (strcmp(type, "llama") != 0 && strcmp(type, "mistral") != 0) {
+        fail("%s: model_type \"%s\" is not supported (Llama-architecture models only: llama, mistral)", path, type);
+    }
+    const char* act = json_string(json, "hidden_act", "silu", path);
+    if (strcmp(act, "silu") != 0) fail("%s: hidden_act \"%s\" is not supported (Llama's MLP uses silu)", path, act);
+    const char* biases[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++) {
+        if (json_bool(json, biases[i], 0, path)) fail("%s: \"%s\": true is not supported (Llama's linear layers "
+                                                      "have no biases)", path, biases[i]);
     }
 }
 
@@ -77,39 +104,38 @@ void config_load(LlamaConfig* c, const char* model_dir) {
              "pass a Hugging Face model directory (config.json + *.safetensors) with --model", model_dir);
     }
     char* path = path_join(model_dir, "config.json");
-    char* text = read_file(path, NULL, "; a Hugging Face model directory needs config.json");
-    cJSON* json = cJSON_Parse(text);
-    if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
-    c->C = json_positive_int(json, "hidden_size", 1, 0, path);
-    c->I = json_positive_int(json, "intermediate_size", 1, 0, path);
-    c->L = json_positive_int(json, "num_hidden_layers", 1, 0, path);
-    c->NH = json_positive_int(json, "num_attention_heads", 1, 0, path);
-    c->NKV = json_positive_int(json, "num_key_value_heads", 0, c->NH, path);
-    c->hs = json_positive_int(json, "head_dim", 0, c->C / c->NH, path);
-    c->V = json_positive_int(json, "vocab_size", 1, 0, path);
-    c->max_seq_len = json_positive_int(json, "max_position_embeddings", 0, 2048, path);
-    c->norm_eps = (float)json_number(json, "rms_norm_eps", 0, 1e-6, path);
-    c->rope_theta = json_number(json, "rope_theta", 0, 10000.0, path);
-    c->initializer_range = (float)json_number(json, "initializer_range", 0, 0.02, path);
+    cJSON* json = json_read_object(path, "; a Hugging Face model directory needs config.json");
+    config_refuse_unsupported(json, path);
+    c->C = (int)json_int(json, "hidden_size", 1, CONFIG_MAX_HIDDEN, 1, 0, path);
+    c->I = (int)json_int(json, "intermediate_size", 1, CONFIG_MAX_INTERMEDIATE, 1, 0, path);
+    c->L = (int)json_int(json, "num_hidden_layers", 1, CONFIG_MAX_LAYERS, 1, 0, path);
+    c->NH = (int)json_int(json, "num_attention_heads", 1, CONFIG_MAX_HEADS, 1, 0, path);
+    c->NKV = (int)json_int(json, "num_key_value_heads", 1, c->NH, 0, c->NH, path);
+    c->hs = (int)json_int(json, "head_dim", 2, CONFIG_MAX_HEAD_DIM, 0, c->C / c->NH, path);
+    c->V = (int)json_int(json, "vocab_size", 1, CONFIG_MAX_VOCAB, 1, 0, path);
+    c->max_seq_len = (int)json_int(json, "max_position_embeddings", 1, CONFIG_MAX_POSITIONS, 0, 2048, path);
+    if (json_int(json, "sliding_window", 1, INT_MAX, 0, INT_MAX, path) < c->max_seq_len) {
+        fail("%s: sliding_window attention is not supported (a window shorter than max_position_embeddings)", path);
+    }
+    c->norm_eps = (float)json_number(json, "rms_norm_eps", 1e-30, 1, 0, 1e-6, path);
+    c->rope_theta = json_number(json, "rope_theta", 1, 1e12, 0, 10000.0, path);
+    c->initializer_range = (float)json_number(json, "initializer_range", 0, 1, 0, 0.02, path);
     if (c->NH % c->NKV != 0) fail("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
                                   path, c->NH, c->NKV);
-    if (c->hs % 2 != 0) fail("%s: head_dim (%d) must be even for RoPE", path, c->hs);
-    config_read_rope_scaling(c, json, path);
-    cJSON* tied = cJSON_GetObjectItemCaseSensitive(json, "tie_word_embeddings");
-    c->tied = cJSON_IsTrue(tied);
-    c->bos_token_id = (int)json_number(json, "bos_token_id", 0, -1, path);
-    cJSON* eos = cJSON_GetObjectItemCaseSensitive(json, "eos_token_id");
-    if (cJSON_IsNumber(eos)) {
-        c->eos_token_ids[c->num_eos++] = eos->valueint;
-    } else if (cJSON_IsArray(eos)) {
-        for (cJSON* e = eos->child; e != NULL && c->num_eos < MAX_EOS_TOKENS; e = e->next) {
-            if (cJSON_IsNumber(e)) c->eos_token_ids[c->num_eos++] = e->valueint;
-        }
+    if (c->hs < 2 || c->hs > CONFIG_MAX_HEAD_DIM || c->hs % 2 != 0) {
+        fail("%s: head_dim %d (hidden_size / num_attention_heads when absent) must be even and in [2, %d] for RoPE",
+             path, c->hs, CONFIG_MAX_HEAD_DIM);
     }
-    cJSON* dtype = cJSON_GetObjectItemCaseSensitive(json, "torch_dtype");
-    snprintf(c->dtype, sizeof(c->dtype), "%s", cJSON_IsString(dtype) ? dtype->valuestring : "float32");
+    config_read_rope_scaling(c, json, path);
+    c->tied = json_bool(json, "tie_word_embeddings", 0, path);
+    c->bos_token_id = (int)json_int(json, "bos_token_id", 0, c->V - 1, 0, -1, path);
+    config_read_eos(c, json, path);
+    const char* dtype = json_string(json, "torch_dtype", "float32", path);
+    if (strcmp(dtype, "float32") != 0 && strcmp(dtype, "bfloat16") != 0 && strcmp(dtype, "float16") != 0) {
+        fail("%s: torch_dtype \"%.40s\" is not supported (float32, bfloat16 or float16)", path, dtype);
+    }
+    snprintf(c->dtype, sizeof(c->dtype), "%s", dtype);
     cJSON_Delete(json);
-    free(text);
     free(path);
 }
 

@@ -3,8 +3,10 @@
 #ifndef LLMC_DATALOADER_H
 #define LLMC_DATALOADER_H
 
+#include <limits.h>
 #include <cjson/cJSON.h>
 #include "utils.h"
+#include "json.h"
 #include "../tokenizer.h"
 
 // ----------------------------------------------------------------------------
@@ -41,6 +43,8 @@ static void conversation_add(Conversation* conv, const char* role, const char* c
 
 static Conversation* dataset_add(Dataset* d, int line) {
     if (d->count == d->capacity) {
+        if (d->capacity > INT_MAX / 2) fail("%s: more than %d records; split the dataset into several files",
+                                            d->path, d->capacity);
         d->capacity = d->capacity ? 2 * d->capacity : 256;
         d->items = realloc(d->items, d->capacity * sizeof(Conversation));
         if (d->items == NULL) fail("out of memory reading %s", d->path);
@@ -101,7 +105,7 @@ static void csv_row_add(CsvRow* row, const char* text, size_t n) {
     }
     char* field = malloc(n + 1);
     if (row->fields == NULL || field == NULL) fail("out of memory reading CSV");
-    memcpy(field, text, n);
+    if (n > 0) memcpy(field, text, n);  // text is NULL for an empty quoted field before any other
     field[n] = '\0';
     row->fields[row->count++] = field;
 }
@@ -118,6 +122,8 @@ static int csv_read_row(const char** p, const char* end, CsvRow* row, int* line,
     if (*p >= end) return 0;
     const char* s = *p;
     for (;;) {
+        if (row->count >= 1 << 20) fail("%s line %d: more than %d fields in a row; is this a CSV file of records?",
+                                        path, *line, 1 << 20);
         size_t n = 0;
         if (s < end && *s == '"') {  // quoted field: "" is a quote, anything else is literal
             int open_line = *line;
@@ -184,10 +190,13 @@ static void dataset_read_csv(Dataset* d, const char* text, size_t size) {
     int line = 1;
     if (!csv_read_row(&p, end, &header, &line, d->path, &scratch,
                       &scratch_size)) fail("%s: empty file; expected a header row (%s)", d->path, RECORD_LAYOUTS);
-    for (int i = 0; i < header.count; i++) {  // trim the column names
+    for (int i = 0; i < header.count; i++) {  // trim the column names (in linear time, however long)
         char* f = header.fields[i];
-        while (isspace((unsigned char)*f)) memmove(f, f + 1, strlen(f));
-        for (size_t n = strlen(f); n > 0 && isspace((unsigned char)f[n - 1]); n--) f[n - 1] = '\0';
+        size_t start = 0, end = strlen(f);
+        while (start < end && isspace((unsigned char)f[start])) start++;
+        while (end > start && isspace((unsigned char)f[end - 1])) end--;
+        memmove(f, f + start, end - start);
+        f[end - start] = '\0';
     }
     for (;;) {
         int row_line = line;
@@ -216,7 +225,7 @@ static void dataset_read_csv(Dataset* d, const char* text, size_t size) {
 // --- JSON: an array of records, or JSONL (one record per line)
 
 static const char* json_get(void* ctx, const char* name) {
-    cJSON* v = cJSON_GetObjectItemCaseSensitive((cJSON*)ctx, name);
+    cJSON* v = json_field((cJSON*)ctx, name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
@@ -225,8 +234,8 @@ static int json_chat_to_conversation(Conversation* conv, const cJSON* list, int 
     const char* role_key = sharegpt ? "from" : "role";
     const char* content_key = sharegpt ? "value" : "content";
     for (const cJSON* m = list->child; m != NULL; m = m->next) {
-        cJSON* role = cJSON_GetObjectItemCaseSensitive(m, role_key);
-        cJSON* content = cJSON_GetObjectItemCaseSensitive(m, content_key);
+        cJSON* role = json_field(m, role_key);
+        cJSON* content = json_field(m, content_key);
         if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
             fail("%s %s %d: every message needs string \"%s\" and \"%s\" fields", d->path, d->unit, line,
                  role_key, content_key);
@@ -246,8 +255,8 @@ static int json_chat_to_conversation(Conversation* conv, const cJSON* list, int 
 static void dataset_add_json_record(Dataset* d, const cJSON* record, int line) {
     if (!cJSON_IsObject(record)) fail("%s %s %d: each record must be a JSON object", d->path, d->unit, line);
     Conversation* conv = dataset_add(d, line);
-    cJSON* messages = cJSON_GetObjectItemCaseSensitive(record, "messages");
-    cJSON* sharegpt = cJSON_GetObjectItemCaseSensitive(record, "conversations");
+    cJSON* messages = json_field(record, "messages");
+    cJSON* sharegpt = json_field(record, "conversations");
     int status;
     if (cJSON_IsArray(messages)) status = json_chat_to_conversation(conv, messages, 0, d, line);
     else if (cJSON_IsArray(sharegpt)) status = json_chat_to_conversation(conv, sharegpt, 1, d, line);
@@ -258,14 +267,13 @@ static void dataset_add_json_record(Dataset* d, const cJSON* record, int line) {
 static void dataset_read_json(Dataset* d, const char* text, size_t size) {
     const char* p = text;
     while (p < text + size && isspace((unsigned char)*p)) p++;
+    const char *at, *why;
     if (p < text + size && *p == '[') {  // one JSON array
-        const char* error_at = NULL;
-        cJSON* array = cJSON_ParseWithOpts(text, &error_at, 0);
-        if (array == NULL) {
-            int line = 1;
-            for (const char* q = text; error_at && q < error_at; q++) line += *q == '\n';
-            fail("%s line %d: not valid JSON", d->path, line);
-        }
+        cJSON* array = json_parse_value(text, size, &at, &why);
+        if (array == NULL) fail("%s line %d: %s%s", d->path, json_line_of(text, at), why,
+                                strcmp(why, "text after the JSON value") == 0
+                                    ? " (a .json dataset is one array of records; use .jsonl for one record per line)"
+                                    : "");
         int index = 0;
         d->unit = "record";
         for (cJSON* record = array->child; record != NULL;
@@ -281,9 +289,11 @@ static void dataset_read_json(Dataset* d, const char* text, size_t size) {
         const char* q = start;
         while (q < stop && isspace((unsigned char)*q)) q++;
         if (q < stop) {
-            cJSON* record = cJSON_ParseWithLength(start, stop - start);
-            if (record == NULL) fail("%s line %d: not valid JSON (JSONL needs one complete JSON object per line)",
-                                     d->path, line);
+            cJSON* record = json_parse_value(start, stop - start, &at, &why);
+            if (record == NULL) {
+                const char* hint = strncmp(why, "a ", 2) == 0 ? "" : " (JSONL needs one complete JSON object per line)";
+                fail("%s line %d: %s%s", d->path, line, why, hint);
+            }
             dataset_add_json_record(d, record, line);
             cJSON_Delete(record);
         }
@@ -301,14 +311,34 @@ void dataset_load(Dataset* d, const char* path) {
     memset(d, 0, sizeof(*d));
     d->path = strdup(path);
     d->unit = "line";
-    char* text = read_file(path, NULL, "; pass a .csv, .json, .jsonl or .txt file with --data");
-    size_t size = strlen(text);
+    size_t size;
+    char* text = read_file(path, &size, "; pass a .csv, .json, .jsonl or .txt file with --data");
+    const char* nul = memchr(text, '\0', size);  // C strings would end there: records lost without a word
+    if (nul != NULL) fail("%s line %d: a NUL byte; the file is binary or corrupt (datasets are UTF-8 text)", path,
+                          json_line_of(text, nul));
+    if (size >= (size_t)INT_MAX && !has_suffix(path, ".txt")) {  // lines and records are counted in ints
+        fail("%s: %zu bytes; a .csv or .json(l) dataset must be under 2 GiB: split it into several files "
+             "(--data takes a comma-separated list)", path, size);
+    }
     if (has_suffix(path, ".csv")) dataset_read_csv(d, text, size);
     else if (has_suffix(path, ".json") || has_suffix(path, ".jsonl")) dataset_read_json(d, text, size);
     else if (has_suffix(path, ".txt")) { if (size > 0) conversation_add(dataset_add(d, 1), "text", text); }
     else fail("%s: unknown dataset format; use .csv, .json, .jsonl or .txt", path);
     if (d->count == 0) fail("%s: the dataset has no examples", path);
     free(text);
+}
+
+void dataset_free(Dataset* d) {
+    for (int i = 0; i < d->count; i++) {
+        for (int k = 0; k < d->items[i].count; k++) {
+            free(d->items[i].messages[k].role);
+            free(d->items[i].messages[k].content);
+        }
+        free(d->items[i].messages);
+    }
+    free(d->items);
+    free(d->path);
+    memset(d, 0, sizeof(*d));
 }
 
 // ----------------------------------------------------------------------------
@@ -543,6 +573,7 @@ void examples_load(Examples* ex, const char* files, const Tokenizer* tok, const 
             tokens_free(&t);
         }
         printf("data: %s: %d records (template %s)\n", path, d.count, chat_template_name(opt->template_kind));
+        dataset_free(&d);
     }
     free(list);
     if (counts.truncated) printf("data: %d examples longer than %d tokens were truncated "

@@ -8,9 +8,14 @@
 #include "utils.h"
 #include "safetensors.h"
 #include "config.h"
+#include "json.h"
 
 // ----------------------------------------------------------------------------
 // loading: model.safetensors or its shards, every tensor the parameter table names
+
+static int compare_strings(const void* a, const void* b) {
+    return strcmp(*(const char* const*)a, *(const char* const*)b);
+}
 
 // Opens model.safetensors, or every shard named in model.safetensors.index.json.
 static int open_weight_files(SafeTensors** files, const char* dir) {
@@ -18,22 +23,24 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
     char* single_path = path_join(dir, "model.safetensors");
     int n = 0;
     if (access(index_path, F_OK) == 0) {
-        char* text = read_file(index_path, NULL, "");
-        cJSON* json = cJSON_Parse(text);
-        if (json == NULL) fail("%s: not valid JSON", index_path);
-        cJSON* map = cJSON_GetObjectItemCaseSensitive(json, "weight_map");
+        cJSON* json = json_read_object(index_path, "");
+        cJSON* map = json_field(json, "weight_map");
         if (!cJSON_IsObject(map)) fail("%s: missing \"weight_map\" object", index_path);
         int count = cJSON_GetArraySize(map);
         const char** names = malloc_check((count + 1) * sizeof(char*), "shard list");
         for (cJSON* e = map->child; e != NULL; e = e->next) {
-            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') != NULL) fail("%s: weight_map entry '%s' must name "
-                                                                                "a file in the same directory",
-                                                                                index_path, e->string);
-            int seen = 0;
-            for (int i = 0; i < n; i++) seen |= strcmp(names[i], e->valuestring) == 0;
-            if (!seen) names[n++] = e->valuestring;
+            if (!cJSON_IsString(e) || *e->valuestring == '\0' || strchr(e->valuestring, '/') != NULL) {
+                fail("%s: weight_map entry '%s' must name a file in the same directory", index_path, e->string);
+            }
+            names[n++] = e->valuestring;
         }
         if (n == 0) fail("%s: weight_map is empty", index_path);
+        qsort(names, n, sizeof(char*), compare_strings);  // each shard once, in O(n log n) however long the map
+        int distinct = 0;
+        for (int i = 0; i < n; i++) {
+            if (i == 0 || strcmp(names[i], names[distinct - 1]) != 0) names[distinct++] = names[i];
+        }
+        n = distinct;
         *files = malloc_check(n * sizeof(SafeTensors), "shards");
         for (int i = 0; i < n; i++) {
             char* shard = path_join(dir, names[i]);
@@ -42,7 +49,6 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
         }
         free(names);
         cJSON_Delete(json);
-        free(text);
     } else if (access(single_path, F_OK) == 0) {
         *files = malloc_check(sizeof(SafeTensors), "weights");
         safetensors_open(&(*files)[0], single_path);
@@ -76,9 +82,9 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
                          : "");
             }
             int64_t dims[2] = {rows, cols};
-            safetensors_check_shape(file, t, cols ? 2 : 1, dims);
+            safetensors_check_shape(file, t, cols ? 2 : 1, dims, "config.json");
             if (dst == NULL) continue;
-            safetensors_read_floats(file, t, dst);
+            safetensors_read_finite(file, t, dst, 0);
             dst += (size_t)rows * (cols ? cols : 1);
         }
     }
@@ -119,13 +125,14 @@ static double shortest_double(float f) {
     return strtod(buf, NULL);
 }
 
-// Names and shapes of every LoRA tensor under PEFT's keys, layer by 
-static int lora_tensor_list(const Model* m, char** names, int64_t* rows, int64_t* cols, float** data) {
-    const LlamaConfig* c = &m->config;
-    int r = m->lora_config.rank, n = 0;
+// Names and shapes of every LoRA tensor of config c under PEFT's keys, layer by layer,
+// and where each lies in lora (data, when lora is not NULL). Returns the count.
+static int lora_tensor_list(const LlamaConfig* c, const LoraConfig* lc, const LoraTensors* lora, char** names,
+                            int64_t* rows, int64_t* cols, float** data) {
+    int r = lc->rank, n = 0;
     for (int l = 0; l < c->L; l++) {
         for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
-            if (!m->lora_config.target[mod]) continue;
+            if (!lc->target[mod]) continue;
             int in, out;
             lora_module_dims(c, mod, &in, &out);
             for (int which = 0; which < 2; which++) {
@@ -133,7 +140,7 @@ static int lora_tensor_list(const Model* m, char** names, int64_t* rows, int64_t
                 lora_key(names[n], 160, l, mod, which ? 'B' : 'A');
                 rows[n] = which ? out : r;
                 cols[n] = which ? r : in;
-                data[n] = which ? m->lora.B[mod] + (size_t)l * out * r : m->lora.A[mod] + (size_t)l * r * in;
+                if (lora) data[n] = which ? lora->B[mod] + (size_t)l * out * r : lora->A[mod] + (size_t)l * r * in;
                 n++;
             }
         }
@@ -150,7 +157,7 @@ void lora_save_adapter(const Model* m, const char* dir, const char* base_model) 
     int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
     int64_t* cols = malloc_check(max * sizeof(int64_t), "adapter");
     float** data = malloc_check(max * sizeof(float*), "adapter");
-    int n = lora_tensor_list(m, names, rows, cols, data);
+    int n = lora_tensor_list(&m->config, &m->lora_config, &m->lora, names, rows, cols, data);
     char* path = path_join(dir, "adapter_model.safetensors");
     SafeTensorsWriter w;
     safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32, NULL);
@@ -185,48 +192,72 @@ void lora_save_adapter(const Model* m, const char* dir, const char* base_model) 
     free(names); free(rows); free(cols); free(data);
 }
 
-// Reads a PEFT adapter's config into lc.
+// PEFT options this program cannot honour, refused by name rather than ignored: each
+// would make the adapter compute something else than what is loaded.
+static void lora_refuse_unsupported(const cJSON* json, const char* path) {
+    const char* bias = json_string(json, "bias", "none", path);
+    if (strcmp(bias, "none") != 0) fail("%s: bias \"%.20s\" is not supported (only \"none\": LoRA without "
+                                        "trained biases)", path, bias);
+    const char* flags[] = {"use_dora", "fan_in_fan_out", "lora_bias"};
+    for (int i = 0; i < 3; i++) {
+        if (json_bool(json, flags[i], 0, path)) fail("%s: \"%s\": true is not supported (plain LoRA only)",
+                                                     path, flags[i]);
+    }
+    const char* patterns[] = {"alpha_pattern", "rank_pattern"};
+    for (int i = 0; i < 2; i++) {
+        cJSON* v = json_field(json, patterns[i]);
+        if (v != NULL && !cJSON_IsNull(v) && (!cJSON_IsObject(v) || v->child != NULL)) {
+            fail("%s: \"%s\" is not supported (one rank and alpha for every module); it must be empty",
+                 path, patterns[i]);
+        }
+    }
+    const char* lists[] = {"layers_to_transform", "modules_to_save"};
+    for (int i = 0; i < 2; i++) {
+        if (json_has(json, lists[i])) fail("%s: \"%s\" is not supported (adapters on every layer's linear "
+                                           "modules only); it must be null", path, lists[i]);
+    }
+}
+
+// Reads a PEFT adapter's config into lc: every value range-checked, every option that
+// would change the adapter's meaning refused.
 static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
     char* path = path_join(dir, "adapter_config.json");
-    char* text = read_file(path, NULL, "; an adapter directory needs adapter_config.json "
-                                       "and adapter_model.safetensors");
-    cJSON* json = cJSON_Parse(text);
-    if (!cJSON_IsObject(json)) fail("%s: not valid JSON", path);
-    cJSON* type = cJSON_GetObjectItemCaseSensitive(json, "peft_type");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA") != 0) fail("%s: peft_type is %s; "
-                                                                             "only LORA adapters are supported",
-                                                                             path, type->valuestring);
+    cJSON* json = json_read_object(path, "; an adapter directory needs adapter_config.json "
+                                         "and adapter_model.safetensors");
+    const char* type = json_string(json, "peft_type", "LORA", path);
+    if (strcmp(type, "LORA") != 0) fail("%s: peft_type is %.40s; only LORA adapters are supported", path, type);
+    lora_refuse_unsupported(json, path);
     memset(lc, 0, sizeof(*lc));
-    lc->rank = json_positive_int(json, "r", 1, 0, path);
-    lc->alpha = (float)json_number(json, "lora_alpha", 1, 0, path);
-    lc->dropout = (float)json_number(json, "lora_dropout", 0, 0.0, path);
-    lc->rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "use_rslora"));
-    cJSON* targets = cJSON_GetObjectItemCaseSensitive(json, "target_modules");
+    lc->rank = (int)json_int(json, "r", 1, 65536, 1, 0, path);
+    lc->alpha = (float)json_number(json, "lora_alpha", 1e-6, 1e6, 1, 0, path);
+    lc->dropout = (float)json_number(json, "lora_dropout", 0, 0.99, 0, 0.0, path);
+    lc->rslora = json_bool(json, "use_rslora", 0, path);
+    cJSON* targets = json_field(json, "target_modules");
     if (cJSON_IsString(targets) && strcmp(targets->valuestring, "all-linear") == 0) {
         for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc->target[mod] = 1;
-    } else if (cJSON_IsArray(targets)) {
+    } else if (cJSON_IsArray(targets) && targets->child != NULL) {
         for (cJSON* t = targets->child; t != NULL; t = t->next) {
             int found = 0;
             for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
                 if (cJSON_IsString(t) &&
                     strcmp(t->valuestring, LORA_MODULE_NAMES[mod]) == 0) lc->target[mod] = found = 1;
             }
-            if (!found) fail("%s: target module %s is not a Llama linear layer", path,
+            if (!found) fail("%s: target module %.40s is not a Llama linear layer", path,
                              cJSON_IsString(t) ? t->valuestring : "(not a string)");
         }
     } else {
-        fail("%s: \"target_modules\" must be a list of module names", path);
+        fail("%s: \"target_modules\" must be a non-empty list of module names or \"all-linear\"", path);
     }
     cJSON_Delete(json);
-    free(text);
     free(path);
 }
 
 // Adds the PEFT adapter in dir to the model (its config decides rank, alpha and targets).
+// Every tensor's shape is checked against the config and the model before anything is
+// allocated, so the memory an adapter takes is bounded by its file.
 void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
     LoraConfig lc;
     lora_read_adapter_config(&lc, dir);
-    model_init_lora(m, &lc, seed);
     char* path = path_join(dir, "adapter_model.safetensors");
     SafeTensors st;
     safetensors_open(&st, path);
@@ -235,21 +266,29 @@ void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
     int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
     int64_t* cols = malloc_check(max * sizeof(int64_t), "adapter");
     float** data = malloc_check(max * sizeof(float*), "adapter");
-    int n = lora_tensor_list(m, names, rows, cols, data);
+    int n = lora_tensor_list(&m->config, &lc, NULL, names, rows, cols, data);
+    SafeTensor** found = malloc_check(max * sizeof(SafeTensor*), "adapter");
     for (int i = 0; i < n; i++) {
-        SafeTensor* t = safetensors_find(&st, names[i]);
-        if (t == NULL) fail("%s: missing tensor '%s'; "
-                            "the adapter does not match adapter_config.json or this base model", path, names[i]);
+        found[i] = safetensors_find(&st, names[i]);
+        if (found[i] == NULL) fail("%s: missing tensor '%s'; the adapter does not match adapter_config.json or "
+                                   "this base model", path, names[i]);
         int64_t dims[2] = {rows[i], cols[i]};
-        safetensors_check_shape(&st, t, 2, dims);
-        safetensors_read_floats(&st, t, data[i]);
+        char implied_by[64];
+        snprintf(implied_by, sizeof(implied_by), "adapter_config.json (r = %d) with this base model", lc.rank);
+        safetensors_check_shape(&st, found[i], 2, dims, implied_by);
         free(names[i]);
     }
     if (st.n != n) fail("%s: has %d tensors but a rank-%d adapter on this %d-layer model has %d; "
                         "was it made for a different base model?", path, st.n, lc.rank, m->config.L, n);
+    model_init_lora(m, &lc, seed);
+    lora_tensor_list(&m->config, &lc, &m->lora, names, rows, cols, data);
+    for (int i = 0; i < n; i++) {
+        safetensors_read_finite(&st, found[i], data[i], 0);
+        free(names[i]);
+    }
     safetensors_close(&st);
     free(path);
-    free(names); free(rows); free(cols); free(data);
+    free(found); free(names); free(rows); free(cols); free(data);
 }
 
 // The torch_dtype names of the dtypes a merged model can be written in.

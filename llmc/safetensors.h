@@ -3,9 +3,11 @@
 #define LLMC_SAFETENSORS_H
 
 #include <fcntl.h>
+#include <float.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "utils.h"
+#include "json.h"
 
 // ----------------------------------------------------------------------------
 // safetensors: u64 header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
@@ -34,6 +36,7 @@ typedef struct {
     size_t size;
     int n;
     SafeTensor* tensors;
+    SafeTensor** by_name;  // (n) the tensors sorted by name, for safetensors_find
     cJSON* metadata;  // the "__metadata__" object (owned by header), or NULL
     cJSON* header;
 } SafeTensors;
@@ -48,18 +51,23 @@ static int compare_tensor_name(const void* a, const void* b) {
     return strcmp((*(const SafeTensor* const*)a)->name, (*(const SafeTensor* const*)b)->name);
 }
 
+// A shape entry or offset: a non-negative integer that a double holds exactly (below 2^53).
+static int safetensors_integer(const cJSON* v, double max) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= max && v->valuedouble == floor(v->valuedouble);
+}
+
 static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON* entry, size_t data_size) {
     const char* path = st->path;
-    cJSON* dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
-    cJSON* shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
-    cJSON* offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
+    cJSON* dtype = json_field(entry, "dtype");
+    cJSON* shape = json_field(entry, "shape");
+    cJSON* offsets = json_field(entry, "data_offsets");
     if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets)) {
         fail("%s: tensor '%s' needs \"dtype\", \"shape\" and \"data_offsets\"; the file is not valid safetensors",
              path, t->name);
     }
     t->dtype = -1;
     for (int d = 0; d < NUM_DTYPES; d++) if (strcmp(dtype->valuestring, DTYPE_NAMES[d]) == 0) t->dtype = d;
-    if (t->dtype < 0) fail("%s: tensor '%s' has unsupported dtype %s (supported: F32, F16, BF16)",
+    if (t->dtype < 0) fail("%s: tensor '%s' has unsupported dtype %.40s (supported: F32, F16, BF16)",
                            path, t->name, dtype->valuestring);
     t->ndim = cJSON_GetArraySize(shape);
     if (t->ndim > SAFETENSORS_MAX_DIMS) fail("%s: tensor '%s' has %d dimensions (at most %d)",
@@ -67,10 +75,8 @@ static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON*
     t->numel = 1;
     for (int i = 0; i < t->ndim; i++) {
         cJSON* dim = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble != floor(dim->valuedouble) ||
-            dim->valuedouble > 1e15) {
-            fail("%s: tensor '%s' has an invalid shape entry", path, t->name);
-        }
+        if (!safetensors_integer(dim, 1e15)) fail("%s: tensor '%s' has an invalid shape entry (expected a "
+                                                  "non-negative integer)", path, t->name);
         t->shape[i] = (int64_t)dim->valuedouble;
         if (t->shape[i] > 0 && t->numel > SIZE_MAX / 8 / (size_t)t->shape[i]) fail("%s: tensor '%s' has an "
                                                                                     "impossibly large shape",
@@ -79,10 +85,10 @@ static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON*
     }
     cJSON* b = cJSON_GetArrayItem(offsets, 0);
     cJSON* e = cJSON_GetArrayItem(offsets, 1);
-    if (cJSON_GetArraySize(offsets) != 2 || !cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
-        e->valuedouble < b->valuedouble || b->valuedouble != floor(b->valuedouble) ||
-        e->valuedouble != floor(e->valuedouble)) {
-        fail("%s: tensor '%s' has invalid data_offsets (expected [begin, end] with begin <= end)", path, t->name);
+    if (cJSON_GetArraySize(offsets) != 2 || !safetensors_integer(b, 9007199254740992.0) ||
+        !safetensors_integer(e, 9007199254740992.0) || e->valuedouble < b->valuedouble) {
+        fail("%s: tensor '%s' has invalid data_offsets (expected [begin, end], integers with begin <= end)",
+             path, t->name);
     }
     if (e->valuedouble > (double)data_size) {
         fail("%s: tensor '%s' data_offsets [%.0f, %.0f] run past the end of the data (%zu bytes); "
@@ -99,13 +105,16 @@ static void safetensors_parse_entry(SafeTensors* st, SafeTensor* t, const cJSON*
 
 // Offsets must tile the data buffer exactly: no holes, no overlap, ending at EOF.
 static void safetensors_check_layout(SafeTensors* st, size_t data_size) {
-    SafeTensor** order = malloc_check((st->n + 1) * sizeof(SafeTensor*), "safetensors index");
-    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
-    qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_name);
+    st->by_name = malloc_check((st->n + 1) * sizeof(SafeTensor*), "safetensors index");
+    for (int i = 0; i < st->n; i++) st->by_name[i] = &st->tensors[i];
+    qsort(st->by_name, st->n, sizeof(SafeTensor*), compare_tensor_name);
     for (int i = 1; i < st->n; i++) {
-        if (strcmp(order[i - 1]->name, order[i]->name) == 0) fail("%s: tensor '%s' appears twice in the header",
-                                                                  st->path, order[i]->name);
+        if (strcmp(st->by_name[i - 1]->name, st->by_name[i]->name) == 0) {
+            fail("%s: tensor '%s' appears twice in the header", st->path, st->by_name[i]->name);
+        }
     }
+    SafeTensor** order = malloc_check((st->n + 1) * sizeof(SafeTensor*), "safetensors index");
+    memcpy(order, st->by_name, st->n * sizeof(SafeTensor*));
     qsort(order, st->n, sizeof(SafeTensor*), compare_tensor_begin);
     size_t expect = 0;
     for (int i = 0; i < st->n; i++) {
@@ -135,19 +144,37 @@ static int json_text_valid(const uint8_t* s, size_t n) {
     return 1;
 }
 
-void safetensors_open(SafeTensors* st, const char* path) {
-    memset(st, 0, sizeof(*st));
-    st->path = strdup(path);
+// "__metadata__": an object of strings (the format's rule; PEFT and transformers read it so).
+static void safetensors_check_metadata(const SafeTensors* st, const cJSON* metadata) {
+    if (!cJSON_IsObject(metadata)) fail("%s: \"__metadata__\" must be an object of strings", st->path);
+    for (const cJSON* item = metadata->child; item != NULL; item = item->next) {
+        if (!cJSON_IsString(item)) fail("%s: \"__metadata__\" entry '%s' must be a string", st->path, item->string);
+    }
+}
+
+// Maps path, or fails. The descriptor is closed before any check can fail.
+static void safetensors_map(SafeTensors* st, const char* path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) fail("%s is not a regular file", path);
-    st->size = (size_t)sb.st_size;
+    int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    st->size = regular ? (size_t)sb.st_size : 0;
+    st->map = regular && st->size >= 8 ? mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    int map_error = errno;
+    close(fd);
+    if (!regular) fail("%s is not a regular file", path);
     if (st->size < 8) fail("%s: file is %zu bytes, too short for a safetensors header; the file is truncated",
                            path, st->size);
-    st->map = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (st->map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
-    close(fd);
+    if (st->map == MAP_FAILED) {
+        st->map = NULL;
+        fail("cannot map %s: %s", path, strerror(map_error));
+    }
+}
+
+void safetensors_open(SafeTensors* st, const char* path) {
+    memset(st, 0, sizeof(*st));
+    st->path = strdup_check(path);
+    safetensors_map(st, path);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | st->map[i];
     if (n > SAFETENSORS_MAX_HEADER) fail("%s: header length %llu is over the 100 MB limit; the file is corrupt",
@@ -155,15 +182,22 @@ void safetensors_open(SafeTensors* st, const char* path) {
     if (n > st->size - 8) fail("%s: header length %llu runs past the end of the file (%zu bytes); "
                                "the file is truncated", path, (unsigned long long)n, st->size);
     if (n < 2 || st->map[8] != '{') fail("%s: header does not start with '{'; not a safetensors file", path);
-    st->header = cJSON_ParseWithLength((const char*)st->map + 8, (size_t)n);
-    if (st->header == NULL || !cJSON_IsObject(st->header) || !json_text_valid(st->map + 8, (size_t)n)) {
-        fail("%s: header is not valid JSON", path);
+    const char* text = (const char*)st->map + 8;
+    if (!json_text_valid(st->map + 8, (size_t)n)) fail("%s: header is not valid JSON (a control character or "
+                                                      "invalid UTF-8)", path);
+    const char *at, *why;
+    st->header = json_parse_value(text, (size_t)n, &at, &why);
+    if (st->header == NULL || !cJSON_IsObject(st->header)) {
+        fail("%s: header is not valid JSON: %s at byte %zu of the header", path, st->header ? "not an object" : why,
+             st->header ? (size_t)0 : (size_t)(at - text));
     }
     size_t data_size = st->size - 8 - (size_t)n;
     int count = cJSON_GetArraySize(st->header);
     st->tensors = malloc_check((count + 1) * sizeof(SafeTensor), "safetensors index");
     for (cJSON* entry = st->header->child; entry != NULL; entry = entry->next) {
         if (strcmp(entry->string, "__metadata__") == 0) {
+            if (st->metadata != NULL) fail("%s: \"__metadata__\" appears twice in the header", path);
+            safetensors_check_metadata(st, entry);
             st->metadata = entry;
             continue;
         }
@@ -180,18 +214,25 @@ void safetensors_close(SafeTensors* st) {
     if (st->map != NULL) munmap(st->map, st->size);
     cJSON_Delete(st->header);
     free(st->tensors);
+    free(st->by_name);
     free(st->path);
     memset(st, 0, sizeof(*st));
 }
 
 SafeTensor* safetensors_find(SafeTensors* st, const char* name) {
-    for (int i = 0; i < st->n; i++) if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    int lo = 0, hi = st->n;  // binary search: a header may list millions of tensors
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, order = strcmp(st->by_name[mid]->name, name);
+        if (order == 0) return st->by_name[mid];
+        if (order < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
 // "__metadata__" value for key, or NULL
 const char* safetensors_metadata(SafeTensors* st, const char* key) {
-    cJSON* v = st->metadata ? cJSON_GetObjectItemCaseSensitive(st->metadata, key) : NULL;
+    cJSON* v = json_field(st->metadata, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
@@ -217,8 +258,9 @@ static float f16_to_float(uint16_t h) {
     return f;
 }
 
-// Fails unless tensor t has exactly the expected dims (ndim entries).
-void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int64_t* dims) {
+// Fails unless tensor t has exactly the expected dims (ndim entries); implied_by names
+// what they come from ("config.json").
+void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int64_t* dims, const char* implied_by) {
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
     if (ok) return;
@@ -227,8 +269,8 @@ void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int
                                             "%s%lld", i ? "," : "", (long long)dims[i]);
     for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof(got) - strlen(got),
                                                "%s%lld", i ? "," : "", (long long)t->shape[i]);
-    fail("%s: tensor '%s' has shape [%s] but config.json implies [%s]; the weights do not match the config",
-         st->path, t->name, got, want);
+    fail("%s: tensor '%s' has shape [%s] but %s implies [%s]; the file does not match it", st->path, t->name, got,
+         implied_by, want);
 }
 
 // Converts tensor t (F32, BF16 or F16) to fp32 into dst.
@@ -247,6 +289,22 @@ void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
     }
 }
 
+// safetensors_read_floats, then every value checked: weights that are NaN or infinite (or
+// negative, with nonnegative set: AdamW's second moments) would only show up later as a
+// NaN loss or NaN logits, far from their cause.
+void safetensors_read_finite(SafeTensors* st, SafeTensor* t, float* dst, int nonnegative) {
+    safetensors_read_floats(st, t, dst);
+    float lowest = nonnegative ? 0.0f : -FLT_MAX;
+    size_t bad = 0;
+    for (size_t i = 0; i < t->numel; i++) bad += !(dst[i] >= lowest && dst[i] <= FLT_MAX);  // NaN fails both
+    for (size_t i = 0; bad > 0 && i < t->numel; i++) {  // (a loop without an early exit vectorises)
+        if (!(dst[i] >= lowest && dst[i] <= FLT_MAX)) {
+            fail("%s: tensor '%s' holds %g at element %zu; %s", st->path, t->name, dst[i], i,
+                 nonnegative ? "expected a finite value >= 0; the file is corrupt"
+                             : "expected finite values; the file is corrupt or the training that wrote it diverged");
+        }
+    }
+}
 
 static uint16_t float_to_bf16(float f) {
     uint32_t bits;
@@ -256,11 +314,27 @@ static uint16_t float_to_bf16(float f) {
     return (uint16_t)(bits >> 16);
 }
 
+// Round to nearest even, as a (_Float16) cast does (checked against it on all 2^32
+// floats, NaN payloads included), in plain integer code: clang before 15 has no _Float16
+// on x86, and the fuzzers (make fuzz) are built with clang.
 static uint16_t float_to_f16(float f) {
-    _Float16 h = (_Float16)f;
-    uint16_t bits;
-    memcpy(&bits, &h, 2);
-    return bits;
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t magnitude = x & 0x7FFFFFFFu;
+    if (magnitude > 0x7F800000u) return sign | 0x7E00u | (uint16_t)((magnitude >> 13) & 0x3FFu);  // NaN stays NaN
+    if (magnitude >= 0x477FF000u) return sign | 0x7C00u;  // 65520 and above round to infinity
+    if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
+        float scaled, half = 0.5f;
+        memcpy(&scaled, &magnitude, 4);
+        scaled += half;  // the sum's last bit is worth 2^-24: rounded to nearest even there
+        uint32_t bits, half_bits;
+        memcpy(&bits, &scaled, 4);
+        memcpy(&half_bits, &half, 4);
+        return sign | (uint16_t)(bits - half_bits);
+    }
+    uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);  // to nearest even at bit 13
+    return sign | (uint16_t)((rounded - 0x38000000u) >> 13);           // exponent bias 127 -> 15
 }
 
 #define MAX_WRITER_TENSORS 4096

@@ -1,5 +1,6 @@
 // utils.h: fail, malloc_check, realloc_check, calloc_floats, strdup_check, path_join, is_directory,
-// read_file, mix32, wall_seconds, the atomic FileWriter (write_text_file, copy_file), make_directory.
+// read_file (read_file_at_most), mix32, wall_seconds, the atomic FileWriter (write_text_file,
+// copy_file), make_directory.
 // static inline: tokenizer.c and the program that links it each keep their own copy.
 #ifndef LLMC_UTILS_H
 #define LLMC_UTILS_H
@@ -19,7 +20,9 @@
 // ----------------------------------------------------------------------------
 // errors and checked wrappers: one line naming the file and the problem, exit 1
 
-// A fuzzing harness sets fail_jump so that fail() returns to it instead of exiting.
+// The one testing hook: a harness that feeds many inputs to one process (test/fuzz/)
+// points fail_jump at its jmp_buf, and fail() then longjmps there after printing its
+// line instead of exiting. Nothing else sets it; the programs always exit.
 static jmp_buf* fail_jump = NULL;
 
 static inline void fail(const char* fmt, ...) {
@@ -29,7 +32,7 @@ static inline void fail(const char* fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    if (fail_jump) longjmp(*fail_jump, 1);
+    if (fail_jump != NULL) longjmp(*fail_jump, 1);
     exit(EXIT_FAILURE);
 }
 
@@ -80,9 +83,10 @@ static inline int is_directory(const char* path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// The whole file, NUL-terminated (its length in *len_out when not NULL). Reads to the end
-// rather than trusting the size, so pipes and /proc files work too. hint ends the error.
-static inline char* read_file(const char* path, size_t* len_out, const char* hint) {
+// The whole file, NUL-terminated (its length in *len_out when not NULL), of at most max
+// bytes. Reads to the end rather than trusting the size, so pipes and /proc files work
+// too; the limit stops a config.json that is /dev/zero. hint ends the "cannot open" error.
+static inline char* read_file_at_most(const char* path, size_t* len_out, const char* hint, size_t max) {
     FILE* f = fopen(path, "rb");
     if (f == NULL) fail("cannot open %s: %s%s", path, strerror(errno), hint);
     size_t cap = 1 << 16, len = 0;
@@ -92,12 +96,20 @@ static inline char* read_file(const char* path, size_t* len_out, const char* hin
         size_t got = fread(data + len, 1, cap - len - 1, f);
         len += got;
         if (got == 0) break;
+        if (len > max) {
+            fclose(f);
+            fail("%s: more than %zu MiB; not the file it should be", path, max >> 20);
+        }
     }
     if (ferror(f)) fail("cannot read %s: %s", path, strerror(errno));
     fclose(f);
     data[len] = '\0';
     if (len_out) *len_out = len;
     return data;
+}
+
+static inline char* read_file(const char* path, size_t* len_out, const char* hint) {
+    return read_file_at_most(path, len_out, hint, SIZE_MAX);
 }
 
 // A 32-bit integer hash with good avalanche: random numbers (dropout masks, shuffles,
