@@ -903,8 +903,10 @@ static void check_top_level(const cJSON* root, const char* path) {
     cJSON_ArrayForEach(item, root) {
         int known = 0;
         for (size_t k = 0; k < sizeof(FIELDS) / sizeof(FIELDS[0]); k++) known |= strcmp(item->string, FIELDS[k]) == 0;
-        if (!known) fail("%s: unknown field \"%s\"; a tokenizer.json has version, truncation, padding, added_tokens, "
-                         "normalizer, pre_tokenizer, model, post_processor and decoder", path, shown(item->string).text);
+        if (!known) {
+            fail("%s: unknown field \"%s\"; a tokenizer.json has version, truncation, padding, added_tokens, "
+                 "normalizer, pre_tokenizer, model, post_processor and decoder", path, shown(item->string).text);
+        }
     }
 }
 

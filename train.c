@@ -1125,7 +1125,7 @@ typedef struct {
     int seed;
     float val_size;
     int eval_steps, save_steps;
-    int resume, stop_after_steps, packing, train_on_inputs, drop_long, merge;
+    int resume, stop_after_steps, packing, train_on_inputs, parse_special_in_content, drop_long, merge;
     char* merge_dtype;
     char* date;
     int threads;
@@ -1172,6 +1172,9 @@ static const Flag TRAIN_FLAGS[] = {
     {"--packing", NULL, FLAG_BOOL, ARG(packing), 0, 1, "pack several examples per row (block-causal, positions reset)"},
     {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1,
      "train on prompts too, not only the assistant's replies"},
+    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
+     "special-token text in the data (\"<|eot_id|>\") becomes the control token, as HF's apply_chat_template "
+     "does; off: it stays text"},
     {"--weight_decay", NULL, FLAG_FLOAT, ARG(weight_decay), 0, 10,
      "AdamW decoupled weight decay (never on norm weights)"},
     {"--max_grad_norm", NULL, FLAG_FLOAT, ARG(max_grad_norm), 0, 1e9, "clip the global gradient norm; 0 = off"},
@@ -1351,6 +1354,7 @@ static void load_data(TrainRun* r) {
         if (strcmp(a->template_name, "auto") != 0) opt.template_kind = chat_template_from_name(a->template_name);
         opt.date = *a->date ? a->date : NULL;
         opt.train_on_inputs = a->train_on_inputs;
+        opt.parse_special_in_content = a->parse_special_in_content;
         examples_load(&all, a->data, &tok, &opt, T, a->drop_long);
         if (*a->val_data) examples_load(&val_given, a->val_data, &tok, &opt, T, a->drop_long);
         if (tok.eos_id >= 0) r->pad_id = tok.eos_id;

@@ -4,7 +4,7 @@ tokenizer.c itself, so internals (the simple BPE, the pre-tokenizer) are testabl
 Prints one line per check (ok / FAIL / skip) and ends with "N passed, M failed".
 
   test_tokenizer unit LLAMA3_DIR LLAMA2_DIR
-      (also hostile tokenizer files: test/corpus/fuzz_tokenizer/, run from the repository root)
+      (also hostile tokenizer files: test/corpus/tokenizer/, run from the repository root)
   test_tokenizer corpus NAME TOKENIZER_PATH CORPUS_BIN HF_JSON
       HF_JSON from test/hf_tokenize.js encode: ids and decoded text per string
   test_tokenizer chat CASES_JSON HF_IDS_JSON
@@ -269,7 +269,7 @@ static void test_corpus(const char* name, const char* tok_path, const char* corp
 // ----------------------------------------------------------------------------
 // hostile tokenizer files: each must be refused with one "error: FILE: ..." line naming
 // the problem (exit 1), never crash, hang or allocate by a number read from the file.
-// The files are the fuzzing corpus, test/corpus/fuzz_tokenizer/ (test/fuzz/fuzz_tokenizer.c):
+// The files are the fuzzing corpus, test/corpus/tokenizer/ (test/fuzz/fuzz_tokenizer.c):
 // a tokenizer.json, optionally followed by a NUL byte and a tokenizer_config.json.
 
 // Loads tokenizer.json (+ config) text in a child process, as a program would. Returns the
@@ -702,7 +702,7 @@ static void test_unit(const char* llama3_dir, const char* llama2_dir) {
     }
     check(split_ok, "pre-tokenizer splits 13 hand-checked strings as the Llama 3 regex does");
     test_special_in_content(&t3, &t2);
-    test_hostile_files("test/corpus/fuzz_tokenizer");
+    test_hostile_files("test/corpus/tokenizer");
     test_many_added_tokens();
     tokens_free(&ids);
     text_free(&all);

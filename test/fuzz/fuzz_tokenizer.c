@@ -8,7 +8,7 @@ refuses is fine; a crash, a sanitizer report, a hang or a broken invariant is a 
 
   fuzz:    clang -fsanitize=fuzzer,address,undefined -O1 -g -DFUZZING test/fuzz/fuzz_tokenizer.c \
                -o fuzz_tokenizer -lcjson -lm
-           ./fuzz_tokenizer -dict=test/fuzz/fuzz_tokenizer.dict -close_fd_mask=2 NEW_DIR test/corpus/fuzz_tokenizer
+           ./fuzz_tokenizer -dict=test/fuzz/fuzz_tokenizer.dict -close_fd_mask=2 NEW_DIR test/corpus/tokenizer
   replay:  gcc -fsanitize=address,undefined -fno-sanitize-recover=undefined -O1 -g test/fuzz/fuzz_tokenizer.c \
                -o fuzz_tokenizer_replay -lcjson -lm
            ./fuzz_tokenizer_replay FILE...   (each corpus file: one line, loaded or refused)
