@@ -1,6 +1,6 @@
 # make train && ./train     fine-tune (see README.md)
 # make test                 every test (installs what they need); ends with "N passed, M failed"
-# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed
+# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed, busy machine
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
 # gcc unless make CC=... (make's own default, cc, would win over CC ?= gcc)
@@ -131,7 +131,7 @@ bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
 # every program and object the test scripts run or link, built once, here
 TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
                 test_train test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
-test: test-deps $(TEST_PROGRAMS)
+test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
 
 # Re-makes data/base from nothing: corpus, BPE tokenizer, pre-training (see data/README.md)
@@ -142,10 +142,11 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: test-deps bench_train bench_generate bench_tokenizer
+bench: test-deps bench_train bench_generate bench_tokenizer train generate
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
+	@bash test/bench_busy.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).
 reference:
@@ -231,8 +232,13 @@ test/fuzz/bin/tokenizer_fuzz.o: $(TOKENIZER) | cjson fuzz_clang
 test/fuzz/bin/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_HEADERS) test/fuzz/bin/tokenizer_fuzz.o | cjson fuzz_clang
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(WARNINGS) $< test/fuzz/bin/tokenizer_fuzz.o -o $@ $(LDLIBS)
 
-fuzz: $(FUZZ_TARGETS)
-	@bash test/fuzz/run_fuzz.sh $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+# the tokenizer's harness includes tokenizer.c itself; its corpus also runs in test_tokenizer
+test/fuzz/bin/fuzz_tokenizer: test/fuzz/fuzz_tokenizer.c $(TOKENIZER) | cjson fuzz_clang
+	@mkdir -p test/fuzz/bin
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(WARNINGS) $< -o $@ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS) test/fuzz/bin/fuzz_tokenizer
+	@bash test/fuzz/run_fuzz.sh $(FUZZ_SECONDS) $(FUZZ_HARNESSES) tokenizer
 
 fuzz_clean:
 	rm -rf test/fuzz/bin

@@ -764,7 +764,8 @@ StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int
     while (*n_out < max_new) {
         check_logits(g->logits, V, g->pos);
         memcpy(g->sample_logits, g->logits, V * sizeof(float));
-        int id = sample_token(s, g->sample_logits, V, g->tokens, g->pos);
+        // with text out, only ids the tokenizer has: rows past it are padding of vocab_size
+        int id = sample_token(s, g->sample_logits, text ? text->tokenizer.vocab_size : V, g->tokens, g->pos);
         out[(*n_out)++] = id;
         if (is_stop_token(stop, id)) { reason = STOP_END_TOKEN; break; }
         if (stream != NULL && text != NULL) text_stream_token(text, id, stream);
@@ -870,6 +871,7 @@ typedef struct {
     int chat;
     const char* template_name;
     const char* date;
+    int parse_special_in_content;
     int max_new_tokens;
     float temperature, top_p, repetition_penalty;  // NAN: generation_config.json's, else off
     int top_k;                                     // -1: generation_config.json's, else off
@@ -997,6 +999,9 @@ static const Flag GENERATE_FLAGS[] = {
     {"--system", NULL, FLAG_STRING, ARG(system), 0, 0, "system message for --prompt and --chat"},
     {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template (none: chosen from the tokenizer)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date for the Llama 3.1/3.2 system block"},
+    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
+     "special-token text in --prompt/--chat/--system (\"<|eot_id|>\") becomes the control token, as HF's "
+     "apply_chat_template does; off: it stays text"},
     {"--max_new_tokens", NULL, FLAG_INT, ARG(max_new_tokens), 1, 1 << 30, "most tokens to generate per answer"},
     {"--temperature", NULL, FLAG_FLOAT, ARG(temperature), 0, 100, "0 = greedy (generation_config.json's, else 0)"},
     {"--top_p", NULL, FLAG_FLOAT, ARG(top_p), 1e-6, 1, "nucleus sampling (generation_config.json's, else off)"},
@@ -1064,6 +1069,7 @@ static int parse_ids(const char* list, int V, int** ids) {
 }
 
 int main(int argc, char** argv) {
+    threads_init(argv);
     GenerateArgs a;
     parse_generate_args(&a, argc, argv);
 #ifdef _OPENMP
@@ -1073,6 +1079,7 @@ int main(int argc, char** argv) {
     model_load(&model, a.model_dir);
     LlamaConfig* c = &model.config;
     Text* text = text_open(a.model_dir, a.template_name, a.date, a.ids == NULL, c->V);
+    if (text) text->options.parse_special_in_content = a.parse_special_in_content;
     if (a.adapter_dir) {
         lora_load_adapter(&model, a.adapter_dir, 0);
         matmul_init();

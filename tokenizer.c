@@ -251,22 +251,32 @@ static uint32_t table_size_for(size_t n) {
     return size;
 }
 
-static inline int vocab_find(const Tokenizer* t, const char* s, size_t n) {
-    uint32_t slot = (uint32_t)hash_bytes((const unsigned char*)s, n) & t->vocab_mask;
+// A hash table of strings -> ids over an arena: id's string is arena[start[id] .. start[id+1]).
+// The vocabulary hashes BPE keys (key_bytes), the added tokens their texts (text_bytes).
+static inline int table_find(const int32_t* slots, uint32_t mask, const char* arena, const uint32_t* start,
+                             const char* s, size_t n) {
+    uint32_t slot = (uint32_t)hash_bytes((const unsigned char*)s, n) & mask;
     for (;;) {
-        int id = t->vocab_slots[slot];
+        int id = slots[slot];
         if (id < 0) return -1;
-        uint32_t start = t->key_start[id];
-        if (t->key_start[id + 1] - start == n && memcmp(t->key_bytes + start, s, n) == 0) return id;
-        slot = (slot + 1) & t->vocab_mask;
+        if (start[id + 1] - start[id] == n && memcmp(arena + start[id], s, n) == 0) return id;
+        slot = (slot + 1) & mask;
     }
 }
 
-static void vocab_insert(Tokenizer* t, int id) {
-    uint32_t start = t->key_start[id], n = t->key_start[id + 1] - start;
-    uint32_t slot = (uint32_t)hash_bytes((const unsigned char*)t->key_bytes + start, n) & t->vocab_mask;
-    while (t->vocab_slots[slot] >= 0) slot = (slot + 1) & t->vocab_mask;
-    t->vocab_slots[slot] = id;
+static void table_insert(int32_t* slots, uint32_t mask, const char* arena, const uint32_t* start, int id) {
+    uint32_t n = start[id + 1] - start[id];
+    uint32_t slot = (uint32_t)hash_bytes((const unsigned char*)arena + start[id], n) & mask;
+    while (slots[slot] >= 0) slot = (slot + 1) & mask;
+    slots[slot] = id;
+}
+
+static inline int vocab_find(const Tokenizer* t, const char* s, size_t n) {
+    return table_find(t->vocab_slots, t->vocab_mask, t->key_bytes, t->key_start, s, n);
+}
+
+static inline int added_find(const Tokenizer* t, const char* s, size_t n) {
+    return table_find(t->added_slots, t->added_mask, t->text_bytes, t->text_start, s, n);
 }
 
 #define NO_MERGE UINT64_MAX
@@ -296,18 +306,106 @@ static void merge_insert(Tokenizer* t, int left, int right, uint32_t rank, int m
 }
 
 // ----------------------------------------------------------------------------
-// loading tokenizer.json (+ tokenizer_config.json)
+// loading tokenizer.json (+ tokenizer_config.json). The files may be hostile: they must be
+// UTF-8 JSON without NUL characters; every id is a whole number below the number of tokens
+// the file lists, so no table is sized by a number read from it; every field is checked
+// before use; what tokenizer.c does not implement is refused by name. A problem is one
+// "error: FILE: ..." line and exit 1.
 
 enum { TOKEN_ADDED = 1, TOKEN_SPECIAL = 2, TOKEN_BYTE = 4, TOKEN_USED = 8 };
+
+// Far more tokens, added tokens or merges than any real tokenizer has (Llama 3: 128,256
+// tokens and 280,147 merges); keeps every count, id and table size inside int and uint32_t.
+#define MAX_ENTRIES (1 << 24)
 
 // The only split pattern the hand-written pre-tokenizer implements.
 static const char LLAMA3_PATTERN[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+typedef struct { char text[96]; } Shown;
+
+// A string from the file as it goes into a one-line error message: control characters
+// escaped, a long one cut at a character boundary. Use as shown_bytes(s, n).text.
+static Shown shown_bytes(const char* s, size_t n) {
+    Shown out;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (j > sizeof(out.text) - 12 && (c & 0xC0) != 0x80) { memcpy(out.text + j, "...", 3); j += 3; break; }
+        if (c < 0x20 || c == 0x7F) j += (size_t)snprintf(out.text + j, 5, "\\x%02X", c);
+        else out.text[j++] = (char)c;
+    }
+    out.text[j] = '\0';
+    return out;
+}
+
+static Shown shown(const char* s) { return shown_bytes(s ? s : "(none)", strlen(s ? s : "(none)")); }
+
+// Parses a JSON file's text after refusing what cJSON would silently get wrong: NUL bytes,
+// invalid UTF-8, and \u0000 escapes ("a\u0000b" would become the C string "a"). Text after
+// the JSON value is an error too.
+static cJSON* parse_json_file(const char* text, size_t len, const char* path) {
+    const char* nul = memchr(text, '\0', len);
+    if (nul) fail("%s: byte %zu is a NUL byte; a JSON file is text (is this the right file?)", path,
+                  (size_t)(nul - text));
+    size_t valid = utf8_valid_prefix((const unsigned char*)text, len);
+    if (valid < len) fail("%s: byte %zu is not valid UTF-8; JSON files must be UTF-8 text (re-save it as UTF-8)",
+                          path, valid);
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') continue;
+        if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0) {
+            fail("%s: byte %zu: the escape \\u0000 (a NUL character) cannot be part of a token or a name; "
+                 "remove it", path, i);
+        }
+        i++;   // the escaped character: "\\u0000" is a backslash, then the text u0000
+    }
+    char* copy = malloc_check(len + 1, path);   // cJSON wants the NUL at the end
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    const char* end = NULL;
+    cJSON* root = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 1);
+    if (root == NULL) {
+        size_t at = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : 0;
+        if (at >= len) {
+            fail("%s: invalid JSON: the text ends inside a value (at byte %zu); is the file cut short?", path, len);
+        }
+        fail("%s: invalid JSON at byte %zu of %zu, near \"%s\"", path, at, len, shown_bytes(copy + at, len - at).text);
+    }
+    free(copy);
+    if (!cJSON_IsObject(root)) fail("%s: expected a JSON object {...}; is this the right file?", path);
+    return root;
+}
+
 static const char* json_string(const cJSON* obj, const char* key) {
     const cJSON* item = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+// A whole number in [0, limit), else -1. cJSON keeps numbers as doubles: 1e300, -1 or 2.5
+// must not reach an int conversion.
+static int json_index(const cJSON* item, int limit) {
+    if (!cJSON_IsNumber(item)) return -1;
+    double v = item->valuedouble;
+    if (!(v >= 0 && v < (double)limit)) return -1;
+    return v == (double)(int)v ? (int)v : -1;
+}
+
+// true or false; fallback when absent or null; anything else is an error.
+static int json_bool(const cJSON* obj, const char* key, int fallback, const char* where, const char* path) {
+    const cJSON* item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (item == NULL || cJSON_IsNull(item)) return fallback;
+    if (!cJSON_IsBool(item)) fail("%s: %s \"%s\" must be true or false", path, where, key);
+    return cJSON_IsTrue(item);
+}
+
+static const cJSON* require(const cJSON* obj, const char* key, const char* where, const char* path) {
+    const cJSON* item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (item == NULL || cJSON_IsNull(item)) {
+        fail("%s: %s has no \"%s\"; expected a Hugging Face tokenizer.json (save it with "
+             "tokenizer.save_pretrained)", path, where, key);
+    }
+    return item;
 }
 
 // Finds a component of the given "type" in a pre_tokenizer/normalizer, looking inside
@@ -326,104 +424,217 @@ static const cJSON* find_component(const cJSON* c, const char* type) {
     return NULL;
 }
 
+// Refuses a component tokenizer.c would otherwise silently ignore: a type not in allowed
+// (NULL-terminated), or an allowed one listed twice (count[k] counts allowed[k]).
+static void check_components(const cJSON* c, const char* field, const char* const* allowed, int* count,
+                             const char* path) {
+    if (c == NULL || cJSON_IsNull(c)) return;
+    const char* type = cJSON_IsObject(c) ? json_string(c, "type") : NULL;
+    if (type == NULL) fail("%s: %s must be null or an object with a \"type\"", path, field);
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON* items = cJSON_GetObjectItemCaseSensitive(c, "pretokenizers");
+        if (!items) items = cJSON_GetObjectItemCaseSensitive(c, "normalizers");
+        if (!cJSON_IsArray(items)) fail("%s: %s Sequence needs a list of components", path, field);
+        const cJSON* item;
+        cJSON_ArrayForEach(item, items) check_components(item, field, allowed, count, path);
+        return;
+    }
+    for (int k = 0; allowed[k]; k++) {
+        if (strcmp(type, allowed[k]) != 0) continue;
+        if (++count[k] > 1) fail("%s: %s lists %s twice; tokenizer.c implements one", path, field, type);
+        return;
+    }
+    fail("%s: %s type \"%s\" is not supported; tokenizer.c implements Llama 3 (Split + ByteLevel) and "
+         "Llama 2 (Prepend + Replace, or Metaspace) tokenizers", path, field, shown(type).text);
+}
+
+static void check_byte_level(const Tokenizer* t, const cJSON* pre, const cJSON* norm, const cJSON* byte_level) {
+    const char* path = t->path;
+    const cJSON* split = find_component(pre, "Split");
+    const cJSON* pattern = split ? cJSON_GetObjectItemCaseSensitive(split, "pattern") : NULL;
+    const char* regex = pattern ? json_string(pattern, "Regex") : NULL;
+    if (regex == NULL || strcmp(regex, LLAMA3_PATTERN) != 0) {
+        fail("%s: the byte-level pre-tokenizer does not split with the Llama 3 regex; tokenizer.c "
+             "implements only that pattern (Llama 3 / 3.1 / 3.2 tokenizers)", path);
+    }
+    const char* behavior = json_string(split, "behavior");
+    if (behavior == NULL || strcmp(behavior, "Isolated") != 0 || json_bool(split, "invert", 0, "Split", path)) {
+        fail("%s: the Split pre-tokenizer must have behavior \"Isolated\" and invert false, as in Llama 3", path);
+    }
+    if (json_bool(byte_level, "add_prefix_space", 1, "ByteLevel", path)) {
+        fail("%s: ByteLevel add_prefix_space=true is not supported (Llama 3 uses false)", path);
+    }
+    if (json_bool(byte_level, "use_regex", 1, "ByteLevel", path)) {
+        fail("%s: ByteLevel use_regex=true (a second split with the GPT-2 regex) is not supported; "
+             "Llama 3 uses false", path);
+    }
+    if (norm && !cJSON_IsNull(norm)) fail("%s: a byte-level tokenizer with a normalizer is not supported", path);
+}
+
+static void check_sentencepiece(Tokenizer* t, const cJSON* norm, const cJSON* metaspace) {
+    const char* path = t->path;
+    const cJSON* prepend = find_component(norm, "Prepend");
+    const cJSON* replace = find_component(norm, "Replace");
+    t->prepend_space = 0;
+    if (prepend) {
+        const char* p = json_string(prepend, "prepend");
+        if (p == NULL || strcmp(p, "\xE2\x96\x81") != 0) fail("%s: normalizer Prepend must prepend "
+                                                               "\"\xE2\x96\x81\"", path);
+        t->prepend_space = 1;   // every piece between added tokens
+    }
+    if (replace) {
+        const cJSON* pattern = cJSON_GetObjectItemCaseSensitive(replace, "pattern");
+        const char* from = pattern ? json_string(pattern, "String") : NULL;
+        const char* to = json_string(replace, "content");
+        if (!from || !to || strcmp(from, " ") != 0 || strcmp(to, "\xE2\x96\x81") != 0) {
+            fail("%s: normalizer Replace must replace \" \" with \"\xE2\x96\x81\"", path);
+        }
+    } else if (!metaspace) {
+        fail("%s: SentencePiece-style tokenizer without a Replace(\" \", \"\xE2\x96\x81\") normalizer "
+             "or a Metaspace pre-tokenizer", path);
+    }
+    if (metaspace) {
+        if (prepend) fail("%s: both a Prepend normalizer and a Metaspace pre-tokenizer is not supported", path);
+        t->metaspace = 1;
+        const char* replacement = json_string(metaspace, "replacement");
+        if (replacement && strcmp(replacement, "\xE2\x96\x81") != 0) {
+            fail("%s: Metaspace replacement \"%s\" is not supported (Llama 2 uses \"\xE2\x96\x81\")", path,
+                 shown(replacement).text);
+        }
+        if (json_bool(metaspace, "split", 1, "Metaspace", path)) {
+            fail("%s: Metaspace with split=true is not supported (Llama 2 uses split=false)", path);
+        }
+        const char* scheme = json_string(metaspace, "prepend_scheme");
+        if (scheme == NULL) t->prepend_space = json_bool(metaspace, "add_prefix_space", 1, "Metaspace", path);
+        else if (strcmp(scheme, "always") == 0) t->prepend_space = 1;
+        else if (strcmp(scheme, "first") == 0) t->prepend_space = 2;
+        else if (strcmp(scheme, "never") == 0) t->prepend_space = 0;
+        else fail("%s: Metaspace prepend_scheme \"%s\" is unknown; expected always, first or never", path,
+                  shown(scheme).text);
+    }
+}
+
 // Works out the family and checks the file describes what this tokenizer implements.
-static void detect_family(Tokenizer* t, const cJSON* root, const cJSON* model) {
+static void detect_family(Tokenizer* t, const cJSON* root, const cJSON* model, int byte_fallback) {
+    static const char* const PRE_TOKENIZERS[] = {"Split", "ByteLevel", "Metaspace", NULL};
+    static const char* const NORMALIZERS[] = {"Prepend", "Replace", NULL};
     const char* path = t->path;
     const cJSON* pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     const cJSON* norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    int pre_count[3] = {0}, norm_count[2] = {0};
+    check_components(pre, "pre_tokenizer", PRE_TOKENIZERS, pre_count, path);
+    check_components(norm, "normalizer", NORMALIZERS, norm_count, path);
     const cJSON* byte_level = find_component(pre, "ByteLevel");
     const cJSON* metaspace = find_component(pre, "Metaspace");
     if (byte_level) {
+        if (metaspace) fail("%s: a pre-tokenizer with both ByteLevel and Metaspace is not supported", path);
         t->family = TOKENIZER_BYTE_LEVEL;
-        const cJSON* split = find_component(pre, "Split");
-        const cJSON* pattern = split ? cJSON_GetObjectItemCaseSensitive(split, "pattern") : NULL;
-        const char* regex = pattern ? json_string(pattern, "Regex") : NULL;
-        if (regex == NULL || strcmp(regex, LLAMA3_PATTERN) != 0) {
-            fail("%s: the byte-level pre-tokenizer does not split with the Llama 3 regex; tokenizer.c "
-                 "implements only that pattern (Llama 3 / 3.1 / 3.2 tokenizers)", path);
-        }
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(byte_level, "add_prefix_space"))) {
-            fail("%s: ByteLevel add_prefix_space=true is not supported (Llama 3 uses false)", path);
-        }
-        if (norm && !cJSON_IsNull(norm)) fail("%s: a byte-level tokenizer with a normalizer is not supported", path);
+        check_byte_level(t, pre, norm, byte_level);
         return;
     }
-    const cJSON* prepend = find_component(norm, "Prepend");
-    const cJSON* replace = find_component(norm, "Replace");
-    if (prepend || metaspace || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"))) {
+    if (find_component(pre, "Split")) fail("%s: a Split pre-tokenizer without ByteLevel is not supported", path);
+    if (find_component(norm, "Prepend") || metaspace || byte_fallback) {
         t->family = TOKENIZER_SENTENCEPIECE;
-        t->prepend_space = 0;
-        if (prepend) {
-            const char* p = json_string(prepend, "prepend");
-            if (p == NULL || strcmp(p, "\xE2\x96\x81") != 0) fail("%s: normalizer Prepend must prepend "
-                                                                   "\"\xE2\x96\x81\"", path);
-            t->prepend_space = 1;   // every piece between added tokens
-        }
-        if (replace) {
-            const cJSON* pattern = cJSON_GetObjectItemCaseSensitive(replace, "pattern");
-            const char* from = pattern ? json_string(pattern, "String") : NULL;
-            const char* to = json_string(replace, "content");
-            if (!from || !to || strcmp(from, " ") != 0 || strcmp(to, "\xE2\x96\x81") != 0) {
-                fail("%s: normalizer Replace must replace \" \" with \"\xE2\x96\x81\"", path);
-            }
-        } else if (!metaspace) {
-            fail("%s: SentencePiece-style tokenizer without a Replace(\" \", \"\xE2\x96\x81\") normalizer "
-                 "or a Metaspace pre-tokenizer", path);
-        }
-        if (metaspace) {
-            const char* scheme = json_string(metaspace, "prepend_scheme");
-            if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(metaspace, "split")) == 0) {
-                fail("%s: Metaspace with split=true is not supported (Llama 2 uses split=false)", path);
-            }
-            t->prepend_space = scheme == NULL || strcmp(scheme, "always") == 0 ? 1
-                               : strcmp(scheme, "first") == 0 ? 2 : 0;
-        }
+        check_sentencepiece(t, norm, metaspace);
         return;
     }
+    (void)model;
     fail("%s: cannot tell the tokenizer family: expected a ByteLevel pre-tokenizer (Llama 3) or a "
          "Prepend/Replace \"\xE2\x96\x81\" normalizer with byte_fallback (Llama 2)", path);
 }
 
-// Reads "vocab": {token: id}. Sets vocab_size and fills a temporary id -> spelling table.
-static const char** read_vocab(Tokenizer* t, const cJSON* vocab, int* n_vocab) {
-    int max_id = -1, n = 0;
+typedef struct {   // one entry of "added_tokens", checked
+    int id;
+    const char* content;
+    int special;
+} AddedToken;
+
+// Reads "vocab": {token: id}. Ids are whole numbers below id_limit (the number of tokens the
+// file lists), each used once. Returns the id -> spelling table; *n_vocab = largest id + 1.
+static const char** read_vocab(Tokenizer* t, const cJSON* vocab, int id_limit, int n_added, int* n_vocab) {
+    int max_id = -1, n_listed = cJSON_GetArraySize(vocab);
     const cJSON* item;
     cJSON_ArrayForEach(item, vocab) {
-        if (!cJSON_IsNumber(item) || item->valuedouble < 0 || item->valuedouble > 1e8 || item->string == NULL) {
-            fail("%s: model.vocab entry \"%s\" must map a token to a non-negative integer id", t->path,
-                 item->string ? item->string : "?");
+        int id = json_index(item, id_limit);
+        if (!cJSON_IsNumber(item)) {
+            fail("%s: model.vocab[\"%s\"] is not a number; model.vocab maps each token to its id", t->path,
+                 shown(item->string).text);
         }
-        if (item->valueint > max_id) max_id = item->valueint;
-        n++;
+        if (id < 0) {
+            fail("%s: model.vocab gives \"%s\" the id %.17g; ids must be non-negative whole numbers below %d, "
+                 "the number of tokens in the file (%d in model.vocab, %d added); number the tokens 0, 1, 2, ...",
+                 t->path, shown(item->string).text, item->valuedouble, id_limit, n_listed, n_added);
+        }
+        if (id > max_id) max_id = id;
     }
-    if (n == 0) fail("%s: model.vocab is empty", t->path);
     *n_vocab = max_id + 1;
     const char** spelling = calloc((size_t)max_id + 1, sizeof(char*));
     if (!spelling) fail("out of memory reading %s", t->path);
     cJSON_ArrayForEach(item, vocab) {
-        if (spelling[item->valueint]) fail("%s: model.vocab gives id %d to both \"%s\" and \"%s\"", t->path,
-                                           item->valueint, spelling[item->valueint], item->string);
-        spelling[item->valueint] = item->string;
+        int id = json_index(item, id_limit);
+        if (spelling[id]) fail("%s: model.vocab gives id %d to both \"%s\" and \"%s\"; each id must be used once",
+                               t->path, id, shown(spelling[id]).text, shown(item->string).text);
+        spelling[id] = item->string;
     }
     return spelling;
 }
 
-static const cJSON* require(const cJSON* obj, const char* key, const char* where, const char* path) {
-    const cJSON* item = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (item == NULL || cJSON_IsNull(item)) {
-        fail("%s: %s has no \"%s\"; expected a Hugging Face tokenizer.json (save it with "
-             "tokenizer.save_pretrained)", path, where, key);
+// Reads "added_tokens": [{"id", "content", "special", ...}], each checked.
+static AddedToken* read_added_list(const Tokenizer* t, const cJSON* added, int id_limit, int n_listed) {
+    int n = cJSON_GetArraySize(added), k = 0;
+    AddedToken* list = malloc_check((size_t)n * sizeof(AddedToken) + 1, "added tokens");
+    const cJSON* item;
+    cJSON_ArrayForEach(item, added) {
+        const cJSON* id = cJSON_GetObjectItemCaseSensitive(item, "id");
+        const char* content = json_string(item, "content");
+        if (!cJSON_IsObject(item) || !content || !content[0]) {
+            fail("%s: added_tokens[%d] needs an \"id\" >= 0 and a non-empty \"content\" string", t->path, k);
+        }
+        if (!cJSON_IsNumber(id)) fail("%s: added_tokens[%d] \"%s\" needs a numeric \"id\"", t->path, k,
+                                      shown(content).text);
+        list[k].id = json_index(id, id_limit);
+        if (list[k].id < 0) {
+            fail("%s: added_tokens[%d] \"%s\" has the id %.17g; ids must be non-negative whole numbers below %d, "
+                 "the number of tokens in the file (%d in model.vocab, %d added)", t->path, k, shown(content).text,
+                 id->valuedouble, id_limit, n_listed, n);
+        }
+        char where[48];
+        snprintf(where, sizeof(where), "added_tokens[%d]", k);
+        static const char* const UNSUPPORTED[] = {"lstrip", "rstrip", "single_word"};
+        for (int u = 0; u < 3; u++) {
+            if (json_bool(item, UNSUPPORTED[u], 0, where, t->path)) {
+                fail("%s: added token \"%s\" has %s=true, which tokenizer.c does not implement", t->path,
+                     shown(content).text, UNSUPPORTED[u]);
+            }
+        }
+        list[k].content = content;
+        list[k].special = json_bool(item, "special", 0, where, t->path);
+        k++;
     }
-    return item;
+    return list;
+}
+
+// "<0xAB>" -> 0xAB (a SentencePiece byte token), anything else -> -1
+static int byte_token_value(const char* s, size_t n) {
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        const char* digits = "0123456789ABCDEF0123456789abcdef";
+        const char* d = s[i] ? strchr(digits, s[i]) : NULL;
+        if (d == NULL) return -1;
+        v = v * 16 + (int)(d - digits) % 16;
+    }
+    return v;
 }
 
 // Builds the key/text arenas of all ids: vocabulary spellings and added tokens.
-static void build_tables(Tokenizer* t, const char** spelling, int n_vocab, const cJSON* added) {
+static void build_tables(Tokenizer* t, const char** spelling, int n_vocab, const AddedToken* added, int n_added) {
     int V = t->vocab_size;
     size_t total = 0;
     for (int id = 0; id < n_vocab; id++) if (spelling[id]) total += strlen(spelling[id]);
-    const cJSON* item;
-    cJSON_ArrayForEach(item, added) total += strlen(json_string(item, "content"));
+    for (int k = 0; k < n_added; k++) total += strlen(added[k].content);
+    if (total >= UINT32_MAX) fail("%s: the token strings add up to %zu bytes; more than 4 GiB is not supported",
+                                  t->path, total);
     t->key_bytes = malloc_check(total + 1, "token spellings");
     t->text_bytes = malloc_check(total + 1, "token texts");
     t->key_start = malloc_check((size_t)(V + 1) * sizeof(uint32_t), "token offsets");
@@ -432,11 +643,18 @@ static void build_tables(Tokenizer* t, const char** spelling, int n_vocab, const
     if (!t->flags) fail("out of memory reading %s", t->path);
     const char** added_content = calloc((size_t)V, sizeof(char*));
     if (!added_content) fail("out of memory reading %s", t->path);
-    cJSON_ArrayForEach(item, added) {
-        int id = cJSON_GetObjectItemCaseSensitive(item, "id")->valueint;
-        added_content[id] = json_string(item, "content");
+    for (int k = 0; k < n_added; k++) {
+        int id = added[k].id;
+        if (added_content[id]) fail("%s: added_tokens gives the id %d to both \"%s\" and \"%s\"; each id must be "
+                                    "used once", t->path, id, shown(added_content[id]).text,
+                                    shown(added[k].content).text);
+        if (id < n_vocab && spelling[id] && strcmp(spelling[id], added[k].content) != 0) {
+            fail("%s: added token \"%s\" has the id %d, which model.vocab gives to \"%s\"; each id must be used once",
+                 t->path, shown(added[k].content).text, id, shown(spelling[id]).text);
+        }
+        added_content[id] = added[k].content;
         t->flags[id] |= TOKEN_ADDED | TOKEN_USED;
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "special"))) t->flags[id] |= TOKEN_SPECIAL;
+        if (added[k].special) t->flags[id] |= TOKEN_SPECIAL;
     }
     uint32_t key_len = 0, text_len = 0;
     for (int id = 0; id < V; id++) {
@@ -465,10 +683,10 @@ static void build_tables(Tokenizer* t, const char** spelling, int n_vocab, const
                 if (i + 2 < n && memcmp(s + i, "\xE2\x96\x81", 3) == 0) { text[0] = ' '; text++; text_len++; i += 2; }
                 else { *text++ = s[i]; text_len++; }
             }
-            unsigned hex;
-            if (!added_content[id] && n == 6 && sscanf(s, "<0x%2X>", &hex) == 1 && s[5] == '>') {
+            int byte = added_content[id] ? -1 : byte_token_value(s, n);
+            if (byte >= 0) {
                 t->flags[id] |= TOKEN_BYTE;
-                t->text_bytes[t->text_start[id]] = (char)hex;   // decodes to the raw byte
+                t->text_bytes[t->text_start[id]] = (char)byte;   // decodes to the raw byte
                 text_len = t->text_start[id] + 1;
             }
         }
@@ -478,8 +696,25 @@ static void build_tables(Tokenizer* t, const char** spelling, int n_vocab, const
     free(added_content);
 }
 
+// The vocabulary hash: BPE keys -> ids (added tokens have their own table).
+static void build_vocab_table(Tokenizer* t, const char** spelling, int n_vocab) {
+    t->vocab_mask = table_size_for((size_t)n_vocab) - 1;
+    t->vocab_slots = malloc_check(((size_t)t->vocab_mask + 1) * sizeof(int32_t), "the vocabulary table");
+    memset(t->vocab_slots, 0xFF, ((size_t)t->vocab_mask + 1) * sizeof(int32_t));
+    for (int id = 0; id < n_vocab; id++) {
+        uint32_t start = t->key_start[id], n = t->key_start[id + 1] - start;
+        if (!spelling[id] || n == 0 || (t->flags[id] & TOKEN_ADDED)) continue;
+        int other = vocab_find(t, t->key_bytes + start, n);
+        if (other >= 0) fail("%s: model.vocab lists \"%s\" twice (ids %d and %d); each token must appear once",
+                             t->path, shown(spelling[id]).text, other, id);
+        table_insert(t->vocab_slots, t->vocab_mask, t->key_bytes, t->key_start, id);
+    }
+}
+
 static void read_merges(Tokenizer* t, const cJSON* merges) {
     int n = cJSON_GetArraySize(merges);
+    if (n > MAX_ENTRIES) fail("%s: model.merges has %d entries; tokenizer.c accepts up to %d", t->path, n,
+                              MAX_ENTRIES);
     t->n_merges = n;
     t->merge_mask = table_size_for((size_t)n) - 1;
     t->merge_keys = malloc_check(((size_t)t->merge_mask + 1) * sizeof(uint64_t), "the merge table");
@@ -492,12 +727,12 @@ static void read_merges(Tokenizer* t, const cJSON* merges) {
     const cJSON* item;
     cJSON_ArrayForEach(item, merges) {
         // "a b" (tokenizers < 0.20) or ["a", "b"] (newer)
-        const char *left, *right;
-        size_t left_len, right_len;
+        const char *left = NULL, *right = NULL;
+        size_t left_len = 0, right_len = 0;
         if (cJSON_IsString(item)) {
             const char* space = strchr(item->valuestring, ' ');
             if (!space || strchr(space + 1, ' ')) fail("%s: merge %d \"%s\" is not two tokens separated by one space",
-                                                       t->path, rank, item->valuestring);
+                                                       t->path, rank, shown(item->valuestring).text);
             left = item->valuestring; left_len = (size_t)(space - left);
             right = space + 1; right_len = strlen(right);
         } else if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 2 && cJSON_IsString(item->child) &&
@@ -523,8 +758,9 @@ static void read_merges(Tokenizer* t, const cJSON* merges) {
             }
             ids[k] = key_len < 0 ? -1 : vocab_find(t, key, (size_t)key_len);
             if (ids[k] < 0) {
-                fail("%s: merge %d \"%.*s\" + \"%.*s\" names the token \"%.*s\", which is not in model.vocab",
-                     t->path, rank, (int)left_len, left, (int)right_len, right, (int)lens[k], parts[k]);
+                fail("%s: merge %d \"%s\" + \"%s\" names the token \"%s\", which is not in model.vocab",
+                     t->path, rank, shown_bytes(left, left_len).text, shown_bytes(right, right_len).text,
+                     shown_bytes(parts[k], lens[k]).text);
             }
         }
         merge_insert(t, ids[0], ids[1], (uint32_t)rank, ids[2]);
@@ -534,74 +770,216 @@ static void read_merges(Tokenizer* t, const cJSON* merges) {
     text_free(&joined);
 }
 
-static void read_added_tokens(Tokenizer* t, const cJSON* added) {
-    int n = 0;
-    const cJSON* item;
-    cJSON_ArrayForEach(item, added) n++;
-    t->n_added = n;
-    t->added_ids = malloc_check((size_t)n * sizeof(int) + 1, "added tokens");
-    n = 0;
-    cJSON_ArrayForEach(item, added) {
-        int id = cJSON_GetObjectItemCaseSensitive(item, "id")->valueint;
-        if (t->text_start[id + 1] == t->text_start[id]) continue;
-        t->added_ids[n++] = id;   // text_bytes holds the content verbatim
-        t->added_first_byte[(unsigned char)t->text_bytes[t->text_start[id]]] = 1;
-    }
-    t->n_added = n;
-    // longest first, so that the first match at a position is the longest (insertion sort: few)
-    for (int i = 1; i < n; i++) {
-        int id = t->added_ids[i], j = i;
-        uint32_t len = t->text_start[id + 1] - t->text_start[id];
-        while (j > 0 && t->text_start[t->added_ids[j - 1] + 1] - t->text_start[t->added_ids[j - 1]] < len) {
-            t->added_ids[j] = t->added_ids[j - 1];
-            j--;
+// Hugging Face does not take an added token's id from the file: it gives the token its
+// vocabulary id when its text is in model.vocab, else the next id after the vocabulary
+// and the added tokens before it. A file whose ids differ would encode differently there,
+// so it is refused.
+static void check_added_ids(const Tokenizer* t, const char** spelling, int n_vocab, int n_listed,
+                            const AddedToken* added, int n) {
+    int max_id = -1;
+    char* bytes = NULL;
+    for (int k = 0; k < n; k++) {
+        const char* c = added[k].content;
+        size_t len = strlen(c);
+        int in_vocab = added[k].id < n_vocab && spelling[added[k].id] && strcmp(spelling[added[k].id], c) == 0
+                           ? added[k].id : -1;
+        if (in_vocab < 0 && t->family == TOKENIZER_BYTE_LEVEL) {
+            bytes = realloc_check(bytes, len + 1, "a token");
+            int m = byte_level_to_bytes(c, len, bytes);
+            in_vocab = m < 0 ? -1 : vocab_find(t, bytes, (size_t)m);
+        } else if (in_vocab < 0) {
+            in_vocab = vocab_find(t, c, len);
         }
-        t->added_ids[j] = id;
+        int expect = in_vocab >= 0 ? in_vocab : max_id < 0 || max_id < n_listed ? n_listed : max_id + 1;
+        if (added[k].id != expect) {
+            const char* why = in_vocab >= 0 ? "its id in model.vocab"
+                                            : "the next id after model.vocab and the added tokens before it";
+            fail("%s: added_tokens[%d] \"%s\" has the id %d, but Hugging Face gives it %d (%s); renumber the added "
+                 "tokens", t->path, k, shown(c).text, added[k].id, expect, why);
+        }
+        if (expect > max_id) max_id = expect;
     }
+    free(bytes);
 }
 
-// bos/eos from tokenizer_config.json: a string or {"content": ...}.
-static int config_token(const Tokenizer* t, const cJSON* config, const char* key, const char* fallback1,
-                        const char* fallback2) {
-    const cJSON* item = config ? cJSON_GetObjectItemCaseSensitive(config, key) : NULL;
-    const char* name = cJSON_IsString(item) ? item->valuestring : item ? json_string(item, "content") : NULL;
-    if (name) {
-        int id = tokenizer_token_id(t, name);
-        if (id < 0) fail("%s: tokenizer_config.json %s \"%s\" is not a token of tokenizer.json", t->path, key, name);
-        return id;
-    }
-    int id = fallback1 ? tokenizer_token_id(t, fallback1) : -1;
-    return id >= 0 ? id : fallback2 ? tokenizer_token_id(t, fallback2) : -1;
+static int compare_lengths_descending(const void* a, const void* b) {
+    uint32_t x = *(const uint32_t*)a, y = *(const uint32_t*)b;
+    return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static void read_config(Tokenizer* t, const char* config_path) {
-    cJSON* config = NULL;
-    FILE* f = fopen(config_path, "rb");
-    if (f) {
-        fclose(f);
-        char* text = read_file(config_path, NULL, "");
-        config = cJSON_Parse(text);
-        if (!config) fail("%s: invalid JSON near \"%.40s\"", config_path,
-                          cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
-        free(text);
-        const cJSON* tpl = cJSON_GetObjectItemCaseSensitive(config, "chat_template");
-        if (cJSON_IsString(tpl)) t->chat_template = strdup_check(tpl->valuestring);
-        else if (cJSON_IsArray(tpl) && tpl->child) {   // [{"name": "default", "template": ...}, ...]
-            const char* s = json_string(tpl->child, "template");
-            if (s) t->chat_template = strdup_check(s);
+// The added tokens' table: their texts hashed, and the distinct lengths longest first, so
+// the longest added token at a position takes one lookup per length (HF matches
+// leftmost-longest). Linear in the number of added tokens, however many there are.
+static void read_added_tokens(Tokenizer* t, const AddedToken* added, int n) {
+    t->added_mask = table_size_for((size_t)n) - 1;
+    t->added_slots = malloc_check(((size_t)t->added_mask + 1) * sizeof(int32_t), "the added-token table");
+    memset(t->added_slots, 0xFF, ((size_t)t->added_mask + 1) * sizeof(int32_t));
+    t->added_lengths = malloc_check((size_t)n * sizeof(uint32_t) + 1, "added tokens");
+    for (int k = 0; k < n; k++) {
+        int id = added[k].id;
+        uint32_t start = t->text_start[id], len = t->text_start[id + 1] - start;   // the content, verbatim
+        int other = added_find(t, t->text_bytes + start, len);
+        if (other >= 0) fail("%s: added_tokens lists \"%s\" twice (ids %d and %d); each added token must appear once",
+                             t->path, shown(added[k].content).text, other, id);
+        table_insert(t->added_slots, t->added_mask, t->text_bytes, t->text_start, id);
+        t->added_first_byte[(unsigned char)t->text_bytes[start]] = 1;
+        t->added_lengths[k] = len;
+    }
+    t->n_added = n;
+    qsort(t->added_lengths, (size_t)n, sizeof(uint32_t), compare_lengths_descending);
+    int distinct = 0;
+    for (int k = 0; k < n; k++) {
+        if (distinct == 0 || t->added_lengths[distinct - 1] != t->added_lengths[k]) {
+            t->added_lengths[distinct++] = t->added_lengths[k];
         }
     }
-    t->bos_id = config_token(t, config, "bos_token", "<|begin_of_text|>", "<s>");
-    t->eos_id = config_token(t, config, "eos_token", "<|end_of_text|>", "</s>");
+    t->n_added_lengths = distinct;
+}
+
+// bos_token / eos_token of tokenizer_config.json: a string or {"content": ...}; -1 when
+// absent or null.
+static int config_token(const Tokenizer* t, const cJSON* config, const char* key, const char* path) {
+    const cJSON* item = cJSON_GetObjectItemCaseSensitive(config, key);
+    if (item == NULL || cJSON_IsNull(item)) return -1;
+    const char* name = cJSON_IsString(item) ? item->valuestring : json_string(item, "content");
+    if (name == NULL) fail("%s: %s must be a token's text or {\"content\": text}", path, key);
+    int id = tokenizer_token_id(t, name);
+    if (id < 0) fail("%s: %s \"%s\" is not a token of %s; is this the right tokenizer_config.json?", path, key,
+                     shown(name).text, t->path);
+    return id;
+}
+
+// tokenizer_config.json: bos and eos tokens, and the chat template (which names the default).
+static void read_config_text(Tokenizer* t, const char* text, size_t len, const char* path) {
+    cJSON* config = parse_json_file(text, len, path);
+    const cJSON* tpl = cJSON_GetObjectItemCaseSensitive(config, "chat_template");
+    if (cJSON_IsString(tpl)) t->chat_template = strdup_check(tpl->valuestring);
+    else if (cJSON_IsArray(tpl)) {   // [{"name": "default", "template": ...}, ...]
+        const char* s = tpl->child ? json_string(tpl->child, "template") : NULL;
+        if (s) t->chat_template = strdup_check(s);
+    } else if (tpl && !cJSON_IsNull(tpl)) {
+        fail("%s: chat_template must be a string (Jinja text) or a list of {\"name\", \"template\"}", path);
+    }
+    int bos = config_token(t, config, "bos_token", path), eos = config_token(t, config, "eos_token", path);
+    if (bos >= 0) t->bos_id = bos;
+    if (eos >= 0) t->eos_id = eos;
     t->eot_id = tokenizer_token_id(t, "<|eot_id|>");
     if (t->eot_id < 0) t->eot_id = t->eos_id;
     cJSON_Delete(config);
 }
 
-void tokenizer_load(Tokenizer* t, const char* model_dir_or_file) {
+// The model's settings: BPE with nothing tokenizer.c does not implement.
+static void check_model(const Tokenizer* t, const cJSON* model) {
+    const char* path = t->path;
+    if (!cJSON_IsObject(model)) fail("%s: \"model\" must be an object; expected a Hugging Face tokenizer.json", path);
+    const char* type = json_string(model, "type");
+    if (type && strcmp(type, "BPE") != 0) {
+        fail("%s: model.type is \"%s\"; tokenizer.c supports only \"BPE\" (Llama 3 byte-level, Llama 2 "
+             "SentencePiece-style)", path, shown(type).text);
+    }
+    const cJSON* vocab = require(model, "vocab", "model", path);
+    const cJSON* merges = require(model, "merges", "model", path);
+    if (!cJSON_IsObject(vocab)) fail("%s: model.vocab must be an object {token: id}", path);
+    if (!cJSON_IsArray(merges)) fail("%s: model.merges must be an array", path);
+    if (!type) fail("%s: model has no \"type\"; expected \"BPE\"", path);
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix")) ||
+        cJSON_IsString(cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix"))) {
+        fail("%s: BPE continuing_subword_prefix / end_of_word_suffix are not supported (Llama uses neither)", path);
+    }
+    const cJSON* dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+    if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0)) {
+        fail("%s: model.dropout is set; BPE dropout (randomly skipped merges) is not supported: set it to null", path);
+    }
+    const cJSON* unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    if (unk && !cJSON_IsNull(unk) && !cJSON_IsString(unk)) fail("%s: model.unk_token must be a string or null", path);
+}
+
+// The fields of tokenizer.json. Hugging Face refuses any other: a misspelt "added_tokens"
+// must not load as a tokenizer without its special tokens.
+static void check_top_level(const cJSON* root, const char* path) {
+    static const char* const FIELDS[] = {"version", "truncation", "padding", "added_tokens", "normalizer",
+                                         "pre_tokenizer", "model", "post_processor", "decoder"};
+    const cJSON* item;
+    cJSON_ArrayForEach(item, root) {
+        int known = 0;
+        for (size_t k = 0; k < sizeof(FIELDS) / sizeof(FIELDS[0]); k++) known |= strcmp(item->string, FIELDS[k]) == 0;
+        if (!known) {
+            fail("%s: unknown field \"%s\"; a tokenizer.json has version, truncation, padding, added_tokens, "
+                 "normalizer, pre_tokenizer, model, post_processor and decoder", path, shown(item->string).text);
+        }
+    }
+}
+
+void tokenizer_load_text(Tokenizer* t, const char* json, size_t len, const char* name) {
     memset(t, 0, sizeof(*t));
     unicode_init();
     byte_level_init();
+    t->path = strdup_check(name);
+    cJSON* root = parse_json_file(json, len, name);
+    check_top_level(root, name);
+    const cJSON* model = require(root, "model", "the file", name);
+    check_model(t, model);
+    const cJSON* vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON* merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    int byte_fallback = json_bool(model, "byte_fallback", 0, "model", name);
+    detect_family(t, root, model, byte_fallback);
+    t->ignore_merges = json_bool(model, "ignore_merges", 0, "model", name);
+    t->fuse_unk = json_bool(model, "fuse_unk", 0, "model", name);
+
+    // Every id must be below the number of tokens the file lists: then no table is sized
+    // by a number read from the file ({"a": 100000000} would otherwise allocate gigabytes).
+    const cJSON* added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added)) fail("%s: added_tokens must be a list", name);
+    int n_listed = cJSON_GetArraySize(vocab), n_added = cJSON_GetArraySize(added);
+    if (n_listed == 0) fail("%s: model.vocab is empty", name);
+    if (n_listed > MAX_ENTRIES || n_added > MAX_ENTRIES) {
+        fail("%s: %d tokens in model.vocab and %d added tokens; tokenizer.c accepts up to %d of each", name, n_listed,
+             n_added, MAX_ENTRIES);
+    }
+    int n_vocab;
+    const char** spelling = read_vocab(t, vocab, n_listed + n_added, n_added, &n_vocab);
+    AddedToken* added_list = read_added_list(t, added, n_listed + n_added, n_listed);
+    t->vocab_size = n_vocab;
+    for (int k = 0; k < n_added; k++) if (added_list[k].id >= t->vocab_size) t->vocab_size = added_list[k].id + 1;
+    build_tables(t, spelling, n_vocab, added_list, n_added);
+    build_vocab_table(t, spelling, n_vocab);
+    check_added_ids(t, spelling, n_vocab, n_listed, added_list, n_added);
+    read_merges(t, merges);
+    read_added_tokens(t, added_list, n_added);
+
+    for (int b = 0; b < 256; b++) {
+        char key[8];
+        int n = 1;
+        key[0] = (char)b;
+        if (t->family == TOKENIZER_SENTENCEPIECE) n = snprintf(key, sizeof(key), "<0x%02X>", b);
+        t->byte_token[b] = vocab_find(t, key, (size_t)n);
+        if (t->family == TOKENIZER_BYTE_LEVEL && t->byte_token[b] < 0) {
+            fail("%s: the byte-level vocabulary has no token for byte 0x%02X; every byte needs one", name, b);
+        }
+    }
+    t->unk_id = -1;
+    const char* unk = json_string(model, "unk_token");
+    if (unk) t->unk_id = tokenizer_token_id(t, unk);
+    if (t->family == TOKENIZER_SENTENCEPIECE && byte_fallback) {
+        for (int b = 0; b < 256; b++) {
+            if (t->byte_token[b] < 0) fail("%s: byte_fallback is on but the vocabulary lacks <0x%02X>", name, b);
+        }
+    } else if (t->family == TOKENIZER_SENTENCEPIECE) {
+        for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
+    }
+    // without tokenizer_config.json: the usual names
+    t->bos_id = tokenizer_token_id(t, "<|begin_of_text|>");
+    if (t->bos_id < 0) t->bos_id = tokenizer_token_id(t, "<s>");
+    t->eos_id = tokenizer_token_id(t, "<|end_of_text|>");
+    if (t->eos_id < 0) t->eos_id = tokenizer_token_id(t, "</s>");
+    t->eot_id = tokenizer_token_id(t, "<|eot_id|>");
+    if (t->eot_id < 0) t->eot_id = t->eos_id;
+    free(added_list);
+    free(spelling);
+    cJSON_Delete(root);
+}
+
+void tokenizer_load(Tokenizer* t, const char* model_dir_or_file) {
     char *json_path, *config_path;
     if (is_directory(model_dir_or_file)) {
         json_path = path_join(model_dir_or_file, "tokenizer.json");
@@ -614,107 +992,37 @@ void tokenizer_load(Tokenizer* t, const char* model_dir_or_file) {
         config_path = path_join(dir, "tokenizer_config.json");
         free(dir);
     }
-    t->path = json_path;
-    char* text = read_file(json_path, NULL, "; pass a model directory holding tokenizer.json, or the file itself");
-    cJSON* root = cJSON_Parse(text);
-    if (!root) fail("%s: invalid JSON near \"%.40s\"", json_path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    size_t len;
+    char* text = read_file(json_path, &len, "; pass a model directory holding tokenizer.json, or the file itself");
+    tokenizer_load_text(t, text, len, json_path);
     free(text);
-    const cJSON* model = require(root, "model", "the file", json_path);
-    const char* type = json_string(model, "type");
-    if (type && strcmp(type, "BPE") != 0) {
-        fail("%s: model.type is \"%s\"; tokenizer.c supports only \"BPE\" (Llama 3 byte-level, Llama 2 "
-             "SentencePiece-style)", json_path, type);
+    FILE* f = fopen(config_path, "rb");
+    if (f) {
+        fclose(f);
+        text = read_file(config_path, &len, "");
+        read_config_text(t, text, len, config_path);
+        free(text);
     }
-    const cJSON* vocab = require(model, "vocab", "model", json_path);
-    const cJSON* merges = require(model, "merges", "model", json_path);
-    if (!cJSON_IsObject(vocab)) fail("%s: model.vocab must be an object {token: id}", json_path);
-    if (!cJSON_IsArray(merges)) fail("%s: model.merges must be an array", json_path);
-    if (!type) fail("%s: model has no \"type\"; expected \"BPE\"", json_path);
-    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix")) ||
-        cJSON_IsString(cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix"))) {
-        fail("%s: BPE continuing_subword_prefix / end_of_word_suffix are not supported (Llama uses neither)",
-             json_path);
-    }
-    detect_family(t, root, model);
-    t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges"));
-    t->fuse_unk = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "fuse_unk"));
-
-    int n_vocab;
-    const char** spelling = read_vocab(t, vocab, &n_vocab);
-    const cJSON* added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    int V = n_vocab;
-    const cJSON* item;
-    cJSON_ArrayForEach(item, added) {
-        const cJSON* id = cJSON_GetObjectItemCaseSensitive(item, "id");
-        const char* content = json_string(item, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || !content || !content[0]) {
-            fail("%s: each added_tokens entry needs an \"id\" >= 0 and a non-empty \"content\"", json_path);
-        }
-        if (id->valueint >= V) V = id->valueint + 1;
-    }
-    t->vocab_size = V;
-    build_tables(t, spelling, n_vocab, added);
-
-    t->vocab_mask = table_size_for((size_t)n_vocab) - 1;
-    t->vocab_slots = malloc_check(((size_t)t->vocab_mask + 1) * sizeof(int32_t), "the vocabulary table");
-    memset(t->vocab_slots, 0xFF, ((size_t)t->vocab_mask + 1) * sizeof(int32_t));
-    for (int id = 0; id < n_vocab; id++) {
-        if (spelling[id] && t->key_start[id + 1] > t->key_start[id] &&
-            !(t->flags[id] & TOKEN_ADDED)) vocab_insert(t, id);
-    }
-    read_merges(t, merges);
-    read_added_tokens(t, added);
-
-    for (int b = 0; b < 256; b++) {
-        char key[8];
-        int n = 1;
-        key[0] = (char)b;
-        if (t->family == TOKENIZER_SENTENCEPIECE) n = snprintf(key, sizeof(key), "<0x%02X>", b);
-        t->byte_token[b] = vocab_find(t, key, (size_t)n);
-        if (t->family == TOKENIZER_BYTE_LEVEL && t->byte_token[b] < 0) {
-            fail("%s: the byte-level vocabulary has no token for byte 0x%02X; every byte needs one",
-                 json_path, b);
-        }
-    }
-    t->unk_id = -1;
-    const char* unk = json_string(model, "unk_token");
-    if (unk) t->unk_id = tokenizer_token_id(t, unk);
-    if (t->family == TOKENIZER_SENTENCEPIECE &&
-        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"))) {
-        for (int b = 0; b < 256; b++) {
-            if (t->byte_token[b] < 0) fail("%s: byte_fallback is on but the vocabulary lacks <0x%02X>", json_path, b);
-        }
-    } else if (t->family == TOKENIZER_SENTENCEPIECE) {
-        for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
-    }
-    free(spelling);
-    cJSON_Delete(root);
-    read_config(t, config_path);
+    free(json_path);
     free(config_path);
 }
 
 void tokenizer_free(Tokenizer* t) {
     free(t->path); free(t->key_bytes); free(t->key_start); free(t->text_bytes); free(t->text_start);
     free(t->flags); free(t->vocab_slots); free(t->merge_keys); free(t->merge_values);
-    free(t->added_ids); free(t->chat_template);
+    free(t->added_slots); free(t->added_lengths); free(t->chat_template);
     memset(t, 0, sizeof(*t));
 }
 
 int tokenizer_token_id(const Tokenizer* t, const char* s) {
     size_t n = strlen(s);
-    for (int i = 0; i < t->n_added; i++) {   // added tokens first: they are not in the hash
-        int id = t->added_ids[i];
-        if (t->text_start[id + 1] - t->text_start[id] == n &&
-            memcmp(t->text_bytes + t->text_start[id], s, n) == 0) return id;
-    }
-    if (t->family == TOKENIZER_BYTE_LEVEL) {
-        char* bytes = malloc_check(n + 1, "a token");
-        int m = byte_level_to_bytes(s, n, bytes);
-        int id = m < 0 ? -1 : vocab_find(t, bytes, (size_t)m);
-        free(bytes);
-        return id;
-    }
-    return vocab_find(t, s, n);
+    int id = added_find(t, s, n);   // added tokens first: they are not in the vocabulary's table
+    if (id >= 0 || t->family == TOKENIZER_SENTENCEPIECE) return id >= 0 ? id : vocab_find(t, s, n);
+    char* bytes = malloc_check(n + 1, "a token");
+    int m = byte_level_to_bytes(s, n, bytes);
+    id = m < 0 ? -1 : vocab_find(t, bytes, (size_t)m);
+    free(bytes);
+    return id;
 }
 
 // ----------------------------------------------------------------------------
@@ -965,35 +1273,40 @@ static void encode_piece_byte_level(Encoder* e, const unsigned char* text, size_
     }
 }
 
+// One character c[0..len) of a SentencePiece piece, covering `covers` source bytes: its
+// token, else its <0xXX> byte tokens (byte_fallback), else unk, as HF's BPE does.
+static void push_character(const Tokenizer* t, BpeWork* w, int* n, const char* c, int len, int covers) {
+    bpe_reserve(w, (size_t)*n + 4);
+    int id = vocab_find(t, c, (size_t)len);
+    if (id >= 0) {
+        w->sym[(*n)++] = (Symbol){id, 0, 0, covers};
+    } else if (t->byte_token[(unsigned char)c[0]] >= 0) {
+        for (int k = 0; k < len; k++) w->sym[(*n)++] = (Symbol){t->byte_token[(unsigned char)c[k]], 0, 0, k < covers};
+    } else if (t->unk_id >= 0) {
+        if (t->fuse_unk && *n > 0 && w->sym[*n - 1].id == t->unk_id) w->sym[*n - 1].len += covers;
+        else w->sym[(*n)++] = (Symbol){t->unk_id, 0, 0, covers};
+    } else {
+        uint32_t cp;
+        utf8_decode((const unsigned char*)c, &cp);
+        fail("%s: character U+%04X is not in the vocabulary and there is no byte_fallback or unk_token", t->path, cp);
+    }
+}
+
 // A piece of a SentencePiece tokenizer: "▁" prepended, spaces -> "▁", one symbol per
 // character (or its <0xXX> bytes when the character is not in the vocabulary), BPE.
 static void encode_piece_sentencepiece(Encoder* e, const unsigned char* text, size_t start, size_t end, int first) {
     const Tokenizer* t = e->t;
     static const char SPACE_MARK[] = "\xE2\x96\x81";
-    bpe_reserve(&e->work, end - start + 1);
     int n = 0;
-    if (end > start && (t->prepend_space == 1 || (t->prepend_space == 2 && first))) {
-        int id = vocab_find(t, SPACE_MARK, 3);
-        if (id < 0) fail("%s: the vocabulary has no \"\xE2\x96\x81\" token", t->path);
-        e->work.sym[n++] = (Symbol){id, 0, 0, 0};   // covers no source byte
-    }
-    size_t i = start;
-    while (i < end) {
+    int prepend = end > start && (t->prepend_space == 1 || (t->prepend_space == 2 && first));
+    int starts_with_mark = text[start] == ' ' || (end - start >= 3 && memcmp(text + start, SPACE_MARK, 3) == 0);
+    if (prepend && t->metaspace && starts_with_mark) prepend = 0;   // HF's Metaspace: not before a "▁"
+    if (prepend) push_character(t, &e->work, &n, SPACE_MARK, 3, 0);   // covers no source byte
+    for (size_t i = start; i < end;) {
         uint32_t cp;
         int len = utf8_decode(text + i, &cp);
-        int id = cp == ' ' ? vocab_find(t, SPACE_MARK, 3) : vocab_find(t, (const char*)text + i, (size_t)len);
-        if (id >= 0) {
-            e->work.sym[n++] = (Symbol){id, 0, 0, len};
-        } else if (t->byte_token[text[i]] >= 0) {
-            bpe_reserve(&e->work, (size_t)n + (end - i) + 4);
-            for (int k = 0; k < len; k++) e->work.sym[n++] = (Symbol){t->byte_token[text[i + (size_t)k]], 0, 0, 1};
-        } else if (t->unk_id >= 0) {
-            if (t->fuse_unk && n > 0 && e->work.sym[n - 1].id == t->unk_id) e->work.sym[n - 1].len += len;
-            else e->work.sym[n++] = (Symbol){t->unk_id, 0, 0, len};
-        } else {
-            fail("%s: character U+%04X is not in the vocabulary and there is no byte_fallback or unk_token",
-                 t->path, cp);
-        }
+        if (cp == ' ') push_character(t, &e->work, &n, SPACE_MARK, 3, 1);
+        else push_character(t, &e->work, &n, (const char*)text + i, len, len);
         i += (size_t)len;
     }
     if (n == 0) return;
@@ -1006,12 +1319,13 @@ static void encode_piece(Encoder* e, const unsigned char* text, size_t start, si
     else encode_piece_sentencepiece(e, text, start, end, first);
 }
 
-// Longest added token starting at text[i], or -1.
+// Longest added token starting at text[i], or -1: one lookup per length an added token has.
 static inline int added_token_at(const Tokenizer* t, const unsigned char* text, size_t n, size_t i) {
-    for (int k = 0; k < t->n_added; k++) {
-        int id = t->added_ids[k];
-        uint32_t len = t->text_start[id + 1] - t->text_start[id];
-        if (len <= n - i && memcmp(text + i, t->text_bytes + t->text_start[id], len) == 0) return id;
+    for (int k = 0; k < t->n_added_lengths; k++) {
+        uint32_t len = t->added_lengths[k];
+        if (len > n - i) continue;
+        int id = added_find(t, (const char*)text + i, len);
+        if (id >= 0) return id;
     }
     return -1;
 }
@@ -1158,7 +1472,11 @@ static void stream_feed(StreamDecoder* d, const unsigned char* s, size_t n) {
 }
 
 const char* stream_decoder_push(StreamDecoder* d, int id) {
-    check_id(d->t, id);
+    if (id < 0 || id >= d->t->vocab_size) {   // generation: the model has more output rows than tokens
+        fail("the model emitted token id %d, which %s does not have (its ids are 0..%d); the model's vocab_size is "
+             "larger than its tokenizer's: check that the tokenizer belongs to this model", id, d->t->path,
+             d->t->vocab_size - 1);
+    }
     d->out.len = 0;
     d->out.data[0] = '\0';
     if (d->skip_special && (d->t->flags[id] & TOKEN_SPECIAL)) return d->out.data;
@@ -1200,7 +1518,9 @@ void stream_decoder_free(StreamDecoder* d) { text_free(&d->out); }
 
 static const char* TEMPLATE_NAMES[] = {"plain", "alpaca", "llama2", "llama3", "llama3.1", "llama3.2"};
 
-const char* chat_template_name(ChatTemplate kind) { return TEMPLATE_NAMES[kind]; }
+const char* chat_template_name(ChatTemplate kind) {
+    return kind >= CHAT_PLAIN && kind <= CHAT_LLAMA32 ? TEMPLATE_NAMES[kind] : "(unknown)";
+}
 
 ChatTemplate chat_template_from_name(const char* name) {
     for (int i = 0; i < 6; i++) if (strcmp(name, TEMPLATE_NAMES[i]) == 0) return (ChatTemplate)i;
@@ -1224,7 +1544,7 @@ ChatTemplate chat_template_default(const Tokenizer* t) {
 }
 
 ChatOptions chat_options_default(const Tokenizer* t) {
-    ChatOptions opt = {chat_template_default(t), NULL, 0, 0};
+    ChatOptions opt = {chat_template_default(t), NULL, 0, 0, 0};
     return opt;
 }
 
@@ -1232,6 +1552,7 @@ typedef struct {
     const Tokenizer* t;
     Tokens* out;
     int train_all;
+    int split_special;   // special-token text in the text becomes the token (HF), else stays text
     TextBuffer text;     // text since the last special token
     SizeList trained;    // trained byte spans in text, as start, end pairs
 } ChatRenderer;
@@ -1248,7 +1569,7 @@ static void render_flush(ChatRenderer* r) {
     if (r->text.len == 0) return;
     SizeList ends = {0};
     size_t first = r->out->n;
-    encode_text(r->t, r->text.data, r->text.len, 0, first == 0, r->out, &ends);
+    encode_text(r->t, r->text.data, r->text.len, r->split_special, first == 0, r->out, &ends);
     for (size_t k = 0; k < ends.n; k++) {
         size_t start = k == 0 ? 0 : ends.data[k - 1], end = ends.data[k];
         int trained = r->train_all;
@@ -1436,7 +1757,7 @@ void chat_render(const Tokenizer* t, const ChatOptions* opt, const ChatMessage* 
     for (int i = 0; i < n_messages; i++) {
         if (!messages[i].role || !messages[i].content) fail("chat message %d needs a role and a content", i);
     }
-    ChatRenderer r = {t, out, opt->train_on_inputs, {0}, {0}};
+    ChatRenderer r = {t, out, opt->train_on_inputs, opt->parse_special_in_content, {0}, {0}};
     text_append(&r.text, "", 0);
     switch (opt->template_kind) {
         case CHAT_LLAMA3: case CHAT_LLAMA31: case CHAT_LLAMA32: render_llama3(&r, opt, messages, n_messages); break;
@@ -1907,7 +2228,7 @@ typedef struct {
     int ordinary, skip_special;  // encode, decode
     const char* template_name;   // chat
     const char* date;
-    int train_on_inputs, generation_prompt;
+    int train_on_inputs, generation_prompt, parse_special_in_content;
     const char* corpus;          // train
     int vocab_size;
     const char* out;
@@ -1925,6 +2246,9 @@ static const Flag TOKENIZER_FLAGS[] = {
      "chat: the date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1, "chat: every token is trained (mask all 1)"},
     {"--generation_prompt", NULL, FLAG_BOOL, ARG(generation_prompt), 0, 1, "chat: end with the assistant's header"},
+    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
+     "chat: special-token text in messages (\"<|eot_id|>\") becomes the control token, as HF's "
+     "apply_chat_template does; off: it stays text"},
     {"--corpus", NULL, FLAG_STRING, ARG(corpus), 0, 0, "train: the text to learn the vocabulary from"},
     {"--vocab_size", NULL, FLAG_INT, ARG(vocab_size), 1, 1 << 24,
      "train: BPE tokens to learn (special tokens come on top)"},
@@ -1941,7 +2265,7 @@ static const FlagTable TOKENIZER_FLAG_TABLE = {
     "        encode(add_special_tokens=False)\n"
     "  ./tokenizer decode --tokenizer PATH [--skip_special] [ID ...]   text of the ids (default: stdin)\n"
     "  ./tokenizer chat --tokenizer PATH [--template NAME] [--date D] [--train_on_inputs] [--generation_prompt]\n"
-    "        FILE.json   render [{\"role\":..., \"content\":...}, ...]: ids, mask, text\n"
+    "        [--parse_special_in_content] FILE.json   render [{\"role\":..., \"content\":...}, ...]: ids, mask, text\n"
     "  ./tokenizer train --corpus FILE --vocab_size N --out DIR   learn a byte-level BPE tokenizer.json\n"
     "flags:",
     TOKENIZER_FLAGS, (int)(sizeof(TOKENIZER_FLAGS) / sizeof(TOKENIZER_FLAGS[0])), &TOKENIZER_DEFAULTS,
@@ -2083,7 +2407,8 @@ int main(int argc, char** argv) {
         else if (strcmp(command, "decode") == 0) rc = command_decode(a.tokenizer, a.skip_special, n_rest, rest);
         else {
             if (n_rest != 1) fail("chat needs one FILE.json with the messages");
-            ChatOptions opt = {CHAT_PLAIN, a.date, a.train_on_inputs, a.generation_prompt};
+            ChatOptions opt = {CHAT_PLAIN, a.date, a.train_on_inputs, a.generation_prompt,
+                               a.parse_special_in_content};
             rc = command_chat(a.tokenizer, opt, a.template_name, rest[0]);
         }
     }

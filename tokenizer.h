@@ -6,7 +6,9 @@ The implementation is tokenizer.c; link it into your program with its CLI left o
     gcc -O3 your_program.c tokenizer.o -o your_program -lcjson -lm
 Every function that can fail on user input (a bad tokenizer.json, an id out of range, a
 template the tokenizer cannot render) prints one line naming the file and the problem
-and exits 1, like the rest of the project.
+and exits 1, like the rest of the project. A hostile tokenizer.json is refused the same
+way: ids, sizes and every field are checked before use, so it cannot crash, hang or
+allocate more than a small multiple of its own size.
 */
 #ifndef TOKENIZER_H
 #define TOKENIZER_H
@@ -65,15 +67,23 @@ typedef struct {
     int byte_token[256];          // id of each byte's token (byte-level char, or <0xXX>); -1 if none
     int ignore_merges;            // emit a whole pre-token directly when it is in the vocabulary
     int prepend_space;            // SentencePiece: 0 never, 1 every piece, 2 first piece only
+    int metaspace;                // the Metaspace pre-tokenizer: no "▁" prepended before a space
     int unk_id, fuse_unk;
     int n_added;
-    int* added_ids;               // added tokens, longest content first (leftmost-longest match)
+    int32_t* added_slots;         // open-addressing hash of added tokens' texts -> id, -1 = empty
+    uint32_t added_mask;
+    uint32_t* added_lengths;      // the distinct lengths of added tokens, longest first
+    int n_added_lengths;
     unsigned char added_first_byte[256];
 } Tokenizer;
 
 // Loads model_dir/tokenizer.json (+ tokenizer_config.json beside it, if present), or a
 // tokenizer.json path. The family (byte-level or SentencePiece) comes from the file's contents.
 void tokenizer_load(Tokenizer* t, const char* model_dir_or_file);
+// The same from the text of a tokenizer.json in memory (json[0..len), need not end in a
+// NUL); name stands for the file in error messages. No tokenizer_config.json is read:
+// bos/eos come from the usual token names.
+void tokenizer_load_text(Tokenizer* t, const char* json, size_t len, const char* name);
 void tokenizer_free(Tokenizer* t);
 // Id of a token by its exact text (added tokens included), or -1.
 int tokenizer_token_id(const Tokenizer* t, const char* text);
@@ -120,6 +130,8 @@ typedef struct {
     const char* date;            // llama3.1/3.2 "Today Date"; NULL: "26 Jul 2024" (3.1), today (3.2)
     int train_on_inputs;         // 1: every token is a target, not just the assistant's
     int add_generation_prompt;   // 1: end with the assistant header, for inference
+    int parse_special_in_content;  // 1: "<|eot_id|>" written in a message becomes the control
+                                   // token, as HF's apply_chat_template does; 0 (default): text
 } ChatOptions;
 
 // The template the tokenizer's own chat_template / special tokens call for.
@@ -130,7 +142,8 @@ const char* chat_template_name(ChatTemplate kind);
 ChatOptions chat_options_default(const Tokenizer* t);
 // Appends the rendered conversation to out. mask is 1 exactly on the assistant's content
 // and the token that ends its turn (<|eot_id|> or eos), unless train_on_inputs.
-// Message content is never parsed for special tokens: "<|eot_id|>" typed by a user stays text.
+// Message content is not parsed for special tokens: "<|eot_id|>" typed by a user stays text
+// (no prompt injection through data), unless opt->parse_special_in_content.
 void chat_render(const Tokenizer* t, const ChatOptions* opt, const ChatMessage* messages, int n_messages, Tokens* out);
 
 // ----------------------------------------------------------------------------

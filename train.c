@@ -40,6 +40,7 @@ Shape letters used everywhere:
 #include "llmc/run.h"          // defines: learning_rate_at, LossHistory, write_loss_svg, format_duration
 #include "llmc/flags.h"        // defines: Flag, FlagTable, flags_parse, flags_usage
 #include "llmc/samples.h"      // defines: compare_answers (base vs fine-tuned answers through ./generate)
+#include "llmc/threads.h"      // defines: threads_init (a short OpenMP spin, for busy machines)
 
 // ----------------------------------------------------------------------------
 // layers: each a forward/backward pair of plain functions
@@ -1124,7 +1125,7 @@ typedef struct {
     int seed;
     float val_size;
     int eval_steps, save_steps;
-    int resume, stop_after_steps, packing, train_on_inputs, drop_long, merge;
+    int resume, stop_after_steps, packing, train_on_inputs, parse_special_in_content, drop_long, merge;
     char* merge_dtype;
     char* date;
     int threads;
@@ -1171,6 +1172,9 @@ static const Flag TRAIN_FLAGS[] = {
     {"--packing", NULL, FLAG_BOOL, ARG(packing), 0, 1, "pack several examples per row (block-causal, positions reset)"},
     {"--train_on_inputs", NULL, FLAG_BOOL, ARG(train_on_inputs), 0, 1,
      "train on prompts too, not only the assistant's replies"},
+    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
+     "special-token text in the data (\"<|eot_id|>\") becomes the control token, as HF's apply_chat_template "
+     "does; off: it stays text"},
     {"--weight_decay", NULL, FLAG_FLOAT, ARG(weight_decay), 0, 10,
      "AdamW decoupled weight decay (never on norm weights)"},
     {"--max_grad_norm", NULL, FLAG_FLOAT, ARG(max_grad_norm), 0, 1e9, "clip the global gradient norm; 0 = off"},
@@ -1350,6 +1354,7 @@ static void load_data(TrainRun* r) {
         if (strcmp(a->template_name, "auto") != 0) opt.template_kind = chat_template_from_name(a->template_name);
         opt.date = *a->date ? a->date : NULL;
         opt.train_on_inputs = a->train_on_inputs;
+        opt.parse_special_in_content = a->parse_special_in_content;
         examples_load(&all, a->data, &tok, &opt, T, a->drop_long);
         if (*a->val_data) examples_load(&val_given, a->val_data, &tok, &opt, T, a->drop_long);
         if (tok.eos_id >= 0) r->pad_id = tok.eos_id;
@@ -1637,6 +1642,7 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
 
 #ifndef TRAIN_NO_MAIN  // the one guard: tests, generate.c and train_gpu.c use this file as a library
 int main(int argc, char** argv) {
+    threads_init(argv);
     return train_main(argc, argv, &CPU_OPS);
 }
 #endif

@@ -425,6 +425,7 @@ static void to_device(Model* m) {
 }
 
 int main(int argc, char** argv) {
+    threads_init(argv);
     int n = 0, help = 0;
     for (int i = 0; i < argc; i++) {  // --bf16 is ./train_gpu's own flag, the others are ./train's
         help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;

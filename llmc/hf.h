@@ -300,7 +300,8 @@ static const char* merge_dtype_torch_name(int dtype) {
 // "fp32", "bf16" or "fp16".
 static int merge_dtype_from_name(const char* dtype_name, const LlamaConfig* c) {
     if (strcmp(dtype_name, "auto") == 0) {
-        return strcmp(c->dtype, "bfloat16") == 0 ? DTYPE_BF16 : strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
+        if (strcmp(c->dtype, "bfloat16") == 0) return DTYPE_BF16;
+        return strcmp(c->dtype, "float16") == 0 ? DTYPE_F16 : DTYPE_F32;
     }
     if (strcmp(dtype_name, "fp32") == 0) return DTYPE_F32;
     if (strcmp(dtype_name, "bf16") == 0) return DTYPE_BF16;
@@ -398,7 +399,8 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
     free(scaled_B);
     free(names); free(rows); free(cols);
     write_merged_config(base_dir, dir, dtype);
-    const char* copies[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
+    const char* copies[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                            "special_tokens_map.json"};
     for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
         char* from = path_join(base_dir, copies[i]);
         char* to = path_join(dir, copies[i]);

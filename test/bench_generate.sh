@@ -1,10 +1,14 @@
 #!/bin/bash
 # Prefill and decode speed of generate.c on a Llama-3.2-1B-shaped model with random
-# weights (F32 and BF16 decode weights), against the fp32 FMA peak and the measured
-# memory-bandwidth limit.
+# weights (F32 and BF16 decode weights), against the fp32 FMA roof and the memory-bandwidth
+# limit, both measured in the same run, and how busy the machine was meanwhile.
 # usage: test/bench_generate.sh [layers] [prefill_tokens] [decode_tokens] [rounds]   (default 16 64 16 7)
 # (make bench builds ./bench_generate and runs this)
 set -e
 cd "$(dirname "$0")/.."
 [ -x ./bench_generate ] || { echo "error: ./bench_generate is missing: make bench_generate" >&2; exit 1; }
-./bench_generate "${1:-16}" "${2:-64}" "${3:-16}" "${4:-7}"
+source test/bench_load.sh  # defines: measure, load_line
+echo "== generation; $(load_line) before"
+measure out ./bench_generate "${1:-16}" "${2:-64}" "${3:-16}" "${4:-7}"
+echo "$out"
+echo "others used $others of the CPUs during the run; $(load_line) after"

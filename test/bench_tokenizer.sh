@@ -13,11 +13,13 @@ mkdir -p "$tmp"
 [ -x ./bench_tokenizer ] || { echo "error: ./bench_tokenizer is missing: make bench_tokenizer" >&2; exit 1; }
 [ -f "$tmp/corpus.bin" ] || /usr/bin/python3 test/make_corpus.py "$tmp" >/dev/null
 export RAYON_NUM_THREADS=1 UV_THREADPOOL_SIZE=1 OMP_NUM_THREADS=1
+source test/bench_load.sh  # defines: measure, load_line
 for name in llama3 llama2; do
-    echo "== $name ($(stat -c %s "$tmp/corpus.bin") byte corpus)"
-    ours=$(./bench_tokenizer "$lenml/tokenizer-$name/models" "$tmp/corpus.bin")
-    hf=$(node test/hf_tokenize.js bench "$lenml/tokenizer-$name/models/tokenizer.json" "$tmp/corpus.bin")
-    echo "$ours"; echo "$hf"
+    echo "== $name ($(stat -c %s "$tmp/corpus.bin") byte corpus); $(load_line)"
+    measure ours ./bench_tokenizer "$lenml/tokenizer-$name/models" "$tmp/corpus.bin"
+    echo "$ours"; echo "  others used $others of the CPUs meanwhile"
+    measure hf node test/hf_tokenize.js bench "$lenml/tokenizer-$name/models/tokenizer.json" "$tmp/corpus.bin"
+    echo "$hf"; echo "  others used $others of the CPUs meanwhile"
     for mode in per-string whole-text; do
         a=$(echo "$ours" | grep "$mode" | awk '{print $3}')
         b=$(echo "$hf" | grep "$mode" | awk '{print $3}')

@@ -1,15 +1,18 @@
 /*
 bench_train.c: times one LoRA training step (forward, backward, AdamW) of train.c on a
-Llama-3.2-1B-shaped stack with random weights. test/bench_train.py times the same step
-in PyTorch; test/bench_train.sh runs both and prints the ratio.
+Llama-3.2-1B-shaped stack with random weights, and measures the machine's fp32 and bf16
+roofs in the same run (test/roofline.h). test/bench_train.py times the same step in
+PyTorch; test/bench_train.sh alternates the two and prints the ranges and ratios.
 
 usage: ./bench_train [layers] [B] [T] [steps]   (default 4 1 512 3)
 */
 #define TRAIN_NO_MAIN  // use train.c as a library: everything but its main
 #include "../train.c"
 #include <sys/resource.h>
+#include "roofline.h"  // defines: roof_fp32_gflops, roof_bf16_gflops
 
 int main(int argc, char** argv) {
+    threads_init(argv);  // as ./train: a short spin for waiting threads (llmc/threads.h)
     int layers = argc > 1 ? atoi(argv[1]) : 4;
     int B = argc > 2 ? atoi(argv[2]) : 1;
     int T = argc > 3 ? atoi(argv[3]) : 512;
@@ -35,16 +38,16 @@ int main(int argc, char** argv) {
         targets[n] = (int)(mix32(n + 1) % c.V);
     }
     AdamWConfig o = {.learning_rate = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .max_grad_norm = 1.0f};
-    double best = 1e30, total = 0.0;
+    double roof_fp32 = roof_fp32_gflops(), roof_bf16 = roof_bf16_gflops();
+    double* seconds = malloc_check((steps + 1) * sizeof(double), "steps");
     for (int s = 0; s <= steps; s++) {  // step 0 warms up
         double t0 = wall_seconds();
         model_zero_grad(&m);
         model_forward(&m, tokens, targets, NULL, B, T, 1);
         model_backward(&m, tokens, targets, NULL, B, T, m.num_tokens);
         model_update(&m, &o, o.learning_rate, model_grad_norm(&m));
-        double dt = wall_seconds() - t0;
-        if (s > 0) { total += dt; if (dt < best) best = dt; }
-        fprintf(stderr, "train.c step %d: %.3f s, loss %.4f\n", s, dt, m.loss);
+        seconds[s] = wall_seconds() - t0;
+        fprintf(stderr, "train.c step %d: %.3f s, loss %.4f\n", s, seconds[s], m.loss);
     }
     int threads = 1;
 #ifdef _OPENMP
@@ -55,9 +58,10 @@ int main(int argc, char** argv) {
                     (double)c.V * c.C;
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
-    printf("train.c: layers %d B %d T %d threads %d: best %.3f s, mean %.3f s per step, %.0f tok/s, "
-           "%.1f GFLOP/s (4 x weights x tokens), peak memory %.2f GiB\n",
-           layers, B, T, threads, best, total / steps, N / best, 4.0 * linear * N / best / 1e9,
-           usage.ru_maxrss / 1048576.0);
+    // one line for test/bench_train.sh: the timed steps, then the roofs measured before them
+    printf("train.c: layers %d B %d T %d threads %d: steps", layers, B, T, threads);
+    for (int s = 1; s <= steps; s++) printf(" %.3f", seconds[s]);
+    printf(" s; GFLOP %.1f (4 x weights x tokens); peak memory %.2f GiB; roof fp32 %.1f bf16 %.1f GFLOP/s\n",
+           4.0 * linear * N / 1e9, usage.ru_maxrss / 1048576.0, roof_fp32, roof_bf16);
     return 0;
 }

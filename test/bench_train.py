@@ -6,8 +6,13 @@ modules, frozen base weights, cross-entropy, backward, AdamW on the adapters —
 way a PyTorch user would (nn.Linear, Hugging Face's eager attention: Debian's PyTorch has
 no scaled_dot_product_attention), fp32, on the CPU.
 
+Its fp32 matmuls run in the BLAS PyTorch is linked to (Debian's: OpenBLAS), whose kernel for
+this CPU is picked when it loads unless OPENBLAS_CORETYPE forces one; test/bench_train.sh runs
+this without it, and the first line printed names the kernel that ran.
+
 usage: /usr/bin/python3 test/bench_train.py [layers] [B] [T] [steps] [threads]
 """
+import ctypes
 import math
 import resource
 import sys
@@ -69,6 +74,26 @@ class Layer(torch.nn.Module):
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
 
 
+# OpenBLAS kernels by core name: the instruction set of their sgemm
+OPENBLAS_ISA = {"Haswell": "AVX2", "Zen": "AVX2", "SkylakeX": "AVX-512", "Cooperlake": "AVX-512 (+BF16)",
+                "SapphireRapids": "AVX-512 (+BF16, FP16)"}
+
+
+def blas_description():
+    """Which BLAS this process loaded and, for OpenBLAS, which core's kernels it picked."""
+    torch.mm(torch.ones(8, 8), torch.ones(8, 8))  # makes sure the BLAS is loaded
+    with open("/proc/self/maps") as maps:
+        libraries = sorted({line.split()[-1] for line in maps if "blas" in line.lower() and ".so" in line})
+    for path in libraries:
+        library = ctypes.CDLL(path)  # already loaded: the same handle, the same state
+        if hasattr(library, "openblas_get_corename"):
+            library.openblas_get_corename.restype = library.openblas_get_config.restype = ctypes.c_char_p
+            core = library.openblas_get_corename().decode()
+            version = library.openblas_get_config().decode().split()[1]
+            return f"OpenBLAS {version} core {core} ({OPENBLAS_ISA.get(core, 'unknown ISA')} sgemm)"
+    return "BLAS: " + (", ".join(libraries) or "none found") + " (not OpenBLAS: kernel unknown)"
+
+
 def main():
     layers, B, T, steps = (int(a) for a in (sys.argv[1:5] + ["4", "1", "512", "3"][len(sys.argv[1:5]):]))
     threads = int(sys.argv[5]) if len(sys.argv) > 5 else torch.get_num_threads()
@@ -87,6 +112,7 @@ def main():
     targets = torch.randint(0, V, (B, T))
     lora = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(lora, lr=1e-4, weight_decay=0.0)
+    print(f"pytorch {torch.__version__}: {blas_description()}", flush=True)
     times = []
     for step in range(steps + 1):  # step 0 warms up
         t0 = time.perf_counter()
@@ -103,8 +129,10 @@ def main():
         print(f"pytorch step {step}: {dt:.3f} s, loss {loss.item():.4f}", file=sys.stderr)
         if step > 0:
             times.append(dt)
-    print(f"pytorch {torch.__version__}: layers {layers} B {B} T {T} threads {threads}: best {min(times):.3f} s, "
-          f"mean {sum(times) / len(times):.3f} s per step, {B * T / min(times):.0f} tok/s, "
+    linear = layers * (2 * C * NH * HS + 2 * C * NKV * HS + 3 * C * I) + V * C  # as test/bench_train.c
+    # one line for test/bench_train.sh, in bench_train.c's form
+    print(f"pytorch {torch.__version__}: layers {layers} B {B} T {T} threads {threads}: steps "
+          f"{' '.join(f'{t:.3f}' for t in times)} s; GFLOP {4 * linear * B * T / 1e9:.1f} (4 x weights x tokens); "
           f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576:.2f} GiB")
 
 
