@@ -23,6 +23,7 @@ for harness in "$@"; do
         -detect_leaks=0 -print_final_stats=1 -dict=test/fuzz/json.dict -artifact_prefix="$dir/" \
         "$dir/corpus" > "$dir/log" 2>&1
     status=$?
+    rm -rf "${TMPDIR:-/tmp}"/fuzz_$harness.??????  # its scratch directory: libFuzzer's exits skip atexit
     runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/log" | grep -o '[0-9]*$')
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$dir/log" | grep -o '[0-9]*$')
     features=$(grep -o 'ft: [0-9]*' "$dir/log" | tail -1 | grep -o '[0-9]*$')
