@@ -14,7 +14,7 @@ set -e
 cd "$(dirname "$0")/.."
 source test/bench_load.sh  # defines: measure, load_line
 for p in train generate; do [ -x ./$p ] || { echo "error: ./$p is missing: make $p" >&2; exit 1; }; done
-[ "$(nproc)" -ge 2 ] || { echo "skip: bench_busy needs 2 CPUs (it loads one of them)"; exit 0; }
+[ "$CPUS" -ge 2 ] || { echo "skip: bench_busy needs 2 CPUs (it loads one of them)"; exit 0; }
 idle_rounds=${1:-5}
 loaded_rounds=${2:-3}
 steps=${3:-6}
@@ -79,7 +79,7 @@ busiest=${phase_others#*-}
 echo "loaded: one busy loop pinned to core 1 (taskset -c 1), bounded by timeout, $loaded_rounds rounds"
 timeout 900 taskset -c 1 sh -c 'while :; do :; done' &
 hog=$!
-trap 'kill $hog 2>/dev/null' EXIT
+trap 'kill $hog 2>/dev/null || true' EXIT
 sleep 1
 run_phase "$loaded_rounds"
 kill $hog 2>/dev/null; wait $hog 2>/dev/null || true
