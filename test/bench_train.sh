@@ -65,6 +65,5 @@ echo "PyTorch's BLAS: $blas"
 echo "speed ratio PyTorch time / train.c time, per round (median step of the adjacent runs): $(stats "$ratios")" \
      "over $rounds rounds" | sed -E 's/(min|median|max) ([0-9.]+)/\1 \2x/g'
 echo "bf16: train.c trains in fp32 only (no bf16 training path yet), so PyTorch runs fp32 too; once train.c" \
-     "has one, its fair peer is PyTorch's bf16 autocast (oneDNN bf16 matmuls, 160-190 GFLOP/s per core here)," \
-     "both against the bf16 roof"
+     "has one, its fair peer is PyTorch's bf16 autocast (oneDNN's AVX-512 BF16 matmuls), both against the bf16 roof"
 echo "$(load_line) after"
