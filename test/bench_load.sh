@@ -7,7 +7,7 @@
 # On a shared machine a benchmark is only as good as its quietest run: the scripts print
 # $others beside every figure and the README quotes it.
 
-CPUS=$(nproc)
+CPUS=$(getconf _NPROCESSORS_ONLN)  # not nproc, which counts OMP_NUM_THREADS
 TICKS=$(getconf CLK_TCK)
 
 # seconds every CPU together spent busy (user, nice, system, irq, softirq) since boot, and

@@ -6,19 +6,25 @@
 # same runs (test/roofline.h), and the range of the PyTorch / train.c ratio over the rounds.
 # PyTorch runs on its best kernels for this CPU: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, when
 # set (these machines force the AVX2 Haswell kernels with them), are removed from its
-# environment only; its first line names the kernel that ran.
-# usage: test/bench_train.sh [layers] [B] [T] [steps] [rounds]    (default 4 1 512 2 5)
+# environment only; its first line names the kernel that ran. Its OpenMP is libgomp, as ours,
+# so it gets the same short spin as ./train (llmc/threads.h) unless the user set one: a busy
+# machine then slows both alike.
+# usage: test/bench_train.sh [layers] [B] [T] [steps] [rounds]    (default 4 1 512 1 5)
 # (make bench builds ./bench_train, installs PyTorch and runs this)
 set -e
 cd "$(dirname "$0")/.."
 source test/bench_load.sh  # defines: measure, load_line
 [ -x ./bench_train ] || { echo "error: ./bench_train is missing: make bench_train" >&2; exit 1; }
 threads=${OMP_NUM_THREADS:-$(nproc)}
-args=("${1:-4}" "${2:-1}" "${3:-512}" "${4:-2}")
+args=("${1:-4}" "${2:-1}" "${3:-512}" "${4:-1}")
 rounds=${5:-5}
-pytorch=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 test/bench_train.py "${args[@]}" "$threads")
+pytorch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+if [ -z "${OMP_WAIT_POLICY}${GOMP_SPINCOUNT}" ]; then
+    pytorch_env+=(GOMP_SPINCOUNT="$(sed -n 's/^#define THREADS_SPINCOUNT "\([0-9]*\)"/\1/p' llmc/threads.h)")
+fi
+pytorch=("${pytorch_env[@]}" /usr/bin/python3 test/bench_train.py "${args[@]}" "$threads")
 
-# stats "numbers...": "min A / median B / max C" (%.3g); field N of a line: field "line" N
+# stats "numbers...": "min A / median B / max C" (%.3g)
 stats() {
     echo "$1" | tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
         printf "min %.3g / median %.3g / max %.3g", v[1], NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[NR] }'
@@ -29,7 +35,7 @@ steps_of() { echo "$1" | grep ' steps ' | sed -E 's/.* steps ([0-9. ]+) s;.*/\1/
 echo "== LoRA training step: layers ${args[0]} B ${args[1]} T ${args[2]}, $threads threads; $rounds rounds of" \
      "train.c then PyTorch, each run a warm-up and ${args[3]} timed steps; $(load_line) before"
 echo "PyTorch: Debian python3-torch $(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)," \
-     "$(dpkg-query -W -f='${Package} ${Version}\n' 'libopenblas0-*' 2>/dev/null | grep -v '^libopenblas0-[a-z]* $' | head -1)"
+     "$(dpkg-query -W -f='${Package} ${Version}\n' 'libopenblas0-*' 2>/dev/null | grep -v '^libopenblas0-[a-z]* $' | head -1), run as: ${pytorch_env[*]} python3 ..."
 c_times=""; py_times=""; roofs=""; bf16_roofs=""; ratios=""
 for r in $(seq 1 "$rounds"); do
     measure c_out env OMP_NUM_THREADS="$threads" ./bench_train "${args[@]}" 2>/dev/null
@@ -59,6 +65,5 @@ echo "PyTorch's BLAS: $blas"
 echo "speed ratio PyTorch time / train.c time, per round (median step of the adjacent runs): $(stats "$ratios")" \
      "over $rounds rounds" | sed -E 's/(min|median|max) ([0-9.]+)/\1 \2x/g'
 echo "bf16: train.c trains in fp32 only (no bf16 training path yet), so PyTorch runs fp32 too; once train.c" \
-     "has one, its fair peer is PyTorch's bf16 autocast (oneDNN bf16 matmuls, 160-190 GFLOP/s per core here)," \
-     "both against the bf16 roof"
+     "has one, its fair peer is PyTorch's bf16 autocast (oneDNN's AVX-512 BF16 matmuls), both against the bf16 roof"
 echo "$(load_line) after"
