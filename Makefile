@@ -102,6 +102,13 @@ test_train: test/test_train.c test/model_checks.h test/count_allocations.h train
             | cjson
 	$(CC) $(CFLAGS) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+# test_train without AVX-512 BF16 (where the compiler can turn it off): the bf16 matmul's
+# fallback, bf16 widened to fp32 in the packing
+NO_BF16 := $(shell $(CC) -mno-avx512bf16 -x c -c /dev/null -o /dev/null 2>/dev/null && echo -mno-avx512bf16)
+test_train_nobf16: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) \
+                   $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) $(NO_BF16) test/test_train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
 test_train_asan: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) \
                  $(TOKENIZER_ASAN) | cjson
 	$(CC) $(SANITIZE) test/test_train.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS)
@@ -130,7 +137,7 @@ bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
 
 # every program and object the test scripts run or link, built once, here
 TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
-                test_train test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
+                test_train test_train_nobf16 test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
 test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
 

@@ -409,7 +409,7 @@ static void generator_linear(Generator* g, int l, int mod, float* y, const float
                                                : (const void*)((const float*)d->linear[mod] + (size_t)l * out * in);
         matvec(y, x, W, d->dtype, in, out, d->panel, accumulate);
     } else {
-        linear_forward(y, x, module_weight(&m->params, c, l, mod), n, in, out, accumulate);
+        linear_forward(y, x, module_base(m, l, mod), n, in, out, accumulate);
     }
     if (!m->use_lora || !m->lora_config.target[mod]) return;
     int r = m->lora_config.rank;
@@ -432,7 +432,7 @@ void generator_forward(Generator* g, const int* tokens, int n) {
         if (tokens[i] < 0 || tokens[i] >= c->V) fail("token id %d is outside the vocabulary [0, %d)", tokens[i], c->V);
         g->positions[i] = p0 + i;
     }
-    embedding_forward(g->x, tokens, p->wte, n, C);
+    embedding_forward(g->x, tokens, m->frozen[PARAMETER_EMBEDDINGS], n, C);
     for (int l = 0; l < c->L; l++) {
         float* k_cache = g->k_cache + (size_t)l * g->maxT * kv_dim;  // (NKV, hs, maxT) of layer l
         float* v_cache = g->v_cache + (size_t)l * g->maxT * kv_dim;  // (maxT, NKV*hs) of layer l

@@ -2,8 +2,9 @@
 train.c: fine-tune a Llama model on the CPU.
 
 Reads a Hugging Face model directory (config.json + safetensors) directly, runs the
-Llama forward and backward pass in fp32, trains LoRA adapters (or every weight, with
---full_finetune) with AdamW, and writes PEFT adapters and merged models.
+Llama forward and backward pass in fp32 (against a frozen base held in fp32 or bf16),
+trains LoRA adapters (or every weight, with --full_finetune) with AdamW, and writes PEFT
+adapters and merged models.
 
 This file is the math and the training loop; the plumbing is in llmc/ (each #include
 below says what it brings). Read top to bottom:
@@ -33,7 +34,8 @@ Shape letters used everywhere:
 #include <cjson/cJSON.h>
 #include "tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_encode, chat templates
 #include "llmc/utils.h"        // defines: fail, malloc_check, path_join, read_file, FileWriter, make_directory
-#include "llmc/matmul.h"       // defines: matmul_init, linear_forward, linear_backward_input, linear_backward_weight
+#include "llmc/matmul.h"       // defines: matmul_init, Weight (fp32 or bf16), linear_forward, linear_backward_input,
+                               //          linear_backward_weight
 #include "llmc/safetensors.h"  // defines: SafeTensors (reader), SafeTensorsWriter
 #include "llmc/config.h"       // defines: LlamaConfig, config_load, rope_table
 #include "llmc/dataloader.h"   // defines: Dataset, Examples, examples_load, DataLoader, Batch, dataloader_next
@@ -45,10 +47,12 @@ Shape letters used everywhere:
 // ----------------------------------------------------------------------------
 // layers: each a forward/backward pair of plain functions
 
-// x (N,C) = wte[tokens]
-void embedding_forward(float* x, const int* tokens, const float* wte, int N, int C) {
+// x (N,C) = wte[tokens], wte (V,C) in its storage format
+void embedding_forward(float* x, const int* tokens, Weight wte, int N, int C) {
     #pragma omp parallel for schedule(static) if (N > 1)  // one row (decoding) is not worth waking the threads
-    for (int n = 0; n < N; n++) memcpy(x + (size_t)n * C, wte + (size_t)tokens[n] * C, C * sizeof(float));
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) x[(size_t)n * C + c] = weight_get(wte, (size_t)tokens[n] * C + c);
+    }
 }
 
 // dwte (V,C) += scatter of dx (N,C). Threads split the channels, so every row is
@@ -413,9 +417,9 @@ void lora_forward(float* y, float* xa, float* xd, float* scaled, const float* x,
         dropout_apply(xd, x, (size_t)N * in, p, key, first);
         xin = xd;
     }
-    linear_forward(xa, xin, A, N, in, r, 0);
+    linear_forward(xa, xin, weight_f32(A), N, in, r, 0);
     for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
-    linear_forward(y, scaled, Bw, N, r, out, 1);
+    linear_forward(y, scaled, weight_f32(Bw), N, r, out, 1);
 }
 
 // dB (out,r) += dy^T (s xa);  dxa (N,r) = s dy B;  dA (r,in) += dxa^T xd;
@@ -426,7 +430,7 @@ void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float
     uint32_t first = (uint32_t)first_token * (uint32_t)in;
     for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
     linear_backward_weight(dB, dy, scaled, N, r, out);
-    linear_backward_input(dxa, dy, Bw, N, r, out, 0);
+    linear_backward_input(dxa, dy, weight_f32(Bw), N, r, out, 0);
     for (size_t i = 0; i < (size_t)N * r; i++) dxa[i] *= s;
     const float* xin = x;
     if (p > 0.0f) {
@@ -435,14 +439,14 @@ void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float
     }
     linear_backward_weight(dA, dxa, xin, N, in, r);
     if (p > 0.0f) {
-        linear_backward_input(xd, dxa, A, N, in, r, 0);
+        linear_backward_input(xd, dxa, weight_f32(A), N, in, r, 0);
         float keep_scale = 1.0f / (1.0f - p);
         #pragma omp parallel for schedule(static)
         for (size_t e = 0; e < (size_t)N * in; e++) {
             if (dropout_keep(key, first + (uint32_t)e, p)) dx[e] += xd[e] * keep_scale;
         }
     } else {
-        linear_backward_input(dx, dxa, A, N, in, r, 1);
+        linear_backward_input(dx, dxa, weight_f32(A), N, in, r, 1);
     }
 }
 
@@ -521,6 +525,7 @@ static const ParameterSpec PARAMETERS[] = {
 };
 #undef FIELD
 #define NUM_PARAMETER_TENSORS (int)(sizeof(PARAMETERS) / sizeof(PARAMETERS[0]))
+enum { PARAMETER_EMBEDDINGS = 0, PARAMETER_LM_HEAD = NUM_PARAMETER_TENSORS - 1 };  // rows of PARAMETERS
 
 // Shape of one tensor (one layer's slice for per-layer tensors): rows, cols (cols 0 = 1-D).
 static void parameter_shape(const LlamaConfig* c, int i, int64_t* rows, int64_t* cols, int* per_layer) {
@@ -542,12 +547,15 @@ static void parameter_name(char* buf, size_t size, int i, int l) { snprintf(buf,
 
 static float** parameter_field(ParameterTensors* p, int i) { return (float**)((char*)p + PARAMETERS[i].field); }
 
-// Points each tensor of p into one block of memory; returns the number of floats.
-static size_t parameters_point(ParameterTensors* p, float* memory, const LlamaConfig* c) {
+// Points each tensor of p into one block of memory; returns the number of floats. With a
+// base stored narrower than fp32 (base != WEIGHT_F32) the matrices live in the model's
+// frozen table instead and p holds the RMSNorm weights alone (the matrices are NULL).
+static size_t parameters_point(ParameterTensors* p, float* memory, const LlamaConfig* c, WeightFormat base) {
     size_t offset = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        *parameter_field(p, i) = memory ? memory + offset : NULL;
-        offset += parameter_numel(c, i);
+        int in_params = base == WEIGHT_F32 || PARAMETERS[i].cols == DIM_NONE;
+        *parameter_field(p, i) = memory && in_params ? memory + offset : NULL;
+        offset += in_params ? parameter_numel(c, i) : 0;
     }
     if (c->tied) p->wlm = p->wte;
     return offset;
@@ -567,8 +575,7 @@ static void lora_module_dims(const LlamaConfig* c, int m, int* in, int* out) {
     *out = (int)dim_size(c, spec->rows);
 }
 
-// Weight of linear module m in layer l, (out, in) row-major: the one place the layers
-// reach a frozen linear weight, whatever its storage.
+// Weight (or gradient) of linear module m in layer l, (out, in) row-major, in fp32.
 static float* module_weight(const ParameterTensors* p, const LlamaConfig* c, int l, int m) {
     float* base = *parameter_field((ParameterTensors*)p, module_parameter(m));
     int in, out;
@@ -616,6 +623,7 @@ void lora_key(char* buf, size_t size, int layer, int m, char which) {
 #define NUM_ACTIVATION_TENSORS 17
 typedef struct {
     float* x;         // (L+1, B, T, C) residual stream entering each layer; x[L] enters the final norm
+                      // (with checkpointing the tensors below x hold one layer, L = 1)
     float* ln1;       // (L, B, T, C)
     float* ln1_rstd;  // (L, B, T)
     float* q;         // (L, B, T, NH*hs) after RoPE
@@ -630,7 +638,7 @@ typedef struct {
     float* up;        // (L, B, T, I)
     float* lnf;       // (B, T, C)
     float* lnf_rstd;  // (B, T)
-    float* logits;    // (B, T, V); the backward turns it into dlogits in place
+    float* logits;    // (B, T, V), or (logits_chunk, V); the backward turns it into dlogits in place
     float* losses;    // (B, T) per-token loss
 } ActivationTensors;
 
@@ -641,13 +649,16 @@ typedef struct {
     float* x_next;  // (N, C) the residual stream leaving the layer
 } LayerActivations;
 
-static LayerActivations layer_activations(const ActivationTensors* a, const LlamaConfig* c, int l, int N) {
-    size_t n = (size_t)l * N, q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
-    return (LayerActivations){.x = a->x + n * c->C, .ln1 = a->ln1 + n * c->C, .ln1_rstd = a->ln1_rstd + n,
+// slot: where layer l's tensors other than x are kept, l (or 0 when the layers share one
+// slot, with checkpointing)
+static LayerActivations layer_activations(const ActivationTensors* a, const LlamaConfig* c, int l, int slot, int N) {
+    size_t n = (size_t)slot * N, q_dim = (size_t)c->NH * c->hs, kv_dim = (size_t)c->NKV * c->hs;
+    size_t x_at = (size_t)l * N * c->C;
+    return (LayerActivations){.x = a->x + x_at, .ln1 = a->ln1 + n * c->C, .ln1_rstd = a->ln1_rstd + n,
                               .q = a->q + n * q_dim, .k = a->k + n * kv_dim, .v = a->v + n * kv_dim,
                               .att = a->att + n * q_dim, .lse = a->lse + n * c->NH, .x_mid = a->x_mid + n * c->C,
                               .ln2 = a->ln2 + n * c->C, .ln2_rstd = a->ln2_rstd + n, .gate = a->gate + n * c->I,
-                              .up = a->up + n * c->I, .x_next = a->x + (n + N) * c->C};
+                              .up = a->up + n * c->I, .x_next = a->x + x_at + (size_t)N * c->C};
 }
 
 // Reused by every layer of the backward (and as forward scratch): not per 
@@ -669,9 +680,12 @@ typedef struct {
 
 typedef struct {
     LlamaConfig config;
-    ParameterTensors params;
+    ParameterTensors params;     // fp32; only the RMSNorm weights when the base is narrower
     float* params_memory;
-    size_t num_parameters;
+    size_t num_parameters;       // all of the model's parameters, wherever they are stored
+    WeightFormat base_format;    // storage of the frozen base's matrices (embeddings included)
+    Weight frozen[NUM_PARAMETER_TENSORS];  // each matrix in that format (fp32: params' own); 1-D: unused
+    void* frozen_memory;         // the matrices when base_format is not fp32, else NULL
     int full_finetune;           // train every base weight too
     ParameterTensors grads;      // only when full_finetune
     float* grads_memory;
@@ -684,7 +698,8 @@ typedef struct {
     float* lora_memory;
     float* lora_grads_memory;
     size_t num_lora_parameters;
-    float* lora_xa[NUM_LORA_MODULES];  // (L, B, T, r) x A^T kept per layer for the backward
+    float* lora_xa[NUM_LORA_MODULES];  // (L, B, T, r) x A^T kept per layer for the backward (one layer's
+                                       // with checkpointing)
     ActivationTensors acts;
     float* acts_memory;          // activations, LoRA inputs, scratch, RoPE table: one block
     ScratchTensors scratch;
@@ -693,6 +708,8 @@ typedef struct {
     int* default_pos;            // (B, T) 0..T-1 per row
     double* norm_partials;       // per-chunk partial sums for the gradient norm
     int B, T;                    // sizes the activations were allocated for
+    int logits_chunk;            // tokens per lm_head + loss chunk when training; 0: the whole (N,V) logits
+    int checkpointing;           // keep only each layer's input; the backward recomputes the layer
     uint32_t seed;
     long step;                   // optimizer steps taken (dropout streams and Adam bias correction)
     int first_token;             // tokens of this optimizer step before the current micro-batch (dropout masks)
@@ -701,14 +718,52 @@ typedef struct {
     void* device;                // the model's GPU copy when train_gpu.c runs it, else NULL
 } Model;
 
-// A model with the given shape and uninitialised weights.
-void model_create(Model* m, const LlamaConfig* c) {
+// Points m->frozen[i] at each matrix: in params (fp32) or, in order, in memory (when
+// not NULL); returns the bytes the narrower format needs (0 for fp32).
+static size_t frozen_point(Model* m, void* memory) {
+    const LlamaConfig* c = &m->config;
+    size_t bytes = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        m->frozen[i] = (Weight){NULL, m->base_format};
+        if (PARAMETERS[i].cols == DIM_NONE) continue;
+        if (m->base_format == WEIGHT_F32) {
+            m->frozen[i] = weight_f32(*parameter_field(&m->params, i));
+            continue;
+        }
+        m->frozen[i].data = memory ? (char*)memory + bytes : NULL;
+        bytes += parameter_numel(c, i) * WEIGHT_FORMAT_SIZES[m->base_format];
+    }
+    if (c->tied) m->frozen[PARAMETER_LM_HEAD] = m->frozen[PARAMETER_EMBEDDINGS];  // one matrix
+    return bytes;
+}
+
+// A model with the given shape and uninitialised weights, its frozen matrices stored in `base`.
+void model_create_as(Model* m, const LlamaConfig* c, WeightFormat base) {
     memset(m, 0, sizeof(*m));
     m->config = *c;
-    m->num_parameters = parameters_point(&m->params, NULL, c);
-    m->params_memory = malloc_check(m->num_parameters * sizeof(float), "model weights");
-    parameters_point(&m->params, m->params_memory, c);
+    m->base_format = base;
+    m->num_parameters = parameters_point(&m->params, NULL, c, WEIGHT_F32);
+    size_t floats = parameters_point(&m->params, NULL, c, base);
+    m->params_memory = malloc_check(floats * sizeof(float), "model weights");
+    parameters_point(&m->params, m->params_memory, c, base);
+    size_t bytes = frozen_point(m, NULL);
+    m->frozen_memory = bytes ? malloc_check(bytes, "model weights (frozen base)") : NULL;
+    frozen_point(m, m->frozen_memory);
 }
+
+void model_create(Model* m, const LlamaConfig* c) { model_create_as(m, c, WEIGHT_F32); }
+
+// Tensor i of the frozen base (layer l's slice when per layer), in its storage format.
+static Weight base_weight(const Model* m, int i, int l) {
+    int64_t rows, cols;
+    int per_layer;
+    parameter_shape(&m->config, i, &rows, &cols, &per_layer);
+    return weight_at(m->frozen[i], (size_t)l * rows * cols);
+}
+
+// Base weight of linear module mod in layer l, (out, in): the one place the layers reach a
+// frozen linear weight, whatever its storage.
+static Weight module_base(const Model* m, int l, int mod) { return base_weight(m, module_parameter(mod), l); }
 
 // Uniform in [-bound, bound) from the counter-based hash: value e of stream `stream`.
 static float hash_uniform(uint32_t seed, uint32_t stream, uint32_t e, float bound) {
@@ -722,14 +777,21 @@ static float hash_uniform(uint32_t seed, uint32_t stream, uint32_t e, float boun
 void model_init_random(Model* m, uint32_t seed, float std) {
     const LlamaConfig* c = &m->config;
     float bound = std * sqrtf(3.0f);
-    float* p = m->params_memory;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        int64_t rows, cols;
-        int per_layer;
-        parameter_shape(c, i, &rows, &cols, &per_layer);
-        size_t n = (size_t)rows * (cols ? cols : 1) * (per_layer ? c->L : 1);
-        for (size_t e = 0; e < n; e++) p[e] = cols ? hash_uniform(seed, 100 + i, (uint32_t)e, bound) : 1.0f;
-        p += n;
+        size_t n = parameter_numel(c, i);
+        if (n == 0) continue;  // tied lm_head
+        float* norm = *parameter_field(&m->params, i);
+        Weight w = m->frozen[i];
+        #pragma omp parallel for schedule(static)
+        for (size_t e = 0; e < n; e++) {
+            if (PARAMETERS[i].cols == DIM_NONE) {
+                norm[e] = 1.0f;
+            } else if (w.format == WEIGHT_BF16) {
+                ((uint16_t*)w.data)[e] = float_to_bf16(hash_uniform(seed, 100 + i, (uint32_t)e, bound));
+            } else {
+                ((float*)w.data)[e] = hash_uniform(seed, 100 + i, (uint32_t)e, bound);
+            }
+        }
     }
 }
 
@@ -758,17 +820,19 @@ void model_init_lora(Model* m, const LoraConfig* lc, uint32_t seed) {
 // NULL) for batches of up to B x T; returns the number of floats needed.
 static size_t activations_point(Model* m, int B, int T, float* memory) {
     const LlamaConfig* c = &m->config;
-    size_t N = (size_t)B * T, L = c->L, q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs;
+    size_t N = (size_t)B * T, L = m->checkpointing ? 1 : c->L, q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs;
     size_t r = m->use_lora ? m->lora_config.rank : 0;
+    size_t chunk_rows = m->logits_chunk > 0 && (size_t)m->logits_chunk < N ? (size_t)m->logits_chunk : N;
     size_t widest = (size_t)c->C > q ? (size_t)c->C : q;
     widest = widest > (size_t)c->I ? widest : (size_t)c->I;
     ActivationTensors* a = &m->acts;
     ScratchTensors* s = &m->scratch;
     struct { float** ptr; size_t size; } layout[] = {
-        {&a->x, (L + 1) * N * c->C}, {&a->ln1, L * N * c->C}, {&a->ln1_rstd, L * N}, {&a->q, L * N * q},
+        {&a->x, ((size_t)c->L + 1) * N * c->C}, {&a->ln1, L * N * c->C}, {&a->ln1_rstd, L * N}, {&a->q, L * N * q},
         {&a->k, L * N * kv}, {&a->v, L * N * kv}, {&a->att, L * N * q}, {&a->lse, L * N * c->NH},
         {&a->x_mid, L * N * c->C}, {&a->ln2, L * N * c->C}, {&a->ln2_rstd, L * N}, {&a->gate, L * N * c->I},
-        {&a->up, L * N * c->I}, {&a->lnf, N * c->C}, {&a->lnf_rstd, N}, {&a->logits, N * c->V}, {&a->losses, N},
+        {&a->up, L * N * c->I}, {&a->lnf, N * c->C}, {&a->lnf_rstd, N}, {&a->logits, chunk_rows * c->V},
+        {&a->losses, N},
         {&m->lora_xa[LORA_Q], 0}, {&m->lora_xa[LORA_K], 0}, {&m->lora_xa[LORA_V], 0}, {&m->lora_xa[LORA_O], 0},
         {&m->lora_xa[LORA_GATE], 0}, {&m->lora_xa[LORA_UP], 0}, {&m->lora_xa[LORA_DOWN], 0},
         {&s->dx, N * c->C}, {&s->dln, N * c->C}, {&s->dq, N * q}, {&s->dk, N * kv}, {&s->dv, N * kv},
@@ -791,20 +855,29 @@ typedef struct {
     size_t weights, gradients, optimizer, activations;
 } MemoryEstimate;
 
+// Tokens per chunk of the lm_head and loss in training runs (acts.logits holds LOGITS_CHUNK x V):
+// a multiple of the matmul's MR rows; 192 x 128256 floats are 94 MiB.
+#define LOGITS_CHUNK 192
+
 // Bytes a run will hold (lc NULL: no LoRA), computed from the config before anything
 // is allocated.
-MemoryEstimate memory_estimate(const LlamaConfig* c, const LoraConfig* lc, int B, int T, int full_finetune) {
+MemoryEstimate memory_estimate(const LlamaConfig* c, const LoraConfig* lc, int B, int T, int full_finetune,
+                               WeightFormat base, int checkpointing) {
     Model m;
     memset(&m, 0, sizeof(m));
     m.config = *c;
-    m.num_parameters = parameters_point(&m.params, NULL, c);
+    m.base_format = base;
+    m.logits_chunk = LOGITS_CHUNK;
+    m.checkpointing = checkpointing;
+    m.num_parameters = parameters_point(&m.params, NULL, c, WEIGHT_F32);
+    size_t weight_bytes = parameters_point(&m.params, NULL, c, base) * 4 + frozen_point(&m, NULL);
     if (lc != NULL) {
         m.use_lora = 1;
         m.lora_config = *lc;
         m.num_lora_parameters = lora_point(&m.lora, NULL, c, lc);
     }
     size_t trainable = m.num_lora_parameters + (full_finetune ? m.num_parameters : 0);
-    MemoryEstimate e = {m.num_parameters * 4, trainable * 4, trainable * 8,
+    MemoryEstimate e = {weight_bytes, trainable * 4, trainable * 8,
                         activations_point(&m, B, T, NULL) * 4 + (size_t)B * T * sizeof(int)};
     return e;
 }
@@ -819,7 +892,7 @@ void model_allocate(Model* m, int B, int T, int full_finetune) {
     size_t trainable = m->num_lora_parameters;
     if (full_finetune) {
         m->grads_memory = calloc_floats(m->num_parameters, "gradients");
-        parameters_point(&m->grads, m->grads_memory, c);
+        parameters_point(&m->grads, m->grads_memory, c, WEIGHT_F32);
         trainable += m->num_parameters;
     }
     m->m_memory = calloc_floats(trainable, "AdamW first moments");
@@ -835,18 +908,21 @@ void model_allocate(Model* m, int B, int T, int full_finetune) {
 // ----------------------------------------------------------------------------
 // forward and backward of the whole model
 
+// With checkpointing the layers share one slot of everything but x (the layer's input).
+static int layer_slot(const Model* m, int l) { return m->checkpointing ? 0 : l; }
+
 // y (N,out) (+)= x W^T for module mod of layer l, plus its LoRA term when targeted.
 static void model_linear_forward(Model* m, int l, int mod, float* y, const float* x, int N,
                                  int accumulate, int training) {
     const LlamaConfig* c = &m->config;
     int in, out;
     lora_module_dims(c, mod, &in, &out);
-    linear_forward(y, x, module_weight(&m->params, c, l, mod), N, in, out, accumulate);
+    linear_forward(y, x, module_base(m, l, mod), N, in, out, accumulate);
     if (!m->use_lora || !m->lora_config.target[mod]) return;
     int r = m->lora_config.rank;
     float p = training ? m->lora_config.dropout : 0.0f;
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
-    lora_forward(y, m->lora_xa[mod] + (size_t)l * N * r, m->scratch.lora_xd, m->scratch.lora_r1, x,
+    lora_forward(y, m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->scratch.lora_xd, m->scratch.lora_r1, x,
                  m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
                  N, in, out, r, m->lora_scale, p, key, m->first_token);
 }
@@ -857,14 +933,14 @@ static void model_linear_backward(Model* m, int l, int mod, float* dx, const flo
     const LlamaConfig* c = &m->config;
     int in, out;
     lora_module_dims(c, mod, &in, &out);
-    linear_backward_input(dx, dy, module_weight(&m->params, c, l, mod), N, in, out, accumulate);
+    linear_backward_input(dx, dy, module_base(m, l, mod), N, in, out, accumulate);
     if (m->full_finetune) linear_backward_weight(module_weight(&m->grads, c, l, mod), dy, x, N, in, out);
     if (!m->use_lora || !m->lora_config.target[mod]) return;
     int r = m->lora_config.rank;
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
     lora_backward(dx, m->lora_grads.A[mod] + (size_t)l * r * in, m->lora_grads.B[mod] + (size_t)l * out * r,
                   m->scratch.lora_xd, m->scratch.lora_r1, m->scratch.lora_r2, dy, x,
-                  m->lora_xa[mod] + (size_t)l * N * r, m->lora.A[mod] + (size_t)l * r * in,
+                  m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->lora.A[mod] + (size_t)l * r * in,
                   m->lora.B[mod] + (size_t)l * out * r, N, in, out, m->lora_config.rank,
                   m->lora_scale, m->lora_config.dropout, key, m->first_token);
 }
@@ -883,52 +959,114 @@ static void check_batch(const Model* m, const int* tokens, const int* pos, int B
     }
 }
 
+// Layer l: its input x[l] (N,C) to x[l+1], keeping what its backward needs.
+static void layer_forward(Model* m, int l, const int* pos, int B, int T, int training) {
+    const LlamaConfig* c = &m->config;
+    ParameterTensors* p = &m->params;
+    int N = B * T, C = c->C, I = c->I;
+    LayerActivations layer = layer_activations(&m->acts, c, l, layer_slot(m, l), N);
+
+    rmsnorm_forward(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
+    model_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
+    model_linear_forward(m, l, LORA_K, layer.k, layer.ln1, N, 0, training);
+    model_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
+    rope_forward(layer.q, pos, m->cos_sin, N, c->NH, c->hs);
+    rope_forward(layer.k, pos, m->cos_sin, N, c->NKV, c->hs);
+    attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T,
+                      c->NH, c->NKV, c->hs);
+    memcpy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
+    model_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
+
+    rmsnorm_forward(layer.ln2, layer.ln2_rstd, layer.x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
+    model_linear_forward(m, l, LORA_GATE, layer.gate, layer.ln2, N, 0, training);
+    model_linear_forward(m, l, LORA_UP, layer.up, layer.ln2, N, 0, training);
+    swiglu_forward(m->scratch.act, layer.gate, layer.up, (size_t)N * I);
+    memcpy(layer.x_next, layer.x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
+    model_linear_forward(m, l, LORA_DOWN, layer.x_next, m->scratch.act, N, 1, training);
+}
+
+// The lm_head and the loss run over chunks of logits_chunk tokens (0: all N at once), so
+// the (N,V) logits need not exist whole: a chunk's logits live in acts.logits only until
+// its losses are taken, and the backward recomputes them, bit for bit (each row of a
+// matmul is the same whatever rows are beside it). A chunk without a trained target is
+// skipped. logits_rows(m, N) is the chunk.
+static int logits_rows(const Model* m, int N) {
+    return m->logits_chunk > 0 && m->logits_chunk < N ? m->logits_chunk : N;
+}
+
+static int any_target(const int* targets, int n) {
+    for (int i = 0; i < n; i++) if (targets[i] >= 0) return 1;
+    return 0;
+}
+
+// losses (N) of the final norm's output lnf (N,C); returns the unmasked tokens
+static int lm_head_loss_forward(Model* m, const int* targets, int N) {
+    const LlamaConfig* c = &m->config;
+    ActivationTensors* a = &m->acts;
+    int rows = logits_rows(m, N), count = 0;
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int n = N - n0 < rows ? N - n0 : rows;
+        if (rows < N && !any_target(targets + n0, n)) {
+            memset(a->losses + n0, 0, n * sizeof(float));
+            continue;
+        }
+        linear_forward(a->logits, a->lnf + (size_t)n0 * c->C, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
+        count += crossentropy_forward(a->losses + n0, a->logits, targets + n0, n, c->V);
+    }
+    return count;
+}
+
+// dlnf (N,C) = dlogits W_lm, and dW_lm += dlogits^T lnf when training every weight
+static void lm_head_loss_backward(Model* m, float* dlnf, const int* targets, int N, float dloss) {
+    const LlamaConfig* c = &m->config;
+    ActivationTensors* a = &m->acts;
+    int rows = logits_rows(m, N);
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int n = N - n0 < rows ? N - n0 : rows;
+        const float* lnf = a->lnf + (size_t)n0 * c->C;
+        if (rows < N) {
+            if (!any_target(targets + n0, n)) {
+                memset(dlnf + (size_t)n0 * c->C, 0, (size_t)n * c->C * sizeof(float));
+                continue;
+            }
+            linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
+        }
+        crossentropy_backward(a->logits, targets + n0, n, c->V, dloss);
+        float* dlogits = a->logits;
+        linear_backward_input(dlnf + (size_t)n0 * c->C, dlogits, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
+        if (m->full_finetune) linear_backward_weight(m->grads.wlm, dlogits, lnf, n, c->C, c->V);
+    }
+}
+
 // tokens, targets, pos (B,T). targets < 0 are not trained on; pos NULL means 0..T-1 in
 // every row (pos restarting at 0 marks a new packed sequence). targets may be NULL
-// (logits only). Dropout is active when training.
+// (logits only, of a model that keeps them whole). Dropout is active when training.
 void model_forward(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training) {
     check_batch(m, tokens, pos, B, T);
     const LlamaConfig* c = &m->config;
     ActivationTensors* a = &m->acts;
-    ParameterTensors* p = &m->params;
-    int N = B * T, C = c->C, I = c->I;
+    int N = B * T, C = c->C;
     if (pos == NULL) {
         for (int n = 0; n < N; n++) m->default_pos[n] = n % T;
         pos = m->default_pos;
     }
-    embedding_forward(a->x, tokens, p->wte, N, C);
-    for (int l = 0; l < c->L; l++) {
-        LayerActivations layer = layer_activations(a, c, l, N);
-
-        rmsnorm_forward(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
-        model_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
-        model_linear_forward(m, l, LORA_K, layer.k, layer.ln1, N, 0, training);
-        model_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
-        rope_forward(layer.q, pos, m->cos_sin, N, c->NH, c->hs);
-        rope_forward(layer.k, pos, m->cos_sin, N, c->NKV, c->hs);
-        attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T,
-                          c->NH, c->NKV, c->hs);
-        memcpy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
-        model_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
-
-        rmsnorm_forward(layer.ln2, layer.ln2_rstd, layer.x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
-        model_linear_forward(m, l, LORA_GATE, layer.gate, layer.ln2, N, 0, training);
-        model_linear_forward(m, l, LORA_UP, layer.up, layer.ln2, N, 0, training);
-        swiglu_forward(m->scratch.act, layer.gate, layer.up, (size_t)N * I);
-        memcpy(layer.x_next, layer.x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
-        model_linear_forward(m, l, LORA_DOWN, layer.x_next, m->scratch.act, N, 1, training);
-    }
-    rmsnorm_forward(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, p->lnf, N, C, c->norm_eps);
-    linear_forward(a->logits, a->lnf, p->wlm, N, C, c->V, 0);
+    embedding_forward(a->x, tokens, m->frozen[PARAMETER_EMBEDDINGS], N, C);
+    for (int l = 0; l < c->L; l++) layer_forward(m, l, pos, B, T, training);
+    rmsnorm_forward(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, m->params.lnf, N, C, c->norm_eps);
     m->num_tokens = 0;
     m->loss = 0.0f;
-    if (targets == NULL) return;
+    if (targets == NULL) {
+        if (logits_rows(m, N) < N) fail("internal error: the logits of %d tokens from a model that keeps %d", N,
+                                         logits_rows(m, N));
+        linear_forward(a->logits, a->lnf, m->frozen[PARAMETER_LM_HEAD], N, C, c->V, 0);
+        return;
+    }
     for (int n = 0; n < N; n++) {
         if (targets[n] >= c->V) {
             fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
         }
     }
-    m->num_tokens = crossentropy_forward(a->losses, a->logits, targets, N, c->V);
+    m->num_tokens = lm_head_loss_forward(m, targets, N);
     double sum = 0.0;
     for (int n = 0; n < N; n++) sum += a->losses[n];
     m->loss = m->num_tokens > 0 ? (float)(sum / m->num_tokens) : 0.0f;
@@ -946,15 +1084,13 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
     int N = B * T, C = c->C, I = c->I;
     if (pos == NULL) pos = m->default_pos;  // filled by the forward
 
-    crossentropy_backward(a->logits, targets, N, c->V, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
-    float* dlogits = a->logits;
-    linear_backward_input(s->dln, dlogits, p->wlm, N, C, c->V, 0);
-    if (g) linear_backward_weight(g->wlm, dlogits, a->lnf, N, C, c->V);
+    lm_head_loss_backward(m, s->dln, targets, N, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
     memset(s->dx, 0, (size_t)N * C * sizeof(float));
     rmsnorm_backward(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        LayerActivations layer = layer_activations(a, c, l, N);
+        if (m->checkpointing) layer_forward(m, l, pos, B, T, 1);  // the same dropout masks: bit-identical
+        LayerActivations layer = layer_activations(a, c, l, layer_slot(m, l), N);
 
         // MLP: s->dx holds d x_next, which flows unchanged into d x_mid plus the MLP branch
         swiglu_forward(s->act, layer.gate, layer.up, (size_t)N * I);
@@ -1127,15 +1263,19 @@ typedef struct {
     int eval_steps, save_steps;
     int resume, stop_after_steps, packing, train_on_inputs, parse_special_in_content, drop_long, merge;
     char* merge_dtype;
+    char* base_dtype;
+    int bf16, fp16, gradient_checkpointing;
+    char *stage, *finetuning_type;  // LLaMA-Factory's spellings
+    int do_train, overwrite_cache, logging_steps;
     char* date;
     int threads;
 } TrainArgs;
 
 #define ARG(field) offsetof(TrainArgs, field)
 static const Flag TRAIN_FLAGS[] = {
-    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0,
+    {"--model", "--model_name_or_path", FLAG_STRING, ARG(model_dir), 0, 0,
      "Hugging Face model directory (config.json, *.safetensors, tokenizer.json)"},
-    {"--data", NULL, FLAG_STRING, ARG(data), 0, 0,
+    {"--data", "--dataset", FLAG_STRING, ARG(data), 0, 0,
      "training data: .csv, .json, .jsonl or .txt; several files separated by commas"},
     {"--val_data", NULL, FLAG_STRING, ARG(val_data), 0, 0,
      "validation data file(s), instead of splitting --data by --val_size"},
@@ -1194,10 +1334,30 @@ static const Flag TRAIN_FLAGS[] = {
      "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
     {"--merge_dtype", NULL, FLAG_STRING, ARG(merge_dtype), 0, 0,
      "dtype of the merged (or fully trained) model: auto (the base's), fp32, bf16 or fp16"},
+    {"--base_dtype", NULL, FLAG_STRING, ARG(base_dtype), 0, 0,
+     "storage of the frozen base weights: auto (bf16 for a bf16 checkpoint, fp32 with --full_finetune), fp32 or "
+     "bf16 (bf16 matmuls, fp32 sums; LoRA, gradients and optimizer stay fp32)"},
+    {"--bf16", NULL, FLAG_BOOL, ARG(bf16), 0, 1,
+     "Hugging Face's mixed precision: the frozen base in bf16 (fp32 with --full_finetune or an fp16 checkpoint)"},
+    {"--fp16", NULL, FLAG_BOOL, ARG(fp16), 0, 1, "the same as --bf16 (half-precision matmuls are bf16 here)"},
+    {"--gradient_checkpointing", NULL, FLAG_BOOL, ARG(gradient_checkpointing), 0, 1,
+     "keep only each layer's input and recompute the layer in the backward: activations of one layer, not L, "
+     "for a third more compute"},
     {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0,
      "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
     {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
+    // LLaMA-Factory's command line (llamafactory-cli train): its flags that are not aliases above
+    {"--stage", NULL, FLAG_STRING, ARG(stage), 0, 0,
+     "LLaMA-Factory: sft (supervised fine-tuning on chats) or pt (continued pre-training: every token trained, "
+     "plain template unless --template is given)"},
+    {"--finetuning_type", NULL, FLAG_STRING, ARG(finetuning_type), 0, 0,
+     "LLaMA-Factory: lora, or full (the same as --full_finetune)"},
+    {"--do_train", NULL, FLAG_BOOL, ARG(do_train), 0, 1, "LLaMA-Factory: accepted; ./train always trains"},
+    {"--overwrite_cache", NULL, FLAG_BOOL, ARG(overwrite_cache), 0, 1,
+     "LLaMA-Factory: accepted; ./train keeps no dataset cache (it tokenizes at every start)"},
+    {"--logging_steps", NULL, FLAG_INT, ARG(logging_steps), 1, 1e9,
+     "print the step line every N steps (log.jsonl still gets every step)"},
 };
 #undef ARG
 
@@ -1207,7 +1367,8 @@ static const TrainArgs TRAIN_DEFAULTS = {
     .output_dir = "out", .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
     .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f, .lr_scheduler_type = "cosine",
     .num_train_epochs = 3.0f, .batch_size = 4, .gradient_accumulation_steps = 1, .max_seq_length = 0,
-    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .date = ""};
+    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .base_dtype = "auto", .date = "",
+    .stage = "sft", .finetuning_type = "lora", .logging_steps = 1};
 
 static const FlagTable TRAIN_FLAG_TABLE = {
     "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
@@ -1261,6 +1422,8 @@ typedef struct {
     const ModelOps* ops;
     LlamaConfig config;
     LoraConfig lora;              // from the flags (an --init_adapter brings its own)
+    WeightFormat base;            // the frozen base's storage (--base_dtype)
+    double planned_bytes;         // the memory plan (check_memory), compared with the peak at the end
     Model model;
     Examples train, val;
     int pad_id;                   // the token padding rows are filled with
@@ -1287,6 +1450,20 @@ typedef struct {
     double seconds;
 } StepResult;
 
+// LLaMA-Factory's --stage and --finetuning_type, as the flags they stand for.
+static void apply_llama_factory_flags(TrainArgs* a) {
+    if (strcmp(a->finetuning_type, "full") == 0) a->full_finetune = 1;
+    else if (strcmp(a->finetuning_type, "lora") != 0) {
+        fail("--finetuning_type: unknown type '%s' (lora or full; freeze is not supported)", a->finetuning_type);
+    }
+    if (strcmp(a->stage, "pt") == 0) {
+        a->train_on_inputs = 1;
+        if (strcmp(a->template_name, "auto") == 0) a->template_name = "plain";
+    } else if (strcmp(a->stage, "sft") != 0) {
+        fail("--stage: unknown stage '%s' (sft or pt; rm, ppo, dpo and kto are not supported)", a->stage);
+    }
+}
+
 static void parse_train_args(TrainArgs* a, int argc, char** argv) {
     if (argc == 1) {
         int n = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0]));
@@ -1301,6 +1478,7 @@ static void parse_train_args(TrainArgs* a, int argc, char** argv) {
     } else {
         flags_parse(&TRAIN_FLAG_TABLE, a, argc, argv, 1, NULL);
     }
+    apply_llama_factory_flags(a);
 #ifdef _OPENMP
     if (a->threads > 0) omp_set_num_threads(a->threads);
 #endif
@@ -1318,6 +1496,14 @@ static void check_args(TrainRun* r) {
     config_load(&r->config, a->model_dir);
     const LlamaConfig* c = &r->config;
     merge_dtype_from_name(a->merge_dtype, c);  // a bad --merge_dtype fails now, not after training
+    if ((a->bf16 || a->fp16) && strcmp(a->base_dtype, "auto") != 0) {
+        fail("--%s and --base_dtype %s: give one of them", a->bf16 ? "bf16" : "fp16", a->base_dtype);
+    }
+    const char* base_dtype = a->base_dtype;  // --bf16/--fp16: bf16 where the base stays frozen and is not fp16
+    if (a->bf16 || a->fp16) base_dtype = a->full_finetune || strcmp(c->dtype, "float16") == 0 ? "fp32" : "bf16";
+    r->base = base_format_from_name(base_dtype, c, a->full_finetune);
+    if (r->ops->to_device) r->base = WEIGHT_F32;  // the GPU keeps its own bf16 copy (./train_gpu --bf16)
+    if (r->ops->to_device && a->gradient_checkpointing) fail("--gradient_checkpointing is not on the GPU yet");
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
     if ((int64_t)a->batch_size * a->max_seq_length > (1 << 30)) {
@@ -1384,19 +1570,56 @@ static void load_data(TrainRun* r) {
     printf("data: %d training examples, %d validation examples\n", r->train.count, r->val.count);
 }
 
-static void check_memory(const LlamaConfig* c, const LoraConfig* lc, const TrainArgs* a) {
-    MemoryEstimate e = memory_estimate(c, lc, a->batch_size, a->max_seq_length, a->full_finetune);
-    double total = (double)e.weights + e.gradients + e.optimizer + e.activations, gib = 1073741824.0;
-    printf("memory: weights %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB; total %.2f GiB\n",
-           e.weights / 1048576.0, e.gradients / 1048576.0, e.optimizer / 1048576.0, e.activations / 1048576.0,
-           total / gib);
+// Bytes of the memory plan: everything memory_estimate counts, plus what the process holds
+// besides (program, libraries, matmul scratch, tokenizer, data: measured at 10-30 MiB).
+#define MEMORY_OVERHEAD (16.0 * 1048576.0)
+static double plan_bytes(const LlamaConfig* c, const LoraConfig* lc, int B, int T, int full_finetune,
+                         WeightFormat base, int checkpointing) {
+    MemoryEstimate e = memory_estimate(c, lc, B, T, full_finetune, base, checkpointing);
+    return (double)e.weights + e.gradients + e.optimizer + e.activations + MEMORY_OVERHEAD;
+}
+
+// The memory plan, printed; when it is more than the machine has, the run stops here,
+// before loading, naming the flags that would make it fit.
+static double check_memory(const LlamaConfig* c, const LoraConfig* lc, const TrainArgs* a, WeightFormat base) {
+    int B = a->batch_size, T = a->max_seq_length, full = a->full_finetune, ckpt = a->gradient_checkpointing;
+    MemoryEstimate e = memory_estimate(c, lc, B, T, full, base, ckpt);
+    double total = plan_bytes(c, lc, B, T, full, base, ckpt), gib = 1073741824.0;
+    printf("memory plan: weights %.1f MiB (base in %s), gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB"
+           "%s; total %.2f GiB\n", e.weights / 1048576.0, WEIGHT_FORMAT_NAMES[base], e.gradients / 1048576.0,
+           e.optimizer / 1048576.0, e.activations / 1048576.0, ckpt ? " (checkpointed)" : "", total / gib);
     double available = available_memory();
-    if (available > 0 && total > available) {
-        fail("this run needs %.2f GiB but only %.2f GiB is available; lower %s", total / gib, available / gib,
-             e.activations > e.weights ? "--per_device_train_batch_size or --max_seq_length (activations dominate)"
-             : a->full_finetune ? "memory by using LoRA instead of --full_finetune, or use a smaller model"
-                                : "memory by using a smaller model (the weights alone do not fit)");
+    if (available <= 0 || total <= available) return total;
+    char fits[512] = "";
+    WeightFormat narrow = !full && strcmp(c->dtype, "float16") != 0 ? WEIGHT_BF16 : base;
+    struct { const char* flags; double bytes; } options[] = {
+        {"--gradient_checkpointing", ckpt ? INFINITY : plan_bytes(c, lc, B, T, full, base, 1)},
+        {"--base_dtype bf16", narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, ckpt)},
+        {"--gradient_checkpointing --base_dtype bf16",
+         ckpt || narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, 1)},
+        {"--per_device_train_batch_size 1", B == 1 ? INFINITY : plan_bytes(c, lc, 1, T, full, base, ckpt)},
+        {"--max_seq_length halved", plan_bytes(c, lc, B, T / 2, full, base, ckpt)},
+        {"LoRA instead of --full_finetune", full ? plan_bytes(c, lc, B, T, 0, narrow, ckpt) : INFINITY}};
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        if (options[i].bytes > available) continue;
+        snprintf(fits + strlen(fits), sizeof(fits) - strlen(fits), "%s%s (%.2f GiB)", *fits ? ", " : "",
+                 options[i].flags, options[i].bytes / gib);
     }
+    fail("this run needs %.2f GiB but only %.2f GiB is available; %s%s", total / gib, available / gib,
+         *fits ? "it would fit with " : "no one flag makes it fit: use a smaller model, or combine the flags in "
+                                         "the README's memory section", fits);
+    return total;
+}
+
+// Peak resident memory of this process so far, in bytes (Linux: VmHWM).
+static double peak_rss_bytes(void) {
+    FILE* f = fopen("/proc/self/status", "r");
+    if (f == NULL) return 0.0;
+    char line[256];
+    double kb = 0.0;
+    while (fgets(line, sizeof(line), f)) if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024.0;
 }
 
 // The model with its adapter, its memory for B x T batches, after checking that the
@@ -1410,21 +1633,24 @@ static void setup_model(TrainRun* r) {
     unlink(probe);
     free(probe);
     if (*a->init_adapter) lora_read_adapter_config(&r->lora, a->init_adapter);  // its rank, not --lora_rank
-    check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a);
+    r->planned_bytes = check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a, r->base);
     Model* m = &r->model;
     if (a->from_scratch) {
         model_create(m, &r->config);
         model_init_random(m, (uint32_t)a->seed, r->config.initializer_range);
     } else {
-        model_load(m, a->model_dir);
+        model_load_as(m, a->model_dir, r->base);
     }
     m->seed = (uint32_t)a->seed;
     if (*a->init_adapter) lora_load_adapter(m, a->init_adapter, m->seed);
     else if (!a->full_finetune) model_init_lora(m, &r->lora, m->seed);
+    m->logits_chunk = r->ops->to_device ? 0 : LOGITS_CHUNK;  // the GPU keeps its logits whole
+    m->checkpointing = a->gradient_checkpointing;
     model_allocate(m, a->batch_size, a->max_seq_length, a->full_finetune);
     const LlamaConfig* c = &m->config;
-    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters; %s: %.3fM trainable\n",
-           a->model_dir, c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6,
+    printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters (base in %s); %s: %.3fM "
+           "trainable\n", a->model_dir, c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6,
+           WEIGHT_FORMAT_NAMES[m->base_format],
            a->full_finetune ? "full fine-tune" : "LoRA",
            (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
 }
@@ -1470,9 +1696,10 @@ static void resume_or_start(TrainRun* r) {
     const TrainArgs* a = &r->args;
     snprintf(r->signature, sizeof(r->signature),
              "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d "
-             "packing=%d val=%g", a->model_dir, a->data, a->full_finetune, r->model.lora_config.rank,
+             "packing=%d val=%g base=%s", a->model_dir, a->data, a->full_finetune, r->model.lora_config.rank,
              r->model.lora_config.alpha, a->lora_target, a->use_rslora, a->seed, a->batch_size,
-             a->gradient_accumulation_steps, a->max_seq_length, a->packing, a->val_size);
+             a->gradient_accumulation_steps, a->max_seq_length, a->packing, a->val_size,
+             WEIGHT_FORMAT_NAMES[r->model.base_format]);
     r->checkpoint_path = path_join(a->output_dir, "checkpoint.safetensors");
     r->log_path = path_join(a->output_dir, "log.jsonl");
     r->svg_path = path_join(a->output_dir, "loss.svg");
@@ -1554,16 +1781,19 @@ static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
     format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
     format_duration(eta_text, sizeof(eta_text), eta);
     if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
-    if (isatty(STDOUT_FILENO)) {
+    int quiet = step % r->args.logging_steps != 0 && step != r->total_steps && !isfinite(val_loss);
+    if (!quiet && isatty(STDOUT_FILENO)) {
         char bar[21];
         int filled = (int)(20 * step / r->total_steps);
         for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
         bar[20] = '\0';
         printf("[%s] ", bar);
     }
-    printf("step %ld/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed | ETA %s\n", step, r->total_steps,
-           s->loss, val_text, s->lr, s->grad_norm, s->tokens / s->seconds, elapsed_text, eta_text);
-    fflush(stdout);
+    if (!quiet) {
+        printf("step %ld/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed | ETA %s\n", step,
+               r->total_steps, s->loss, val_text, s->lr, s->grad_norm, s->tokens / s->seconds, elapsed_text, eta_text);
+        fflush(stdout);
+    }
     char val_json[32] = "null";
     if (isfinite(val_loss)) snprintf(val_json, sizeof(val_json), "%.6f", val_loss);
     fprintf(r->log, "{\"step\": %ld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6e, \"grad_norm\": %.6f, "
@@ -1603,6 +1833,9 @@ static void finish(TrainRun* r, const char* program) {
         free(merged);
     }
     printf("log: %s, loss curve: %s, checkpoint: %s\n", r->log_path, r->svg_path, r->checkpoint_path);
+    double peak = peak_rss_bytes();
+    printf("memory: planned %.2f GiB, peak resident %.2f GiB (%+.0f%%)\n", r->planned_bytes / 1073741824.0,
+           peak / 1073741824.0, 100.0 * (peak - r->planned_bytes) / r->planned_bytes);
     if (*a->sample_prompts) {
         char* trained_model = a->full_finetune ? path_join(a->output_dir, "model") : NULL;
         compare_answers(program, a->model_dir, trained_model, a->output_dir, a->sample_prompts, a->template_name);

@@ -67,10 +67,10 @@ void gpu_model_create(Model* m, int bf16) {
 
     d->params_memory = gpu_floats(m->num_parameters, "model weights");
     gpu_upload(d->params_memory, m->params_memory, m->num_parameters * sizeof(float));
-    parameters_point(&d->params, d->params_memory, c);
+    parameters_point(&d->params, d->params_memory, c, WEIGHT_F32);
     if (m->full_finetune) {
         d->grads_memory = gpu_floats(m->num_parameters, "gradients");
-        parameters_point(&d->grads, d->grads_memory, c);
+        parameters_point(&d->grads, d->grads_memory, c, WEIGHT_F32);
     }
     if (m->use_lora) {
         d->lora_memory = gpu_floats(m->num_lora_parameters, "LoRA weights");
@@ -160,7 +160,7 @@ static void gpu_upload_batch(Model* m, const int* tokens, const int* targets, co
 // linear_backward_weight for a weight W of dev.params. With --bf16 the weight's bf16
 // copy is used and the activation operands are rounded to bf16 on the way in.
 
-static const bfloat16* weight_bf16(const GpuModel* gpu, const float* W) {
+static const bfloat16* gpu_weight_bf16(const GpuModel* gpu, const float* W) {
     return gpu->params_bf16 + (W - gpu->dev.params_memory);
 }
 
@@ -172,7 +172,7 @@ static void base_forward(GpuModel* gpu, float* y, const float* x, const float* W
         return;
     }
     float_to_bf16_gpu(gpu->x16, x, (size_t)N * in);
-    linear_forward_bf16_gpu(y, gpu->x16, weight_bf16(gpu, W), N, in, out, accumulate);
+    linear_forward_bf16_gpu(y, gpu->x16, gpu_weight_bf16(gpu, W), N, in, out, accumulate);
 }
 
 // dx (N,in) (+)= dy (N,out) @ W
@@ -183,7 +183,7 @@ static void base_backward_input(GpuModel* gpu, float* dx, const float* dy, const
         return;
     }
     float_to_bf16_gpu(gpu->dy16, dy, (size_t)N * out);
-    linear_backward_input_bf16_gpu(dx, gpu->dy16, weight_bf16(gpu, W), N, in, out, accumulate);
+    linear_backward_input_bf16_gpu(dx, gpu->dy16, gpu_weight_bf16(gpu, W), N, in, out, accumulate);
 }
 
 // dW (out,in) += dy^T (out,N) @ x (N,in)
@@ -253,7 +253,7 @@ void gpu_model_forward(Model* m, const int* tokens, const int* targets, const in
 
     embedding_forward_gpu(a->x, gpu->tokens, p->wte, N, C);
     for (int l = 0; l < c->L; l++) {
-        LayerActivations layer = layer_activations(a, c, l, N);
+        LayerActivations layer = layer_activations(a, c, l, l, N);
 
         rmsnorm_forward_gpu(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
         gpu_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
@@ -313,7 +313,7 @@ void gpu_model_backward(Model* m, const int* tokens, const int* targets, const i
     rmsnorm_backward_gpu(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        LayerActivations layer = layer_activations(a, c, l, N);
+        LayerActivations layer = layer_activations(a, c, l, l, N);
 
         // MLP: s->dx holds d x_next, which flows unchanged into d x_mid plus the MLP branch
         swiglu_forward_gpu(s->act, layer.gate, layer.up, (size_t)N * I);

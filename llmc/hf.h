@@ -1,5 +1,6 @@
-// hf.h: the Model in and out of Hugging Face's files: model_load, model_check_weights (shards
-// and all), lora_save_adapter, lora_load_adapter (PEFT), model_save_merged.
+// hf.h: the Model in and out of Hugging Face's files: model_load (model_load_as: the frozen
+// base in bf16), base_format_from_name, model_check_weights (shards and all), lora_save_adapter,
+// lora_load_adapter (PEFT), model_save_merged.
 // Works on train.c's Model and parameter table, so train.c includes it after them.
 #ifndef LLMC_HF_H
 #define LLMC_HF_H
@@ -62,8 +63,9 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
 }
 
 // Finds every parameter the config implies in the weight files and checks its shape;
-// with dst set, also converts it to fp32 into dst (all parameters in order).
-static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, float* dst) {
+// with m set, also reads it into m: the RMSNorm weights in fp32, the matrices in the
+// model's base format.
+static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, Model* m) {
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         int64_t rows, cols;
         int per_layer;
@@ -83,9 +85,16 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
             }
             int64_t dims[2] = {rows, cols};
             safetensors_check_shape(file, t, cols ? 2 : 1, dims, "config.json");
-            if (dst == NULL) continue;
-            safetensors_read_finite(file, t, dst, 0);
-            dst += (size_t)rows * (cols ? cols : 1);
+            if (m == NULL) continue;
+            size_t offset = (size_t)l * rows * (cols ? cols : 1);
+            if (cols == 0 || m->base_format == WEIGHT_F32) {
+                safetensors_read_finite(file, t, (cols ? (float*)m->frozen[i].data : *parameter_field(&m->params, i))
+                                                     + offset, 0);
+            } else {
+                safetensors_read_bf16(file, t, (uint16_t*)m->frozen[i].data + offset,
+                                      "use --base_dtype fp32 (or auto) for this checkpoint");
+            }
+            safetensors_release(file, t);
         }
     }
 }
@@ -99,19 +108,40 @@ void model_check_weights(const char* dir, const LlamaConfig* c) {
     free(files);
 }
 
-// Reads every parameter of the config from the model directory into fp32. Shapes are
+// Reads every parameter of the config from the model directory, the frozen matrices in
+// `base` (never materialised in fp32 when it is bf16), the rest in fp32. Shapes are
 // checked before the weights are allocated, so a config that does not match its
 // weights is reported as such rather than as a failed allocation.
-void model_load(Model* m, const char* dir) {
+void model_load_as(Model* m, const char* dir, WeightFormat base) {
     LlamaConfig config;
     config_load(&config, dir);
     SafeTensors* files;
     int num_files = open_weight_files(&files, dir);
     read_weights(files, num_files, &config, dir, NULL);
-    model_create(m, &config);
-    read_weights(files, num_files, &config, dir, m->params_memory);
+    model_create_as(m, &config, base);
+    read_weights(files, num_files, &config, dir, m);
     for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
     free(files);
+}
+
+void model_load(Model* m, const char* dir) { model_load_as(m, dir, WEIGHT_F32); }
+
+// --base_dtype: "auto" keeps the checkpoint's bf16 (torch_dtype bfloat16) when the base
+// stays frozen, else fp32; "fp32"; "bf16" (an fp32 checkpoint is rounded).
+WeightFormat base_format_from_name(const char* name, const LlamaConfig* c, int full_finetune) {
+    if (strcmp(name, "auto") == 0) {
+        return !full_finetune && strcmp(c->dtype, "bfloat16") == 0 ? WEIGHT_BF16 : WEIGHT_F32;
+    }
+    if (strcmp(name, "fp32") == 0) return WEIGHT_F32;
+    if (strcmp(name, "bf16") != 0) fail("--base_dtype: unknown dtype '%s' (auto, fp32 or bf16)", name);
+    if (full_finetune) {
+        fail("--base_dtype bf16 keeps the base frozen but --full_finetune trains it (in fp32); drop one of them");
+    }
+    if (strcmp(c->dtype, "float16") == 0) {
+        fail("--base_dtype bf16: the checkpoint is float16 (config.json torch_dtype), which bf16 would round; "
+             "use --base_dtype fp32 (or auto)");
+    }
+    return WEIGHT_BF16;
 }
 
 // ----------------------------------------------------------------------------
@@ -368,10 +398,10 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
     SafeTensorsWriter w;
     safetensors_writer_open(&w, path, n, names, rows, cols, dtype, NULL);
     int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;  // largest out or in of a module
-    float* merged = malloc_check((size_t)widest * c->C * sizeof(float), "merged weight");
+    size_t buffer_numel = (size_t)widest * c->C;
+    float* merged = malloc_check(buffer_numel * sizeof(float), "merged weight");
     int r = m->use_lora ? m->lora_config.rank : 0;
     float* scaled_B = malloc_check((size_t)widest * r * sizeof(float), "merged weight");
-    const float* p = m->params_memory;
     for (int i = 0, k = 0; i < NUM_PARAMETER_TENSORS; i++) {
         int64_t rr, cl;
         int per_layer;
@@ -379,17 +409,25 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
         for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
             size_t numel = (size_t)rr * (cl ? cl : 1);
             int mod = PARAMETERS[i].lora;
-            if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
+            if (cl == 0) {  // an RMSNorm weight, always fp32
+                safetensors_writer_tensor(&w, *parameter_field((ParameterTensors*)&m->params, i) + l * numel, numel);
+            } else if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
                 int in, out;
                 lora_module_dims(c, mod, &in, &out);
-                memcpy(merged, p, numel * sizeof(float));
+                Weight base = base_weight(m, i, l);
+                for (size_t e = 0; e < numel; e++) merged[e] = weight_get(base, e);
                 lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
                            m->lora_scale, in, out, r, scaled_B);
                 safetensors_writer_tensor(&w, merged, numel);
-            } else {
-                safetensors_writer_tensor(&w, p, numel);
+            } else {  // in parts of the buffer's size, widened from the base's format
+                Weight base = base_weight(m, i, l);
+                for (size_t done = 0; done < numel; done += buffer_numel) {
+                    size_t part = numel - done < buffer_numel ? numel - done : buffer_numel;
+                    for (size_t e = 0; e < part; e++) merged[e] = weight_get(base, done + e);
+                    safetensors_writer_part(&w, merged, part);
+                }
+                safetensors_writer_tensor(&w, merged, 0);
             }
-            p += numel;
             free(names[k]);
         }
     }

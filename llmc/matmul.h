@@ -1,4 +1,5 @@
-// matmul.h: matmul_init, matmul (deterministic, blocked, multithreaded), linear_forward/backward_input/backward_weight
+// matmul.h: matmul_init, matmul (deterministic, blocked, multithreaded), Weight (a matrix in fp32 or bf16),
+// linear_forward/backward_input/backward_weight
 #ifndef LLMC_MATMUL_H
 #define LLMC_MATMUL_H
 
@@ -6,6 +7,7 @@
 #include <immintrin.h>
 #endif
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -45,6 +47,17 @@
 //
 // Scratch: matmul_init() allocates one a_block + b_panel per thread (sized by
 // the fixed block sizes); matmul calls never allocate.
+//
+// Narrow weights: op(B) is a Weight, a matrix in a storage format (fp32 or bf16). Only
+// the packing of B reads it, so a format joins by adding its pack routine. Against a
+// bf16 B, A (the activations) is rounded to bf16 as it is packed and every product
+// a*b is exact in fp32; the sums run in fp32:
+//  - with AVX-512 BF16, both panels hold pairs (k, k+1) of bf16 in one 32-bit word and
+//    the micro-kernel's vdpbf16ps does two multiply-adds per lane (twice an fp32 FMA's);
+//    K is blocked in KC_BF16 = 2 KC (the same bytes as KC floats);
+//  - without it, the bf16 values are widened to fp32 in the packing and the fp32
+//    kernel runs: the same math, in a different summation order.
+// Both stay deterministic and thread-count invariant, as above.
 // ----------------------------------------------------------------------------
 
 
@@ -87,8 +100,37 @@ static inline vfloat vfma(vfloat x, vfloat y, vfloat acc) { return x * y + acc; 
 
 // Block sizes (floats), tuned on a 2-core AMD EPYC (Zen 5: 48 KiB L1d,
 // 1 MiB L2 per core). KC x NR b micro-panel in L1, MC x KC a_block in L2.
-enum { NR = NV * VLEN, KC = 256, MC = 240, NC = 4096 };
+enum { NR = NV * VLEN, KC = 256, MC = 240, NC = 4096, KC_BF16 = 2 * KC };
 _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole micro-panels");
+
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#define MATMUL_BF16_NATIVE 1  // vdpbf16ps on pairs of bf16
+#else
+#define MATMUL_BF16_NATIVE 0  // bf16 widened to fp32 in the packing
+#endif
+
+// ----------------------------------------------------------------------------
+// Weight: a matrix in its storage format. A frozen base may be held narrower than fp32.
+
+typedef enum { WEIGHT_F32, WEIGHT_BF16 } WeightFormat;
+static const char* WEIGHT_FORMAT_NAMES[] = {"fp32", "bf16"};
+static const size_t WEIGHT_FORMAT_SIZES[] = {4, 2};  // bytes per element
+
+typedef struct {
+    const void* data;     // row-major elements in `format`
+    WeightFormat format;
+} Weight;
+
+static inline Weight weight_f32(const float* w) { return (Weight){w, WEIGHT_F32}; }
+static inline Weight weight_bf16(const uint16_t* w) { return (Weight){w, WEIGHT_BF16}; }
+// the weight that starts `elements` elements further on
+static inline Weight weight_at(Weight w, size_t elements) {
+    return (Weight){(const char*)w.data + elements * WEIGHT_FORMAT_SIZES[w.format], w.format};
+}
+// element e as fp32
+static inline float weight_get(Weight w, size_t e) {
+    return w.format == WEIGHT_BF16 ? bf16_to_float(((const uint16_t*)w.data)[e]) : ((const float*)w.data)[e];
+}
 
 // ----------------------------------------------------------------------------
 // problem description and per-thread scratch
@@ -96,15 +138,15 @@ _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole micro-panel
 typedef struct {
     float* C;
     const float* A;
-    const float* B;
+    Weight B;
     int M, N, K;
     ptrdiff_t a_rs, a_cs, b_rs, b_cs, ldc;
     int accumulate;
 } MatmulProblem;
 
 typedef struct {
-    float* a_block; // MC x KC: ceil(MC/MR) micro-panels, each kc x MR
-    float* b_panel; // KC x NC: ceil(NC/NR) micro-panels, each kc x NR
+    float* a_block; // MC x KC: ceil(MC/MR) micro-panels, each kc x MR (bf16 pairs: kc/2 x MR words)
+    float* b_panel; // KC x NC: ceil(NC/NR) micro-panels, each kc x NR (bf16 pairs: kc/2 x NR words)
 } PackScratch;
 
 static PackScratch* pack_scratch = NULL;  // one per thread, from matmul_init
@@ -167,23 +209,95 @@ static inline void pack_panel(float* restrict dst, const float* restrict src, in
     }
 }
 
-// op(A)[i0:i0+mc, k0:k0+kc] -> a_block, as ceil(mc/MR) micro-panels of kc x MR
-static void pack_a_block(float* restrict a_block, const MatmulProblem* p,
-                         int i0, int mc, int k0, int kc) {
-    for (int i = 0; i < mc; i += MR) {
-        const float* src = p->A + (i0 + i) * p->a_rs + k0 * p->a_cs;
-        int valid = mc - i < MR ? mc - i : MR;
-        pack_panel(a_block + (size_t)i * kc, src, kc, MR, valid, p->a_cs, p->a_rs);
+// pack_panel for a bf16 source, widened to fp32 (the fallback without AVX-512 BF16)
+static inline void pack_panel_bf16(float* restrict dst, const uint16_t* restrict src, int kc,
+                                   int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
+    if (w_stride == 1) {
+        for (int k = 0; k < kc; k++) {
+            for (int w = 0; w < valid; w++) { dst[k * width + w] = bf16_to_float(src[k * k_stride + w]); }
+            for (int w = valid; w < width; w++) { dst[k * width + w] = 0.0f; }
+        }
+    } else {
+        for (int w = 0; w < valid; w++) {
+            for (int k = 0; k < kc; k++) { dst[k * width + w] = bf16_to_float(src[w * w_stride + k * k_stride]); }
+        }
+        for (int w = valid; w < width; w++) {
+            for (int k = 0; k < kc; k++) { dst[k * width + w] = 0.0f; }
+        }
     }
 }
 
-// op(B)[k0:k0+kc, j0:j0+nc] -> b_panel, as ceil(nc/NR) micro-panels of kc x NR
+// Packs a kc x width panel of bf16 pairs: dst[kk*width + w] holds elements k = 2kk (low
+// half) and 2kk+1 (high half) of column w, zero past kc and for valid <= w < width.
+// src is fp32 (rounded to bf16 here) or bf16, as src_format says.
+static inline void pack_pairs(uint32_t* restrict dst, const void* restrict src, WeightFormat src_format, int kc,
+                              int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
+    Weight s = {src, src_format};
+    int kp = (kc + 1) / 2;
+    if (w_stride == 1) {
+        for (int kk = 0; kk < kp; kk++) {
+            ptrdiff_t row0 = 2 * kk * k_stride, row1 = 2 * kk + 1 < kc ? row0 + k_stride : -1;
+            for (int w = 0; w < valid; w++) {
+                uint32_t lo = float_to_bf16(weight_get(s, row0 + w));
+                uint32_t hi = row1 >= 0 ? float_to_bf16(weight_get(s, row1 + w)) : 0;
+                dst[kk * width + w] = lo | hi << 16;
+            }
+            for (int w = valid; w < width; w++) { dst[kk * width + w] = 0; }
+        }
+    } else {
+        for (int w = 0; w < width; w++) {
+            for (int kk = 0; kk < kp; kk++) {
+                uint32_t lo = 0, hi = 0;
+                if (w < valid) {
+                    lo = float_to_bf16(weight_get(s, w * w_stride + 2 * kk * k_stride));
+                    if (2 * kk + 1 < kc) hi = float_to_bf16(weight_get(s, w * w_stride + (2 * kk + 1) * k_stride));
+                }
+                dst[kk * width + w] = lo | hi << 16;
+            }
+        }
+    }
+}
+
+// op(A)[i0:i0+mc, k0:k0+kc] -> a_block, as ceil(mc/MR) micro-panels of kc x MR; against
+// a bf16 B rounded to bf16 (pairs when native, else widened back to fp32)
+static void pack_a_block(float* restrict a_block, const MatmulProblem* p,
+                         int i0, int mc, int k0, int kc) {
+    int bf16 = p->B.format == WEIGHT_BF16;
+    for (int i = 0; i < mc; i += MR) {
+        const float* src = p->A + (i0 + i) * p->a_rs + k0 * p->a_cs;
+        int valid = mc - i < MR ? mc - i : MR;
+        if (bf16 && MATMUL_BF16_NATIVE) {
+            pack_pairs((uint32_t*)a_block + (size_t)i * ((kc + 1) / 2), src, WEIGHT_F32, kc, MR, valid,
+                       p->a_cs, p->a_rs);
+            continue;
+        }
+        float* dst = a_block + (size_t)i * kc;
+        pack_panel(dst, src, kc, MR, valid, p->a_cs, p->a_rs);
+        for (int e = 0; bf16 && e < kc * MR; e++) dst[e] = bf16_to_float(float_to_bf16(dst[e]));
+    }
+}
+
+// op(B)[k0:k0+kc, j0:j0+nc] -> b_panel, as ceil(nc/NR) micro-panels of kc x NR: the one
+// place that reads B's storage format
 static void pack_b_panel(float* restrict b_panel, const MatmulProblem* p,
                          int k0, int kc, int j0, int nc) {
     for (int j = 0; j < nc; j += NR) {
-        const float* src = p->B + k0 * p->b_rs + (j0 + j) * p->b_cs;
+        size_t at = (size_t)k0 * p->b_rs + (size_t)(j0 + j) * p->b_cs;
         int valid = nc - j < NR ? nc - j : NR;
-        pack_panel(b_panel + (size_t)j * kc, src, kc, NR, valid, p->b_rs, p->b_cs);
+        switch (p->B.format) {
+        case WEIGHT_F32:
+            pack_panel(b_panel + (size_t)j * kc, (const float*)p->B.data + at, kc, NR, valid, p->b_rs, p->b_cs);
+            break;
+        case WEIGHT_BF16:
+            if (MATMUL_BF16_NATIVE) {
+                pack_pairs((uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2), (const uint16_t*)p->B.data + at,
+                           WEIGHT_BF16, kc, NR, valid, p->b_rs, p->b_cs);
+            } else {
+                pack_panel_bf16(b_panel + (size_t)j * kc, (const uint16_t*)p->B.data + at, kc, NR, valid,
+                                p->b_rs, p->b_cs);
+            }
+            break;
+        }
     }
 }
 
@@ -214,11 +328,50 @@ static void micro_kernel(int kc, const float* restrict a, const float* restrict 
     }
 }
 
+#if MATMUL_BF16_NATIVE
+// micro_kernel on bf16 pairs: a (kp x MR words), b (kp x NR words), kp = ceil(kc/2);
+// each vdpbf16ps adds a[2kk]*b[2kk] + a[2kk+1]*b[2kk+1] to the fp32 accumulator.
+static void micro_kernel_bf16(int kp, const uint32_t* restrict a, const uint32_t* restrict b,
+                              float* restrict c, ptrdiff_t ldc, int load_c) {
+    __m512 acc[MR][NV];
+    for (int i = 0; i < MR; i++) {
+        for (int v = 0; v < NV; v++) { acc[i][v] = _mm512_setzero_ps(); }
+    }
+    for (int kk = 0; kk < kp; kk++, a += MR, b += NR) {
+        __m512bh b_row[NV];
+        for (int v = 0; v < NV; v++) { b_row[v] = (__m512bh)_mm512_load_si512(b + v * VLEN); }
+        for (int i = 0; i < MR; i++) {
+            __m512bh a_ik = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            for (int v = 0; v < NV; v++) { acc[i][v] = _mm512_dpbf16_ps(acc[i][v], a_ik, b_row[v]); }
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        for (int v = 0; v < NV; v++) {
+            float* c_iv = c + i * ldc + v * VLEN;
+            vstoreu(c_iv, load_c ? vadd(vloadu(c_iv), acc[i][v]) : acc[i][v]);
+        }
+    }
+}
+#endif
+
+// one MR x NR tile, in fp32 or (bf16 set) on bf16 pairs
+static inline void tile_kernel(int bf16, int kc, const float* a, const float* b, float* c, ptrdiff_t ldc,
+                               int load_c) {
+#if MATMUL_BF16_NATIVE
+    if (bf16) {
+        micro_kernel_bf16((kc + 1) / 2, (const uint32_t*)a, (const uint32_t*)b, c, ldc, load_c);
+        return;
+    }
+#endif
+    (void)bf16;
+    micro_kernel(kc, a, b, c, ldc, load_c);
+}
+
 // partial tile (m < MR or n < NR): compute the full tile aside, add the valid part
-static void edge_kernel(int m, int n, int kc, const float* a, const float* b,
+static void edge_kernel(int bf16, int m, int n, int kc, const float* a, const float* b,
                         float* c, ptrdiff_t ldc, int load_c) {
     float tile[MR * NR];
-    micro_kernel(kc, a, b, tile, NR, 0);
+    tile_kernel(bf16, kc, a, b, tile, NR, 0);
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < n; j++) {
             float* c_ij = c + i * ldc + j;
@@ -227,19 +380,20 @@ static void edge_kernel(int m, int n, int kc, const float* a, const float* b,
     }
 }
 
-// C[0:mc, 0:nc] (+)= a_block (mc x kc) @ b_panel (kc x nc)
-static void macro_kernel(int mc, int nc, int kc, const float* a_block, const float* b_panel,
+// C[0:mc, 0:nc] (+)= a_block (mc x kc) @ b_panel (kc x nc); bf16: panels of pairs
+static void macro_kernel(int bf16, int mc, int nc, int kc, const float* a_block, const float* b_panel,
                          float* c, ptrdiff_t ldc, int load_c) {
+    size_t panel_k = bf16 ? (size_t)(kc + 1) / 2 : (size_t)kc;  // 4-byte words per micro-panel row
     for (int j = 0; j < nc; j += NR) {
         for (int i = 0; i < mc; i += MR) {
-            const float* a = a_block + (size_t)i * kc;
-            const float* b = b_panel + (size_t)j * kc;
+            const float* a = a_block + i * panel_k;
+            const float* b = b_panel + j * panel_k;
             float* c_ij = c + i * ldc + j;
             if (mc - i >= MR && nc - j >= NR) {
-                micro_kernel(kc, a, b, c_ij, ldc, load_c);
+                tile_kernel(bf16, kc, a, b, c_ij, ldc, load_c);
             } else {
                 int m = mc - i < MR ? mc - i : MR, n = nc - j < NR ? nc - j : NR;
-                edge_kernel(m, n, kc, a, b, c_ij, ldc, load_c);
+                edge_kernel(bf16, m, n, kc, a, b, c_ij, ldc, load_c);
             }
         }
     }
@@ -248,16 +402,18 @@ static void macro_kernel(int mc, int nc, int kc, const float* a_block, const flo
 // the serial BLIS loop nest (see banner) on the C block [m0,m1) x [n0,n1)
 static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
                          const PackScratch* s) {
+    int bf16 = MATMUL_BF16_NATIVE && p->B.format == WEIGHT_BF16;
+    int block_k = bf16 ? KC_BF16 : KC;
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
-        for (int pc = 0; pc < p->K; pc += KC) {
-            int kc = p->K - pc < KC ? p->K - pc : KC;
+        for (int pc = 0; pc < p->K; pc += block_k) {
+            int kc = p->K - pc < block_k ? p->K - pc : block_k;
             int load_c = p->accumulate || pc > 0;
             pack_b_panel(s->b_panel, p, pc, kc, jc, nc);
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = m1 - ic < MC ? m1 - ic : MC;
                 pack_a_block(s->a_block, p, ic, mc, pc, kc);
-                macro_kernel(mc, nc, kc, s->a_block, s->b_panel,
+                macro_kernel(bf16, mc, nc, kc, s->a_block, s->b_panel,
                              p->C + ic * p->ldc + jc, p->ldc, load_c);
             }
         }
@@ -282,7 +438,7 @@ static void split_work(const MatmulProblem* p, int t, int nt, const PackScratch*
 // ----------------------------------------------------------------------------
 // public API
 
-static MatmulProblem make_problem(float* C, const float* A, const float* B, int M, int N, int K,
+static MatmulProblem make_problem(float* C, const float* A, Weight B, int M, int N, int K,
                                   int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     MatmulProblem p = {C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate};
     return p;
@@ -294,8 +450,9 @@ static void clear_c_if_needed(const MatmulProblem* p) {
     for (int i = 0; i < p->M; i++) { memset(p->C + i * p->ldc, 0, p->N * sizeof(float)); }
 }
 
-void matmul(float* C, const float* A, const float* B, int M, int N, int K,
-            int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+// matmul with op(B) in any storage format
+void matmul_weight(float* C, const float* A, Weight B, int M, int N, int K,
+                   int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     MatmulProblem p = make_problem(C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
     if (K == 0) { clear_c_if_needed(&p); return; }
     matmul_init();  // once; not from inside a parallel region
@@ -306,28 +463,42 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K,
     split_work(&p, thread_id(), team_size(), &pack_scratch[thread_id()]);
 }
 
-// the obvious triple loop (double accumulator): the test oracle
-void matmul_naive(float* C, const float* A, const float* B, int M, int N, int K,
-                  int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+void matmul(float* C, const float* A, const float* B, int M, int N, int K,
+            int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    matmul_weight(C, A, weight_f32(B), M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+}
+
+// the obvious triple loop (double accumulator): the test oracle. Against a bf16 B, A is
+// rounded to bf16 as the fast path rounds it.
+void matmul_naive_weight(float* C, const float* A, Weight B, int M, int N, int K,
+                         int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             double sum = accumulate ? C[(size_t)i * ldc + j] : 0.0;
             for (int k = 0; k < K; k++) {
-                sum += (double)A[(size_t)i * a_rs + (size_t)k * a_cs] * B[(size_t)k * b_rs + (size_t)j * b_cs];
+                float a = A[(size_t)i * a_rs + (size_t)k * a_cs];
+                if (B.format == WEIGHT_BF16) a = bf16_to_float(float_to_bf16(a));
+                sum += (double)a * weight_get(B, (size_t)k * b_rs + (size_t)j * b_cs);
             }
             C[(size_t)i * ldc + j] = (float)sum;
         }
     }
 }
 
-// The three products a linear layer y = x W^T needs, W (out,in) row-major.
+void matmul_naive(float* C, const float* A, const float* B, int M, int N, int K,
+                  int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    matmul_naive_weight(C, A, weight_f32(B), M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+}
+
+// The three products a linear layer y = x W^T needs, W (out,in) row-major; the first
+// two read W in its storage format (a frozen base may be bf16), dW is always fp32.
 // y (N,out) (+)= x (N,in) @ W^T
-static void linear_forward(float* y, const float* x, const float* W, int N, int in, int out, int accumulate) {
-    matmul(y, x, W, N, out, in, in, 1, 1, in, out, accumulate);
+static void linear_forward(float* y, const float* x, Weight W, int N, int in, int out, int accumulate) {
+    matmul_weight(y, x, W, N, out, in, in, 1, 1, in, out, accumulate);
 }
 // dx (N,in) (+)= dy (N,out) @ W
-static void linear_backward_input(float* dx, const float* dy, const float* W, int N, int in, int out, int accumulate) {
-    matmul(dx, dy, W, N, in, out, out, 1, in, 1, in, accumulate);
+static void linear_backward_input(float* dx, const float* dy, Weight W, int N, int in, int out, int accumulate) {
+    matmul_weight(dx, dy, W, N, in, out, out, 1, in, 1, in, accumulate);
 }
 // dW (out,in) += dy^T (out,N) @ x (N,in)
 static void linear_backward_weight(float* dW, const float* dy, const float* x, int N, int in, int out) {

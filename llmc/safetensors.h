@@ -236,13 +236,6 @@ const char* safetensors_metadata(SafeTensors* st, const char* key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static float f16_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
     if (exponent == 31) {
@@ -289,6 +282,45 @@ void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
     }
 }
 
+// Tensor t as bf16 into dst: BF16 as it is, F32 rounded to nearest even; every value
+// checked finite. F16 is refused (bf16 keeps 7 of its 10 mantissa bits): `instead` says
+// what to do then.
+void safetensors_read_bf16(SafeTensors* st, SafeTensor* t, uint16_t* dst, const char* instead) {
+    const uint8_t* src = t->data;
+    switch (t->dtype) {
+    case DTYPE_BF16:
+        for (size_t i = 0; i < t->numel; i++) dst[i] = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+        break;
+    case DTYPE_F32:
+        for (size_t i = 0; i < t->numel; i++) {
+            float f;
+            memcpy(&f, src + 4 * i, 4);
+            dst[i] = float_to_bf16(f);
+        }
+        break;
+    default: fail("%s: tensor '%s' has dtype %s; a bf16 base reads F32 or BF16 weights; %s",
+                  st->path, t->name, DTYPE_NAMES[t->dtype], instead);
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < t->numel; i++) bad += (dst[i] & 0x7f80) == 0x7f80;  // exponent all ones: inf or NaN
+    for (size_t i = 0; bad > 0 && i < t->numel; i++) {
+        if ((dst[i] & 0x7f80) == 0x7f80) {
+            fail("%s: tensor '%s' holds %g at element %zu; expected finite values; the file is corrupt", st->path,
+                 t->name, bf16_to_float(dst[i]), i);
+        }
+    }
+}
+
+// Drops tensor t's pages from this process's memory (the kernel keeps them in its page
+// cache): called after a tensor is read, so that loading holds the model plus one tensor,
+// not the model plus every page of the file it has read.
+void safetensors_release(SafeTensors* st, SafeTensor* t) {
+    if (st->map == NULL || t->end == t->begin) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), from = (uintptr_t)t->data, to = from + (t->end - t->begin);
+    from -= from % page;
+    madvise((void*)from, to - from, MADV_DONTNEED);  // a private, unwritten map: re-reading faults the file in
+}
+
 // safetensors_read_floats, then every value checked: weights that are NaN or infinite (or
 // negative, with nonnegative set: AdamW's second moments) would only show up later as a
 // NaN loss or NaN logits, far from their cause.
@@ -304,14 +336,6 @@ void safetensors_read_finite(SafeTensors* st, SafeTensor* t, float* dst, int non
                              : "expected finite values; the file is corrupt or the training that wrote it diverged");
         }
     }
-}
-
-static uint16_t float_to_bf16(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);  // NaN stays NaN
-    bits += 0x7fffu + ((bits >> 16) & 1);  // round to nearest even
-    return (uint16_t)(bits >> 16);
 }
 
 // Round to nearest even, as a (_Float16) cast does (checked against it on all 2^32
@@ -379,8 +403,9 @@ void safetensors_writer_open(SafeTensorsWriter* w, const char* path, int count, 
     cJSON_Delete(header);
 }
 
-// The next tensor's n values, converted from fp32 to the file's dtype.
-void safetensors_writer_tensor(SafeTensorsWriter* w, const float* data, size_t n) {
+// The next n values of the tensor being written, converted from fp32 to the file's dtype;
+// a tensor may come in several parts, safetensors_writer_tensor ends it.
+void safetensors_writer_part(SafeTensorsWriter* w, const float* data, size_t n) {
     uint16_t buffer[4096];
     if (w->dtype == DTYPE_F32) {
         file_writer_write(&w->file, data, n * sizeof(float));
@@ -392,6 +417,11 @@ void safetensors_writer_tensor(SafeTensorsWriter* w, const float* data, size_t n
             file_writer_write(&w->file, buffer, k * 2);
         }
     }
+}
+
+// The next tensor's (last) n values.
+void safetensors_writer_tensor(SafeTensorsWriter* w, const float* data, size_t n) {
+    safetensors_writer_part(w, data, n);
     w->written++;
 }
 

@@ -1,6 +1,6 @@
 // utils.h: fail, malloc_check, realloc_check, calloc_floats, strdup_check, path_join, is_directory,
 // read_file (read_file_at_most), mix32, wall_seconds, the atomic FileWriter (write_text_file,
-// copy_file), make_directory.
+// copy_file), make_directory, bf16_to_float, float_to_bf16.
 // static inline: tokenizer.c and the program that links it each keep their own copy.
 #ifndef LLMC_UTILS_H
 #define LLMC_UTILS_H
@@ -200,6 +200,22 @@ static inline void make_directory(const char* dir) {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) fail("%s exists and is not a directory", dir);
     free(path);
+}
+
+// bf16 is the top half of an fp32 number: widening is exact, narrowing rounds to nearest even.
+static inline float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t float_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);  // NaN stays NaN
+    bits += 0x7fffu + ((bits >> 16) & 1);  // round to nearest even
+    return (uint16_t)(bits >> 16);
 }
 
 #endif  // LLMC_UTILS_H

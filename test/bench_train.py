@@ -10,7 +10,11 @@ Its fp32 matmuls run in the BLAS PyTorch is linked to (Debian's: OpenBLAS), whos
 this CPU is picked when it loads unless OPENBLAS_CORETYPE forces one; test/bench_train.sh runs
 this without it, and the first line printed names the kernel that ran.
 
-usage: /usr/bin/python3 test/bench_train.py [layers] [B] [T] [steps] [threads]
+With `bf16` the frozen base (every linear weight and the embeddings) is held in bf16 and its
+matmuls run in bf16 (Debian's PyTorch sends them to oneDNN's AVX-512 BF16 kernels), as
+train.c's --base_dtype bf16 does; LoRA, norms, the loss and AdamW stay fp32.
+
+usage: /usr/bin/python3 test/bench_train.py [layers] [B] [T] [steps] [threads] [fp32|bf16]
 """
 import ctypes
 import math
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 
 C, I, NH, NKV, HS, V = 2048, 8192, 32, 8, 64, 128256
 RANK, ALPHA, DROPOUT = 8, 16.0, 0.05
+BASE = torch.float32  # the frozen base's dtype: main() sets it
 
 
 class LoraLinear(torch.nn.Module):
@@ -36,7 +41,8 @@ class LoraLinear(torch.nn.Module):
         self.dropout = torch.nn.Dropout(DROPOUT)
 
     def forward(self, x):
-        return self.base(x) + (ALPHA / RANK) * F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
+        y = self.base(x.to(BASE)).float()
+        return y + (ALPHA / RANK) * F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
 
 
 def rmsnorm(x, w, eps=1e-5):
@@ -97,6 +103,8 @@ def blas_description():
 def main():
     layers, B, T, steps = (int(a) for a in (sys.argv[1:5] + ["4", "1", "512", "3"][len(sys.argv[1:5]):]))
     threads = int(sys.argv[5]) if len(sys.argv) > 5 else torch.get_num_threads()
+    global BASE
+    BASE = torch.bfloat16 if len(sys.argv) > 6 and sys.argv[6] == "bf16" else torch.float32
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     embed = torch.nn.Parameter(torch.randn(V, C) * 0.02, requires_grad=False)
@@ -104,7 +112,8 @@ def main():
     model = torch.nn.ModuleList(Layer() for _ in range(layers))
     for p in model.parameters():
         if not p.requires_grad and p.dim() == 2:
-            p.data.normal_(0, 0.02)
+            p.data = p.data.normal_(0, 0.02).to(BASE)
+    embed.data = embed.data.to(BASE)
     inv_freq = 1.0 / (500000.0 ** (torch.arange(0, HS, 2).float() / HS))
     angles = torch.arange(T).float()[:, None] * inv_freq[None, :]
     cos, sin = angles.cos(), angles.sin()
@@ -117,10 +126,10 @@ def main():
     for step in range(steps + 1):  # step 0 warms up
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        x = embed[tokens]
+        x = embed[tokens].float()
         for layer in model:
             x = layer(x, cos, sin)
-        logits = F.linear(rmsnorm(x, lnf), embed)
+        logits = F.linear(rmsnorm(x, lnf).to(BASE), embed).float()
         loss = F.cross_entropy(logits.view(-1, V), targets.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lora, 1.0)
@@ -131,7 +140,7 @@ def main():
             times.append(dt)
     linear = layers * (2 * C * NH * HS + 2 * C * NKV * HS + 3 * C * I) + V * C  # as test/bench_train.c
     # one line for test/bench_train.sh, in bench_train.c's form
-    print(f"pytorch {torch.__version__}: layers {layers} B {B} T {T} threads {threads}: steps "
+    print(f"pytorch {torch.__version__} (base {str(BASE).replace('torch.', '')}): layers {layers} B {B} T {T} threads {threads}: steps "
           f"{' '.join(f'{t:.3f}' for t in times)} s; GFLOP {4 * linear * B * T / 1e9:.1f} (4 x weights x tokens); "
           f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576:.2f} GiB")
 

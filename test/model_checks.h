@@ -155,8 +155,8 @@ static void model_from_ref(Model* m, const ModelOps* ops, SafeTensors* ref, cons
 
 // The host model's memory.
 static void model_free(Model* m) {
-    void* blocks[] = {m->params_memory, m->grads_memory, m->m_memory, m->v_memory, m->lora_memory,
-                      m->lora_grads_memory, m->acts_memory, m->default_pos, m->norm_partials};
+    void* blocks[] = {m->params_memory, m->frozen_memory, m->grads_memory, m->m_memory, m->v_memory,
+                      m->lora_memory, m->lora_grads_memory, m->acts_memory, m->default_pos, m->norm_partials};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) free(blocks[i]);
 }
 

@@ -12,6 +12,9 @@ regenerates, deterministically:
   test/models/tiny_tied/   a second tiny Llama, tied embeddings, F32, two shards
   test/ref/tiny.safetensors       inputs, logits, loss, gradients, AdamW run
   test/ref/tiny_tied.safetensors  (same for the tied model)
+  test/ref/tiny_bf16base.safetensors  logits, loss and LoRA gradients of tiny_bf16 with
+                                  train.c's bf16 base: weights in bf16, and the input of every
+                                  base matmul (x of x W^T, dy of dy W) rounded to bf16
 
 The model is written from plain tensor ops (rmsnorm, rope, attention, mlp,
 lora) and differentiated with autograd.  All reference math runs in float64
@@ -381,9 +384,37 @@ class Lora:
         self.scale = alpha / math.sqrt(r) if spec["rslora"] else alpha / r
 
 
+def round_bf16(t):
+    """t rounded to bf16 (nearest even) by way of float32, as train.c rounds its fp32 values."""
+    return t.float().bfloat16().to(t.dtype)
+
+
+class Bf16BaseMatmul(torch.autograd.Function):
+    """x W^T against a bf16 base as train.c's kernel does it: x rounded to bf16 in the
+    forward, dy rounded to bf16 in the input gradient dy W (W is already bf16, frozen)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(w)
+        return round_bf16(x) @ w.t()
+
+    @staticmethod
+    def backward(ctx, dy):
+        (w,) = ctx.saved_tensors
+        return round_bf16(dy) @ w, None
+
+
+BF16_BASE = False  # set while computing the bf16-base reference
+
+
+def base_matmul(x, w):
+    """x W^T for a base weight: exact, or as the bf16 base computes it."""
+    return Bf16BaseMatmul.apply(x, w) if BF16_BASE else x @ w.t()
+
+
 def linear(x, w, layer, module, lora):
     """y = x W^T + s * (drop(x) A^T) B^T  (the LoRA term only if targeted)."""
-    y = x @ w.t()
+    y = base_matmul(x, w)
     if lora is None or module not in lora.spec["targets"]:
         return y
     A = lora.tensors[peft_key(layer, module, "A")]
@@ -422,7 +453,7 @@ def forward(cfg, w, tokens, pos, lora=None):
                        w[hf_name(i, "down_proj")], i, "down_proj", lora)
     h = rmsnorm(x, w["model.norm.weight"], eps)
     lm_head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return h @ lm_head.t()
+    return base_matmul(h, lm_head)
 
 
 def loss_fn(logits, targets):
@@ -630,12 +661,44 @@ def run_case(case):
     print("   adamw grad norms " + " ".join(f"{x:.5f}" for x in norms))
 
 
+def run_bf16_base_case(case):
+    """The first case's model as stored in BF16 (test/models/tiny_bf16), run with a bf16 base:
+    logits, loss and the LoRA gradients at step 0 (the base is frozen: no base gradients)."""
+    global BF16_BASE
+    cfg = dict(TINY_CONFIG, tie_word_embeddings=case["tied"])
+    seed = case["weight_seed"]
+    weights = {k: round_bf16(v) for k, v in make_weights(cfg, seed).items()}
+    lora_init = make_lora(cfg, case["lora"], seed + LORA_SEED_OFFSET)
+    tokens, targets, pos = make_inputs(cfg, seed + INPUT_SEED_OFFSET)
+    BF16_BASE = True
+    w = to64(weights, False)
+    lt = to64(lora_init, True)
+    lora = Lora(case["lora"], lt, cfg["num_hidden_layers"], step=0)
+    logits = forward(cfg, w, tokens, pos, lora)
+    loss = loss_fn(logits, targets)
+    loss.backward()
+    BF16_BASE = False
+    lora_spec = case["lora"]
+    meta = {"format": "pt", "model": case["model_dir"] + "_bf16", "B": str(B), "T": str(T),
+            "lora_rank": str(lora_spec["r"]), "lora_alpha": repr(lora_spec["alpha"]),
+            "lora_dropout": repr(lora_spec["dropout"]),
+            "use_rslora": "true" if lora_spec["rslora"] else "false",
+            "lora_target": ",".join(lora_spec["targets"]), "seed": str(lora_spec["seed"])}
+    out = [("tokens", tokens, "I32"), ("targets", targets, "I32"), ("pos", pos, "I32"),
+           ("logits", logits.detach(), "F32"), ("loss", loss.detach().reshape(1), "F32")]
+    out += [("lora." + k, v, "F32") for k, v in lora_init.items()]
+    out += [("grad.lora." + k, v.grad, "F32") for k, v in lt.items()]
+    write_safetensors(f"test/ref/{case['name']}_bf16base.safetensors", out, meta)
+    print(f"== {case['name']}_bf16base: loss {loss.item():.10f}")
+
+
 def main():
     # Paths in this script are relative to the repository root.
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     torch.set_num_threads(1)  # same summation order on every machine
     for case in CASES:
         run_case(case)
+    run_bf16_base_case(CASES[0])
 
 
 if __name__ == "__main__":

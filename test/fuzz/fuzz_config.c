@@ -14,7 +14,7 @@ static void load_and_check(void* dir) {
     FUZZ_CHECK(c.bos_token_id >= -1 && c.bos_token_id < c.V && c.num_eos <= MAX_EOS_TOKENS);
     for (int i = 0; i < c.num_eos; i++) FUZZ_CHECK(c.eos_token_ids[i] >= 0 && c.eos_token_ids[i] < c.V);
     int T = c.max_seq_len < 8 ? c.max_seq_len : 8;
-    MemoryEstimate e = memory_estimate(&c, NULL, 1, T, 0);
+    MemoryEstimate e = memory_estimate(&c, NULL, 1, T, 0, WEIGHT_F32, 0);
     FUZZ_CHECK(e.weights >= 4 * (size_t)c.V * c.C);
     if (e.weights + e.activations > ((size_t)1 << 20)) return;  // only small models are run
     Model m;
