@@ -154,6 +154,7 @@ bench: test-deps bench_train bench_generate bench_tokenizer train generate
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
 	@bash test/bench_busy.sh
+	@bash test/bench_bf16.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).
 reference:

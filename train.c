@@ -1503,7 +1503,6 @@ static void check_args(TrainRun* r) {
     if (a->bf16 || a->fp16) base_dtype = a->full_finetune || strcmp(c->dtype, "float16") == 0 ? "fp32" : "bf16";
     r->base = base_format_from_name(base_dtype, c, a->full_finetune);
     if (r->ops->to_device) r->base = WEIGHT_F32;  // the GPU keeps its own bf16 copy (./train_gpu --bf16)
-    if (r->ops->to_device && a->gradient_checkpointing) fail("--gradient_checkpointing is not on the GPU yet");
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
     if ((int64_t)a->batch_size * a->max_seq_length > (1 << 30)) {

@@ -63,6 +63,7 @@ void gpu_model_create(Model* m, int bf16) {
     d->config = m->config;  // what the layout functions read
     d->use_lora = m->use_lora;
     d->lora_config = m->lora_config;
+    d->checkpointing = m->checkpointing;  // one layer's activations, as train.c keeps them
     size_t N = (size_t)m->B * m->T, trainable = trainable_parameters(m);
 
     d->params_memory = gpu_floats(m->num_parameters, "model weights");
@@ -213,7 +214,7 @@ static void gpu_linear_forward(Model* m, int l, int mod, float* y, const float* 
     int r = m->lora_config.rank;
     float p = training ? m->lora_config.dropout : 0.0f;
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
-    lora_forward_gpu(y, d->lora_xa[mod] + (size_t)l * N * r, d->scratch.lora_xd, d->scratch.lora_r1, x,
+    lora_forward_gpu(y, d->lora_xa[mod] + (size_t)layer_slot(d, l) * N * r, d->scratch.lora_xd, d->scratch.lora_r1, x,
                      d->lora.A[mod] + (size_t)l * r * in, d->lora.B[mod] + (size_t)l * out * r,
                      N, in, out, r, m->lora_scale, p, key, m->first_token);
 }
@@ -234,9 +235,37 @@ static void gpu_linear_backward(Model* m, int l, int mod, float* dx, const float
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
     lora_backward_gpu(dx, d->lora_grads.A[mod] + (size_t)l * r * in, d->lora_grads.B[mod] + (size_t)l * out * r,
                       d->scratch.lora_xd, d->scratch.lora_r1, d->scratch.lora_r2, dy, x,
-                      d->lora_xa[mod] + (size_t)l * N * r, d->lora.A[mod] + (size_t)l * r * in,
+                      d->lora_xa[mod] + (size_t)layer_slot(d, l) * N * r, d->lora.A[mod] + (size_t)l * r * in,
                       d->lora.B[mod] + (size_t)l * out * r, N, in, out, r,
                       m->lora_scale, m->lora_config.dropout, key, m->first_token);
+}
+
+// train.c: layer_forward. Layer l: x[l] (N,C) to x[l+1], keeping what its backward needs.
+static void gpu_layer_forward(Model* m, int l, int B, int T, int training) {
+    GpuModel* gpu = m->device;
+    Model* d = &gpu->dev;
+    const LlamaConfig* c = &m->config;
+    ParameterTensors* p = &d->params;
+    int N = B * T, C = c->C, I = c->I;
+    LayerActivations layer = layer_activations(&d->acts, c, l, layer_slot(d, l), N);
+
+    rmsnorm_forward_gpu(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
+    gpu_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
+    gpu_linear_forward(m, l, LORA_K, layer.k, layer.ln1, N, 0, training);
+    gpu_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
+    rope_forward_gpu(layer.q, gpu->pos, d->cos_sin, N, c->NH, c->hs);
+    rope_forward_gpu(layer.k, gpu->pos, d->cos_sin, N, c->NKV, c->hs);
+    attention_forward_gpu(layer.att, layer.lse, gpu->attention_scratch, layer.q, layer.k, layer.v, gpu->pos,
+                          B, T, c->NH, c->NKV, c->hs, gpu->bf16);
+    gpu_copy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
+    gpu_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
+
+    rmsnorm_forward_gpu(layer.ln2, layer.ln2_rstd, layer.x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
+    gpu_linear_forward(m, l, LORA_GATE, layer.gate, layer.ln2, N, 0, training);
+    gpu_linear_forward(m, l, LORA_UP, layer.up, layer.ln2, N, 0, training);
+    swiglu_forward_gpu(d->scratch.act, layer.gate, layer.up, (size_t)N * I);
+    gpu_copy(layer.x_next, layer.x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
+    gpu_linear_forward(m, l, LORA_DOWN, layer.x_next, d->scratch.act, N, 1, training);
 }
 
 // train.c: model_forward. Sets m->loss and m->num_tokens, and m->acts.losses (the per-token
@@ -248,31 +277,11 @@ void gpu_model_forward(Model* m, const int* tokens, const int* targets, const in
     const LlamaConfig* c = &m->config;
     ActivationTensors* a = &d->acts;
     ParameterTensors* p = &d->params;
-    int N = B * T, C = c->C, I = c->I;
+    int N = B * T, C = c->C;
     gpu_upload_batch(m, tokens, targets, pos, B, T);
 
     embedding_forward_gpu(a->x, gpu->tokens, p->wte, N, C);
-    for (int l = 0; l < c->L; l++) {
-        LayerActivations layer = layer_activations(a, c, l, l, N);
-
-        rmsnorm_forward_gpu(layer.ln1, layer.ln1_rstd, layer.x, p->ln1 + (size_t)l * C, N, C, c->norm_eps);
-        gpu_linear_forward(m, l, LORA_Q, layer.q, layer.ln1, N, 0, training);
-        gpu_linear_forward(m, l, LORA_K, layer.k, layer.ln1, N, 0, training);
-        gpu_linear_forward(m, l, LORA_V, layer.v, layer.ln1, N, 0, training);
-        rope_forward_gpu(layer.q, gpu->pos, d->cos_sin, N, c->NH, c->hs);
-        rope_forward_gpu(layer.k, gpu->pos, d->cos_sin, N, c->NKV, c->hs);
-        attention_forward_gpu(layer.att, layer.lse, gpu->attention_scratch, layer.q, layer.k, layer.v, gpu->pos,
-                              B, T, c->NH, c->NKV, c->hs, gpu->bf16);
-        gpu_copy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
-        gpu_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
-
-        rmsnorm_forward_gpu(layer.ln2, layer.ln2_rstd, layer.x_mid, p->ln2 + (size_t)l * C, N, C, c->norm_eps);
-        gpu_linear_forward(m, l, LORA_GATE, layer.gate, layer.ln2, N, 0, training);
-        gpu_linear_forward(m, l, LORA_UP, layer.up, layer.ln2, N, 0, training);
-        swiglu_forward_gpu(d->scratch.act, layer.gate, layer.up, (size_t)N * I);
-        gpu_copy(layer.x_next, layer.x_mid, (size_t)N * C * sizeof(float));  // residual: x_next = x_mid + down(act)
-        gpu_linear_forward(m, l, LORA_DOWN, layer.x_next, d->scratch.act, N, 1, training);
-    }
+    for (int l = 0; l < c->L; l++) gpu_layer_forward(m, l, B, T, training);
     rmsnorm_forward_gpu(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, p->lnf, N, C, c->norm_eps);
     base_forward(gpu, a->logits, a->lnf, p->wlm, N, C, c->V, 0);
     m->num_tokens = 0;
@@ -313,7 +322,8 @@ void gpu_model_backward(Model* m, const int* tokens, const int* targets, const i
     rmsnorm_backward_gpu(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        LayerActivations layer = layer_activations(a, c, l, l, N);
+        if (d->checkpointing) gpu_layer_forward(m, l, B, T, 1);  // the same dropout masks: bit-identical
+        LayerActivations layer = layer_activations(a, c, l, layer_slot(d, l), N);
 
         // MLP: s->dx holds d x_next, which flows unchanged into d x_mid plus the MLP branch
         swiglu_forward_gpu(s->act, layer.gate, layer.up, (size_t)N * I);

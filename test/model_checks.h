@@ -140,10 +140,12 @@ static void compare_base_grads(Model* m, SafeTensors* ref, double tol_rel) {
 // ----------------------------------------------------------------------------
 // a model on the reference batch, run through its ops
 
-// A model with the reference's LoRA tensors, allocated for the reference batch, on the
-// ops' device.
-static void model_from_ref(Model* m, const ModelOps* ops, SafeTensors* ref, const char* model_dir, int full_finetune) {
+// A model with the reference's LoRA tensors, allocated for the reference batch (keeping
+// one layer's activations when checkpointing), on the ops' device.
+static void model_from_ref_as(Model* m, const ModelOps* ops, SafeTensors* ref, const char* model_dir,
+                              int full_finetune, int checkpointing) {
     model_load(m, model_dir);
+    m->checkpointing = checkpointing;
     LoraConfig lc;
     lora_config_from_ref(&lc, ref);
     m->seed = (uint32_t)ref_number(ref, "seed");
@@ -151,6 +153,10 @@ static void model_from_ref(Model* m, const ModelOps* ops, SafeTensors* ref, cons
     lora_visit(&m->lora, &m->config, &lc, set_from_ref, ref);
     model_allocate(m, (int)ref_number(ref, "B"), (int)ref_number(ref, "T"), full_finetune);
     if (ops->to_device) ops->to_device(m);
+}
+
+static void model_from_ref(Model* m, const ModelOps* ops, SafeTensors* ref, const char* model_dir, int full_finetune) {
+    model_from_ref_as(m, ops, ref, model_dir, full_finetune, 0);
 }
 
 // The host model's memory.
@@ -254,6 +260,24 @@ static void check_adamw(SafeTensors* ref, const ModelOps* ops, const Tolerances*
         lora_visit(&m.lora, &m.config, &m.lora_config, compare_with_ref, &cc);
     }
     model_release(&m, ops);
+}
+
+// Gradient checkpointing (each layer rerun in the backward, dropout on) against keeping
+// every layer: loss, LoRA and base gradients bit-identical.
+static void check_checkpointing(SafeTensors* ref, const ModelOps* ops) {
+    Model kept, rerun;
+    model_from_ref_as(&kept, ops, ref, ref_meta(ref, "model"), 1, 0);
+    model_from_ref_as(&rerun, ops, ref, ref_meta(ref, "model"), 1, 1);
+    forward_backward(&kept, ops, ref, NULL);
+    forward_backward(&rerun, ops, ref, NULL);
+    if (ops->grads_to_host) ops->grads_to_host(&kept), ops->grads_to_host(&rerun);
+    int identical = kept.loss == rerun.loss &&
+                    memcmp(kept.lora_grads_memory, rerun.lora_grads_memory,
+                           kept.num_lora_parameters * sizeof(float)) == 0 &&
+                    memcmp(kept.grads_memory, rerun.grads_memory, kept.num_parameters * sizeof(float)) == 0;
+    check(identical, "gradient checkpointing: loss, LoRA and base gradients bit-identical to keeping every layer");
+    model_release(&kept, ops);
+    model_release(&rerun, ops);
 }
 
 // Three full fine-tuning steps (LoRA and every weight, so the embedding and norm weight

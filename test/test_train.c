@@ -311,12 +311,12 @@ static void run_with(Model* m, SafeTensors* ref, int logits_chunk, int checkpoin
     forward_backward(m, &CPU_OPS, ref, NULL);
 }
 
-// Chunked logits (7 tokens a chunk: 40 tokens make 5 full chunks and a partial one) and
-// gradient checkpointing against the plain model, with dropout on. Chunks: the loss and
-// LoRA gradients bit-identical (a matmul's row does not depend on the rows beside it), the
-// base gradients within 1e-6 relative (lm_head's weight gradient sums over chunks).
-// Checkpointing: every gradient bit-identical (the recomputed layer is the same computation).
-static void test_chunks_and_checkpointing(SafeTensors* ref) {
+// Chunked logits (7 tokens a chunk: 40 tokens make 5 full chunks and a partial one)
+// against whole logits, with dropout on: the loss and LoRA gradients bit-identical (a
+// matmul's row does not depend on the rows beside it), the base gradients within 1e-6
+// relative (lm_head's weight gradient sums over chunks). Both chunks and checkpointing
+// (checked bit for bit by check_checkpointing) need fewer activation floats.
+static void test_chunks(SafeTensors* ref) {
     Model whole, chunked, checkpointed;
     run_with(&whole, ref, 0, 0);
     run_with(&chunked, ref, 7, 0);
@@ -326,10 +326,6 @@ static void test_chunks_and_checkpointing(SafeTensors* ref) {
           "chunked logits (7 tokens a chunk): loss and LoRA gradients bit-identical to whole logits");
     compare("chunked logits: base gradients vs whole (relative 1e-6)", chunked.grads_memory, whole.grads_memory, base,
             0.0, 1e-6);
-    int identical = checkpointed.loss == whole.loss &&
-                    memcmp(checkpointed.lora_grads_memory, whole.lora_grads_memory, lora_bytes) == 0 &&
-                    memcmp(checkpointed.grads_memory, whole.grads_memory, base * sizeof(float)) == 0;
-    check(identical, "gradient checkpointing: loss, LoRA and base gradients bit-identical to keeping every layer");
     check(activations_point(&checkpointed, whole.B, whole.T, NULL) < activations_point(&whole, whole.B, whole.T, NULL)
           && activations_point(&chunked, whole.B, whole.T, NULL) < activations_point(&whole, whole.B, whole.T, NULL),
           "checkpointing and chunked logits each need fewer activation floats");
@@ -390,7 +386,8 @@ int main(void) {
             test_adapter_and_merge(&ref);
             test_merge_bf16(&ref);
             check_bf16_base();
-            test_chunks_and_checkpointing(&ref);
+            test_chunks(&ref);
+            check_checkpointing(&ref, &CPU_OPS);
             check_micro_batches(&ref, &CPU_OPS, &CPU);
             check_packing_isolation(&ref, &CPU_OPS, &CPU);
         }

@@ -121,6 +121,7 @@ int main(void) {
         }
         if (i == 0) {
             check_micro_batches(&ref, &ops[0], &FP32);
+            check_checkpointing(&ref, &ops[0]);
             check_packing_isolation(&ref, &ops[0], &FP32);
             test_gpu_adapter_to_cpu(&ref, &ops[0]);
             check_no_allocation(&ref, &ops[0]);
