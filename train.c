@@ -1266,7 +1266,7 @@ typedef struct {
     char* base_dtype;
     int bf16, fp16, gradient_checkpointing;
     char *stage, *finetuning_type;  // LLaMA-Factory's spellings
-    int do_train, overwrite_cache, logging_steps;
+    int do_train, overwrite_cache, plot_loss, logging_steps;
     char* date;
     int threads;
 } TrainArgs;
@@ -1356,6 +1356,8 @@ static const Flag TRAIN_FLAGS[] = {
     {"--do_train", NULL, FLAG_BOOL, ARG(do_train), 0, 1, "LLaMA-Factory: accepted; ./train always trains"},
     {"--overwrite_cache", NULL, FLAG_BOOL, ARG(overwrite_cache), 0, 1,
      "LLaMA-Factory: accepted; ./train keeps no dataset cache (it tokenizes at every start)"},
+    {"--plot_loss", NULL, FLAG_BOOL, ARG(plot_loss), 0, 1,
+     "LLaMA-Factory: accepted; OUTPUT_DIR/loss.svg is always drawn"},
     {"--logging_steps", NULL, FLAG_INT, ARG(logging_steps), 1, 1e9,
      "print the step line every N steps (log.jsonl still gets every step)"},
 };

@@ -197,6 +197,33 @@ def main():
     open(os.path.join(d, "model.safetensors.index.json"), "w").write(index_text[:len(index_text) // 2])
     # (no_such_dir is a path test_bad_input.sh never creates)
 
+    # a model far too big for any machine: a sparse file (headers and shapes are right, the data
+    # are holes), so ./train must refuse it from its memory plan, before reading any weight
+    big = dict(config, hidden_size=32768, intermediate_size=131072, num_hidden_layers=16, num_attention_heads=256,
+               num_key_value_heads=64, head_dim=128, vocab_size=256000, tie_word_embeddings=False,
+               torch_dtype="bfloat16")
+    d, h, data, p = case("too_big_for_memory", weights=False, cfg=big)
+    C, I, L, V = 32768, 131072, 16, 256000
+    q, kv = 256 * 128, 64 * 128
+    shapes = [("model.embed_tokens.weight", [V, C])]
+    for layer in range(L):
+        pre = "model.layers.%d." % layer
+        shapes += [(pre + "input_layernorm.weight", [C]), (pre + "self_attn.q_proj.weight", [q, C]),
+                   (pre + "self_attn.k_proj.weight", [kv, C]), (pre + "self_attn.v_proj.weight", [kv, C]),
+                   (pre + "self_attn.o_proj.weight", [C, q]), (pre + "post_attention_layernorm.weight", [C]),
+                   (pre + "mlp.gate_proj.weight", [I, C]), (pre + "mlp.up_proj.weight", [I, C]),
+                   (pre + "mlp.down_proj.weight", [C, I])]
+    shapes += [("model.norm.weight", [C]), ("lm_head.weight", [V, C])]
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shape in shapes:
+        size = 2 * shape[0] * (shape[1] if len(shape) > 1 else 1)
+        header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = header_bytes(header)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(8 + len(text) + offset)
+
 
 if __name__ == "__main__":
     main()

@@ -104,6 +104,10 @@ expect no_weights           'no weights found'                               "$B
 expect shard_missing        'No such file|does not exist'                    "$BAD/shard_missing/model-00002-of-00002.safetensors" --model "$BAD/shard_missing"
 expect index_not_json       'not valid JSON'                                 "$BAD/index_not_json/model.safetensors.index.json" --model "$BAD/index_not_json"
 expect no_such_dir          'does not exist'                                 "$BAD/no_such_dir"                --model "$BAD/no_such_dir"
+# bad combinations and a model no memory holds (a sparse file: refused from the plan, nothing read)
+expect base_bf16_on_f16     'checkpoint is float16.*--base_dtype fp32'      ""                                --model test/models/tiny_f16 --base_dtype bf16
+expect bf16_full_finetune   '--base_dtype bf16 keeps the base frozen.*--full_finetune' "" --model test/models/tiny_bf16 --full_finetune --base_dtype bf16
+expect too_big_for_memory   'needs [0-9.]+ GiB but only [0-9.]+ GiB is available; no one flag makes it fit' "" --model "$BAD/too_big_for_memory"
 # flags
 expect flag_unknown         'unknown flag --lerning_rate; did you mean --learning_rate' "" --model "$BAD/good" --lerning_rate 1e-3
 expect flag_bad_number      "--max_steps expects .*'abc'"                    ""                                --model "$BAD/good" --max_steps abc
