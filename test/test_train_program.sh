@@ -86,5 +86,19 @@ else
     bad "test/tmp/chat_model is missing: run ./test_data first"
 fi
 
+# LLaMA-Factory's Llama 3 tutorial command as written (paths, program and --max_steps changed) on the
+# bf16 base model: the bf16 base, checkpointing, the memory plan and its check at the end
+lf_flags="--model_name_or_path data/base --stage sft --do_train --dataset data/pirate.csv --template llama3
+    --finetuning_type lora --lora_target q_proj,v_proj --lora_rank 4 --output_dir $tmp/llama_factory --overwrite_cache
+    --per_device_train_batch_size 1 --gradient_accumulation_steps 4 --lr_scheduler_type cosine --logging_steps 2
+    --save_steps 100 --learning_rate 5e-5 --num_train_epochs 1 --plot_loss --fp16 --cutoff_len 64
+    --gradient_checkpointing --max_steps 3"
+if run $lf_flags && grep -q 'base in bf16' $tmp/stdout && grep -q '(checkpointed)' $tmp/stdout &&
+   grep -q '^memory: planned .* peak resident' $tmp/stdout && [ "$(grep -c '^step' $tmp/stdout)" = 2 ]; then
+    ok "LLaMA-Factory's command line: bf16 base, checkpointing, steps 2 and 3 logged (--logging_steps 2), memory plan vs peak"
+else
+    bad "LLaMA-Factory's command line: $(tail -3 $tmp/stderr $tmp/stdout)"
+fi
+
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]
