@@ -103,7 +103,7 @@ static inline vfloat vfma(vfloat x, vfloat y, vfloat acc) { return x * y + acc; 
 enum { NR = NV * VLEN, KC = 256, MC = 240, NC = 4096, KC_BF16 = 2 * KC };
 _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole micro-panels");
 
-#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
 #define MATMUL_BF16_NATIVE 1  // vdpbf16ps on pairs of bf16
 #else
 #define MATMUL_BF16_NATIVE 0  // bf16 widened to fp32 in the packing
@@ -227,11 +227,82 @@ static inline void pack_panel_bf16(float* restrict dst, const uint16_t* restrict
     }
 }
 
+#if MATMUL_BF16_NATIVE
+// 32 floats x[0..31] rounded to bf16 as float_to_bf16 does (nearest even), as 16 pair
+// words: word j = bf16(x[2j]) | bf16(x[2j+1]) << 16.
+static inline __m512i round_pairs(const float* x) {
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    __m512i lo = _mm512_loadu_si512(x), hi = _mm512_loadu_si512(x + 16);
+    lo = _mm512_add_epi32(lo, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(lo, 16), one)));
+    hi = _mm512_add_epi32(hi, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(hi, 16), one)));
+    // the high half of every 32-bit lane, in order: 16-bit element e of the result is 2e + 1
+    // of lo:hi (64 16-bit elements)
+    const __m512i take_high = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+                                               31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_permutex2var_epi16(lo, take_high, hi);
+}
+
+// The fast paths of pack_pairs for the trainer's layouts; return the columns (w) done.
+// Rows along k (k_stride 1): an fp32 row is rounded 32 values at a time, a bf16 row already
+// holds its pairs as 32-bit words. Either way column w's words go to dst[kk*width + w].
+static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict src, WeightFormat src_format,
+                                  int kc, int width, int valid, ptrdiff_t w_stride) {
+    int kp = (kc + 1) / 2, whole = kc / 32 * 16;  // pair words of whole 32-value pieces
+    if (src_format == WEIGHT_BF16 && (((uintptr_t)src | (uintptr_t)(w_stride * 2)) & 3)) return 0;
+    const __m512i spread = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32(width));
+    for (int w = 0; w < valid; w++) {
+        int kk = 0;
+        if (src_format == WEIGHT_F32) {
+            const float* row = (const float*)src + w * w_stride;
+            for (; kk < whole; kk += 16) {
+                _mm512_i32scatter_epi32(dst + (size_t)kk * width + w, spread, round_pairs(row + 2 * kk), 4);
+            }
+            for (; kk < kp; kk++) {
+                uint32_t lo = float_to_bf16(row[2 * kk]), hi = 2 * kk + 1 < kc ? float_to_bf16(row[2 * kk + 1]) : 0;
+                dst[(size_t)kk * width + w] = lo | hi << 16;
+            }
+        } else {
+            const uint16_t* row = (const uint16_t*)src + w * w_stride;
+            const uint32_t* words = (const uint32_t*)row;
+            for (; kk < kc / 2; kk++) dst[(size_t)kk * width + w] = words[kk];
+            if (kc % 2) dst[(size_t)kk * width + w] = row[kc - 1];
+        }
+    }
+    for (int w = valid; w < width; w++) {
+        for (int kk = 0; kk < kp; kk++) dst[(size_t)kk * width + w] = 0;
+    }
+    return width;
+}
+
+// Columns along w (w_stride 1) of bf16, a whole panel of width 32: rows 2kk and 2kk+1
+// interleaved, 16-bit element by element, into the pair words of the 32 columns.
+static inline int pack_pairs_columns(uint32_t* restrict dst, const uint16_t* restrict src, int kc, int width,
+                                     int valid, ptrdiff_t k_stride) {
+    if (width != 32 || valid != 32) return 0;
+    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
+    for (int kk = 0; kk < (kc + 1) / 2; kk++) {
+        __m512i row0 = _mm512_loadu_si512(src + 2 * kk * k_stride);
+        __m512i row1 = 2 * kk + 1 < kc ? _mm512_loadu_si512(src + (2 * kk + 1) * k_stride) : _mm512_setzero_si512();
+        _mm512_store_si512(dst + (size_t)kk * 32, _mm512_permutex2var_epi16(row0, first, row1));
+        _mm512_store_si512(dst + (size_t)kk * 32 + 16, _mm512_permutex2var_epi16(row0, second, row1));
+    }
+    return width;
+}
+#endif
+
 // Packs a kc x width panel of bf16 pairs: dst[kk*width + w] holds elements k = 2kk (low
 // half) and 2kk+1 (high half) of column w, zero past kc and for valid <= w < width.
 // src is fp32 (rounded to bf16 here) or bf16, as src_format says.
 static inline void pack_pairs(uint32_t* restrict dst, const void* restrict src, WeightFormat src_format, int kc,
                               int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
+#if MATMUL_BF16_NATIVE
+    if (k_stride == 1 && pack_pairs_rows(dst, src, src_format, kc, width, valid, w_stride) == width) return;
+    if (w_stride == 1 && src_format == WEIGHT_BF16 &&
+        pack_pairs_columns(dst, (const uint16_t*)src, kc, width, valid, k_stride) == width) return;
+#endif
     Weight s = {src, src_format};
     int kp = (kc + 1) / 2;
     if (w_stride == 1) {
