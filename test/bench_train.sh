@@ -64,6 +64,6 @@ done
 echo "PyTorch's BLAS: $blas"
 echo "speed ratio PyTorch time / train.c time, per round (median step of the adjacent runs): $(stats "$ratios")" \
      "over $rounds rounds" | sed -E 's/(min|median|max) ([0-9.]+)/\1 \2x/g'
-echo "bf16: train.c trains in fp32 only (no bf16 training path yet), so PyTorch runs fp32 too; once train.c" \
-     "has one, its fair peer is PyTorch's bf16 autocast (oneDNN's AVX-512 BF16 matmuls), both against the bf16 roof"
+echo "bf16: this compares fp32 bases; test/bench_bf16.sh runs train.c's bf16 base (--base_dtype bf16) against" \
+     "PyTorch's (bf16 weights, oneDNN's AVX-512 BF16 matmuls), both against the bf16 roof"
 echo "$(load_line) after"
