@@ -1669,7 +1669,7 @@ static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
     format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
     format_duration(eta_text, sizeof(eta_text), eta);
     if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
-    if (isatty(STDOUT_FILENO)) {
+    if (isatty(STDOUT_FILENO) && dist_size() == 1) {  // mpirun gives ranks a terminal even when writing a file
         char bar[21];
         int filled = (int)(20 * step / r->total_steps);
         for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';

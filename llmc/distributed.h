@@ -93,17 +93,20 @@ static inline void dist_sum_doubles(double* x, int n) {
     if (dist_size_ > 1) MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
-// Stops every rank, naming the first that disagrees, unless value is the same on every rank.
+// Stops every rank, naming the first that disagrees, unless value is the same on every rank. That rank
+// says so and stops them all; the others wait for it in a barrier (and never write a file meanwhile).
 static inline void dist_agree(uint64_t value, const char* what) {
     int R = dist_size_;
     if (R == 1) return;
     uint64_t values[R];
     MPI_Allgather(&value, 1, MPI_UINT64_T, values, 1, MPI_UINT64_T, MPI_COMM_WORLD);
     for (int q = 1; q < R; q++) {
-        if (values[q] != values[0]) {
-            fail("rank %d's %s differ from rank 0's: every rank must read the same files (on several machines, "
-                 "the same paths on each, or a shared filesystem)", q, what);
+        if (values[q] == values[0]) continue;
+        if (dist_rank_ == q) {
+            fail("the %s differ from rank 0's: every rank must read the same files (on several machines, "
+                 "the same paths on each, or a shared filesystem)", what);
         }
+        MPI_Barrier(MPI_COMM_WORLD);
     }
 }
 #else
