@@ -177,6 +177,13 @@ ifneq ($(NVCC),)
 train_gpu: $(GPU_SOURCES) | cjson
 	$(NVCC) $(NVCCFLAGS) train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
 
+# one process per GPU: mpirun -np G ./train_gpu_mpi [flags]; MPI starts the ranks, NCCL (with CUDA) sums the gradients
+MPI_INCLUDES = $(filter -I%,$(shell mpicc --showme:compile))
+MPI_LIBS = $(filter -L% -l%,$(shell mpicc --showme:link))
+train_gpu_mpi: $(GPU_SOURCES) | cjson openmpi
+	$(NVCC) $(NVCCFLAGS) -DUSE_MPI -DUSE_NCCL $(MPI_INCLUDES) train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ \
+	  $(GPU_LDLIBS) -lnccl $(MPI_LIBS)
+
 test_train_gpu: test/test_train_gpu.c test/model_checks.h test/count_allocations.h $(GPU_SOURCES) | cjson
 	$(NVCC) $(NVCCFLAGS) test/test_train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
 
@@ -187,7 +194,7 @@ bench_gpu: test/bench_gpu.c $(GPU_SOURCES) | cjson
 test_gpu: test_train_gpu
 	@./test_train_gpu
 else
-train_gpu test_train_gpu bench_gpu:
+train_gpu train_gpu_mpi test_train_gpu bench_gpu:
 	@echo "error: $@ needs the CUDA compiler nvcc, which was not found; install the CUDA toolkit or run make NVCC=/path/to/nvcc" >&2; exit 1
 
 # without a GPU there is nothing to test; with one, a missing nvcc is a failure, not a skip
@@ -201,7 +208,8 @@ test_gpu:
 endif
 
 clean:
-	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu test_train_gpu bench_gpu
+	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu train_gpu_mpi \
+	  test_train_gpu bench_gpu
 	rm -rf test/tmp
 
 # ----------------------------------------------------------------------------

@@ -29,6 +29,13 @@ static inline uint64_t dist_hash(uint64_t h, const void* data, size_t n) {
 }
 #define DIST_HASH_START 14695981039346656037ull
 
+// A chunk of len values is cut into shards of `shard` values, shard q for rank q: the values in shard q
+// (the last shards may be short, or empty)
+static inline size_t dist_shard_length(size_t len, size_t shard, int q) {
+    size_t begin = (size_t)q * shard;
+    return begin >= len ? 0 : len - begin < shard ? len - begin : shard;
+}
+
 #ifdef USE_MPI
 // MPI's int counts: the gradients go through in chunks of this many floats (64 MiB), one buffer that size
 #define DIST_CHUNK ((size_t)1 << 24)
@@ -43,6 +50,9 @@ static void dist_finalize(void) {
 }
 
 static inline void dist_init(int* argc, char*** argv) {
+    int initialized;
+    MPI_Initialized(&initialized);
+    if (initialized) return;  // train_gpu_mpi starts MPI before train_main, to pick its GPU
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &dist_rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &dist_size_);
@@ -66,15 +76,12 @@ static inline void dist_sum_floats(float* x, size_t n) {
         size_t len = n - start < per_chunk * R ? n - start : per_chunk * R;
         size_t shard = (len + R - 1) / R;
         for (int q = 0; q < R; q++) {
-            size_t begin = q * shard < len ? q * shard : len, end = (q + 1) * shard < len ? (q + 1) * shard : len;
-            counts[q] = (int)(end - begin);
-            displs[q] = (int)begin;
+            counts[q] = (int)dist_shard_length(len, shard, q);
+            displs[q] = q * (int)shard;
         }
         for (int q = 0; q < R; q++) mine[q] = counts[me];
-        int recv_displs[R];
-        for (int q = 0; q < R; q++) recv_displs[q] = q * (int)shard;
         float* chunk = x + start;
-        MPI_Alltoallv(chunk, counts, displs, MPI_FLOAT, dist_buffer, mine, recv_displs, MPI_FLOAT, MPI_COMM_WORLD);
+        MPI_Alltoallv(chunk, counts, displs, MPI_FLOAT, dist_buffer, mine, displs, MPI_FLOAT, MPI_COMM_WORLD);
         for (int stride = 1; stride < R; stride *= 2) {  // pairwise: rank q's shard += rank q+stride's
             for (int q = 0; q + stride < R; q += 2 * stride) {
                 float* into = dist_buffer + (size_t)q * shard;
