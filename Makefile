@@ -125,6 +125,9 @@ bench_train: test/bench_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 bench_generate: test/bench_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/bench_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+bench_mpi: test/bench_mpi.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/bench_mpi.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
 bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/bench_tokenizer.c -o $@ $(LDLIBS)
 
@@ -151,11 +154,12 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: test-deps bench_train bench_generate bench_tokenizer train generate
+bench: test-deps bench_train bench_generate bench_tokenizer bench_mpi train train_mpi generate
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
 	@bash test/bench_busy.sh
+	@bash test/bench_mpi.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).
 reference:
@@ -208,7 +212,7 @@ test_gpu:
 endif
 
 clean:
-	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu train_gpu_mpi \
+	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer bench_mpi train_gpu train_gpu_mpi \
 	  test_train_gpu bench_gpu
 	rm -rf test/tmp
 

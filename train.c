@@ -1456,6 +1456,7 @@ static void load_data(TrainRun* r) {
 
 static void check_memory(const LlamaConfig* c, const LoraConfig* lc, const TrainArgs* a) {
     MemoryEstimate e = memory_estimate(c, lc, a->batch_size, a->max_seq_length, a->full_finetune);
+    e.gradients *= 1 + __builtin_ctz((unsigned)a->gradient_accumulation_steps);  // + train_step's waiting partial sums
     double total = (double)e.weights + e.gradients + e.optimizer + e.activations, gib = 1073741824.0;
     printf("memory: weights %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB; total %.2f GiB\n",
            e.weights / 1048576.0, e.gradients / 1048576.0, e.optimizer / 1048576.0, e.activations / 1048576.0,
