@@ -507,7 +507,8 @@ static void gpu_model_create_bf16(Model* m) { gpu_model_create(m, 1); }
 ModelOps gpu_ops(int bf16) {
     ModelOps ops = {.forward = gpu_model_forward, .backward = gpu_model_backward, .zero_grad = gpu_model_zero_grad,
                     .save_grads = gpu_model_save_grads, .add_saved_grads = gpu_model_add_saved_grads,
-                    .sum_grads_across_ranks = gpu_model_sum_grads_across_ranks, .grad_norm = gpu_model_grad_norm, .update = gpu_model_update,
+                    .sum_grads_across_ranks = gpu_model_sum_grads_across_ranks,
+                    .grad_norm = gpu_model_grad_norm, .update = gpu_model_update,
                     .to_device = bf16 ? gpu_model_create_bf16 : gpu_model_create_fp32, .to_host = gpu_model_to_host,
                     .logits_to_host = gpu_model_logits_to_host, .grads_to_host = gpu_model_grads_to_host,
                     .free_device = gpu_model_free};

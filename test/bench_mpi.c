@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
     for (int s = 0; s < 2; s++) {
         for (int kind = 0; kind < 3; kind++) {  // LoRA q,v; LoRA all; full
             LoraConfig lc = {.rank = 16, .alpha = 32.0f};
-            for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc.target[mod] = kind == 1 || mod == LORA_Q || mod == LORA_V;
+            for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+                lc.target[mod] = kind == 1 || mod == LORA_Q || mod == LORA_V;
+            }
             MemoryEstimate e = memory_estimate(&shapes[s], kind < 2 ? &lc : NULL, 1, 1, kind == 2);
             double sent = 2.0 * (R - 1) / R * e.gradients;
             const char* what = kind == 0 ? "LoRA r=16 q,v" : kind == 1 ? "LoRA r=16 all linear" : "full fine-tuning";
