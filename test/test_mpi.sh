@@ -34,25 +34,29 @@ print(f"max abs {abs_err:.3g}, max rel {rel_err:.3g}")
 EOF
 }
 
-# 2 ranks x G micro-batches against 1 process x 2G: the same bits
-same_as_one_process() {  # name, G, flags...
-    local name=$1 G=$2; shift 2
+# R ranks x G micro-batches against 1 process x RG: the same bits
+same_as_one_process() {  # name, R, G, flags...
+    local name=$1 R=$2 G=$3; shift 3
     local one=$tmp/$name-one two=$tmp/$name-two
-    ./train $flags "$@" --gradient_accumulation_steps $((2 * G)) --output_dir $one > $one.log 2>&1
-    $mpirun -np 2 ./train_mpi $flags "$@" --gradient_accumulation_steps $G --output_dir $two > $two.log 2>&1
+    ./train $flags "$@" --gradient_accumulation_steps $((R * G)) --output_dir $one > $one.log 2>&1
+    $mpirun -np $R ./train_mpi $flags "$@" --gradient_accumulation_steps $G --output_dir $two > $two.log 2>&1
     local status=$?
-    if [ $status != 0 ] || ! grep -q "^step 4/4" $two.log; then bad "$name: 2 ranks: status $status: $(tail -3 $two.log)"; return; fi
-    if [ -n "$(losses $one)" ] && [ "$(losses $one)" = "$(losses $two)" ] && cmp -s $one/checkpoint.safetensors $two/checkpoint.safetensors
-    then
-        ok "$name: 2 ranks x $G = 1 process x $((2 * G)): per-step losses equal, checkpoint bytes identical ($(max_error $one/checkpoint.safetensors $two/checkpoint.safetensors), tolerance 0)"
+    if [ $status != 0 ] || ! grep -q "^step 4/4" $two.log; then
+        bad "$name: $R ranks: status $status: $(tail -3 $two.log)"; return
+    fi
+    local error; error=$(max_error $one/checkpoint.safetensors $two/checkpoint.safetensors)
+    if [ -n "$(losses $one)" ] && [ "$(losses $one)" = "$(losses $two)" ] &&
+       cmp -s $one/checkpoint.safetensors $two/checkpoint.safetensors; then
+        ok "$name: $R ranks x $G = 1 process x $((R * G)): per-step losses equal, checkpoint bytes identical ($error, tolerance 0)"
     else
-        bad "$name: 2 ranks x $G differ from 1 process x $((2 * G)): $(max_error $one/checkpoint.safetensors $two/checkpoint.safetensors); $(diff <(losses $one) <(losses $two) | head -4)"
+        bad "$name: $R ranks x $G differ from 1 process x $((R * G)): $error; $(diff <(losses $one) <(losses $two) | head -4)"
     fi
 }
-same_as_one_process lora 1 --max_steps 4
-same_as_one_process lora-packing 2 --max_steps 4 --packing
-same_as_one_process full 2 --max_steps 4 --full_finetune --learning_rate 1e-4
-same_as_one_process full-packing 1 --max_steps 4 --full_finetune --learning_rate 1e-4 --packing
+same_as_one_process lora 2 1 --max_steps 4
+same_as_one_process lora-packing 2 2 --max_steps 4 --packing
+same_as_one_process full 2 2 --max_steps 4 --full_finetune --learning_rate 1e-4
+same_as_one_process full-packing 2 1 --max_steps 4 --full_finetune --learning_rate 1e-4 --packing
+same_as_one_process lora-4-ranks 4 1 --max_steps 4 --packing
 # the test can fail: 2 ranks x 1 is not 1 process x 1 (the step has half the examples)
 ./train $flags --max_steps 4 --output_dir $tmp/control > $tmp/control.log 2>&1
 if ! cmp -s $tmp/control/checkpoint.safetensors $tmp/lora-two/checkpoint.safetensors; then
