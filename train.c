@@ -16,7 +16,8 @@ below says what it brings). Read top to bottom:
   ModelOps     the seam the training loop calls the model through (CPU here, GPU in train_gpu.c)
   files        llmc/hf.h and llmc/checkpoint.h, included after the Model they work on
   command line TrainArgs and the flag table
-  main         train_main: set-up, then train_step, log_step, save_outputs per step, finish
+  main         train_main: set-up, then train_step, log_step, save_outputs per step, finish;
+               as one of several ranks (train_mpi, llmc/distributed.h) each step's share and rank 0's files
 
 Shape letters used everywhere:
   B batch, T time (sequence), N = B*T tokens, C hidden size, NH query heads,
@@ -1612,7 +1613,7 @@ static void resume_or_start(TrainRun* r) {
 static StepResult train_step(TrainRun* r) {
     Model* m = &r->model;
     const ModelOps* ops = r->ops;
-    int G = r->args.gradient_accumulation_steps, M = G * dist_size(), mine = G * dist_rank(), tokens_in_step = 0;
+    int G = r->args.gradient_accumulation_steps, M = G * dist_size(), first = G * dist_rank(), tokens_in_step = 0;
     StepResult result = {0};
     double t0 = wall_seconds();
     for (int k = 0; k < M; k++) {
@@ -1628,7 +1629,7 @@ static StepResult train_step(TrainRun* r) {
     int leaves = G & -G, leaf_size = G / leaves, waiting = 0;
     for (int leaf = 0; leaf < leaves; leaf++) {
         ops->zero_grad(m);
-        for (int k = mine + leaf * leaf_size; k < mine + (leaf + 1) * leaf_size; k++) {
+        for (int k = first + leaf * leaf_size; k < first + (leaf + 1) * leaf_size; k++) {
             Batch* b = &r->micro[k];
             m->first_token = r->micro_first_token[k];
             ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
