@@ -1316,8 +1316,8 @@ typedef struct {
     int pad_id;                   // the token padding rows are filled with
     DataLoader loader;            // the training examples, a new order every epoch
     DataLoader val_loader;        // the validation examples, in order
-    Batch* micro;                 // (M) one optimizer step's micro-batches, M = ranks x gradient_accumulation_steps
-    int* micro_first_token;       // (M) the step's tokens before each micro-batch
+    Batch* micro;                 // (G + 1) this rank's micro-batches of a step, then one for the other ranks'
+    int* micro_first_token;       // (M) the step's tokens before each micro-batch, M = ranks x G
     double* micro_loss;           // (M) each micro-batch's loss times its trained tokens
     int val_batches;              // micro-batches in the validation set
     double* val_sums;             // (2, val_batches) each validation batch's loss sum and trained tokens
@@ -1509,8 +1509,8 @@ static void plan_schedule(TrainRun* r) {
     int B = a->batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps, M = accum * dist_size();
     dataloader_init(&r->loader, &r->train, B, T, a->packing, r->pad_id, 1, r->model.seed);
     dataloader_init(&r->val_loader, &r->val, B, T, 0, r->pad_id, 0, 0);
-    r->micro = malloc_check(M * sizeof(Batch), "micro-batches");
-    for (int k = 0; k < M; k++) batch_alloc(&r->micro[k], B, T);
+    r->micro = malloc_check((accum + 1) * sizeof(Batch), "micro-batches");
+    for (int k = 0; k <= accum; k++) batch_alloc(&r->micro[k], B, T);
     r->micro_first_token = malloc_check(M * sizeof(int), "micro-batch offsets");
     r->micro_loss = malloc_check(M * sizeof(double), "micro-batch losses");
     r->val_batches = dataloader_batches_per_epoch(&r->val_loader);
@@ -1603,9 +1603,9 @@ static void resume_or_start(TrainRun* r) {
 }
 
 // One optimizer step of M = ranks x G micro-batches (G = --gradient_accumulation_steps); rank q computes
-// micro-batches qG .. qG+G-1. Every rank fills all M first, so the data position, the step's trained tokens
-// (the loss and its gradient are normalised by them however the step is split) and each micro-batch's first
-// token (dropout) are the same on every rank without a message.
+// micro-batches qG .. qG+G-1. Every rank reads all M first (the others' into a scratch batch), so the data
+// position, the step's trained tokens (the loss and its gradient are normalised by them however the step is
+// split) and each micro-batch's first token (dropout) are the same on every rank without a message.
 // The gradient is summed in one fixed tree, so that R ranks give one process's bits with R*G micro-batches
 // (R a power of two): G = 2^c b, b odd, makes 2^c leaves of b micro-batches, each leaf's gradient
 // accumulated from zero by the backward; leaves are added pairwise ((l0+l1)+(l2+l3): a binary counter,
@@ -1617,7 +1617,7 @@ static StepResult train_step(TrainRun* r) {
     StepResult result = {0};
     double t0 = wall_seconds();
     for (int k = 0; k < M; k++) {
-        Batch* b = &r->micro[k];
+        Batch* b = &r->micro[k >= first && k < first + G ? k - first : G];
         dataloader_next(&r->loader, b);
         for (int n = 0; n < b->rows * b->width; n++) tokens_in_step += b->targets[n] >= 0;
         r->micro_first_token[k] = result.tokens;
@@ -1630,7 +1630,7 @@ static StepResult train_step(TrainRun* r) {
     for (int leaf = 0; leaf < leaves; leaf++) {
         ops->zero_grad(m);
         for (int k = first + leaf * leaf_size; k < first + (leaf + 1) * leaf_size; k++) {
-            Batch* b = &r->micro[k];
+            Batch* b = &r->micro[k - first];
             m->first_token = r->micro_first_token[k];
             ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
             r->micro_loss[k] = (double)m->loss * m->num_tokens;
