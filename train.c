@@ -1023,6 +1023,12 @@ void model_add_saved_grads(Model* m, int level) {
     }
 }
 
+// Room for the partial sums of a pairwise sum over `micro_batches` micro-batches (see model_step_gradients).
+void model_allocate_grad_sums(Model* m, int micro_batches) {
+    m->grad_sum_levels = __builtin_ctz((unsigned)micro_batches);  // log2 of its power-of-two part
+    m->grad_sums = malloc_check(m->grad_sum_levels * model_num_trainable(m) * sizeof(float) + 1, "gradient sums");
+}
+
 // Every rank's gradients become their sum over the ranks (a no-op in one process).
 void model_sum_grads_across_ranks(Model* m) {
     float* grads[2];
@@ -1515,9 +1521,7 @@ static void plan_schedule(TrainRun* r) {
     r->micro_loss = malloc_check(M * sizeof(double), "micro-batch losses");
     r->val_batches = dataloader_batches_per_epoch(&r->val_loader);
     r->val_sums = malloc_check((2 * r->val_batches + 1) * sizeof(double), "validation losses");
-    Model* m = &r->model;  // the pairwise gradient sum's waiting partial sums: log2 of accum's power-of-two part
-    m->grad_sum_levels = __builtin_ctz((unsigned)accum);
-    m->grad_sums = malloc_check(m->grad_sum_levels * model_num_trainable(m) * sizeof(float) + 1, "gradient sums");
+    model_allocate_grad_sums(&r->model, accum);
     int per_epoch = dataloader_batches_per_epoch(&r->loader);
     r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * per_epoch / M);
     if (r->total_steps < 1) r->total_steps = 1;
@@ -1602,14 +1606,34 @@ static void resume_or_start(TrainRun* r) {
     r->start = wall_seconds();
 }
 
+// The gradient of G micro-batches (each normalised by tokens_in_step), summed in one fixed tree, so that R
+// ranks of G give one process's bits with R*G micro-batches (R a power of two; the ranks' sums are then
+// added pairwise in rank order by dist_sum_floats): G = 2^c b, b odd, makes 2^c leaves of b micro-batches,
+// each leaf's gradient accumulated from zero by the backward, and leaves are added pairwise, ((l0+l1)+(l2+l3)),
+// as a binary counter with the partial sums waiting in m->grad_sums. first_token (G): each micro-batch's
+// first token in the step (dropout); losses (G) receives each one's loss times its trained tokens.
+void model_step_gradients(Model* m, const ModelOps* ops, const Batch* micro, int G, const int* first_token,
+                          double* losses, int tokens_in_step) {
+    int leaves = G & -G, leaf_size = G / leaves, waiting = 0;
+    for (int leaf = 0; leaf < leaves; leaf++) {
+        ops->zero_grad(m);
+        for (int k = leaf * leaf_size; k < (leaf + 1) * leaf_size; k++) {
+            const Batch* b = &micro[k];
+            m->first_token = first_token[k];
+            ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
+            losses[k] = (double)m->loss * m->num_tokens;
+            ops->backward(m, b->inputs, b->targets, b->pos, b->rows, b->width, tokens_in_step);
+        }
+        for (int done = leaf + 1; done % 2 == 0; done /= 2) ops->add_saved_grads(m, --waiting);
+        if (leaf + 1 < leaves) ops->save_grads(m, waiting++);
+    }
+}
+
 // One optimizer step of M = ranks x G micro-batches (G = --gradient_accumulation_steps); rank q computes
-// micro-batches qG .. qG+G-1. Every rank reads all M first (the others' into a scratch batch), so the data
-// position, the step's trained tokens (the loss and its gradient are normalised by them however the step is
-// split) and each micro-batch's first token (dropout) are the same on every rank without a message.
-// The gradient is summed in one fixed tree, so that R ranks give one process's bits with R*G micro-batches
-// (R a power of two): G = 2^c b, b odd, makes 2^c leaves of b micro-batches, each leaf's gradient
-// accumulated from zero by the backward; leaves are added pairwise ((l0+l1)+(l2+l3): a binary counter,
-// partial sums waiting in m->grad_sums), then the ranks' sums pairwise in rank order (dist_sum_floats).
+// micro-batches qG .. qG+G-1 (model_step_gradients), then the ranks' gradients are summed. Every rank reads
+// all M first (the others' into a scratch batch), so the data position, the step's trained tokens (the loss
+// and its gradient are normalised by them however the step is split) and each micro-batch's first token
+// (dropout) are the same on every rank without a message.
 static StepResult train_step(TrainRun* r) {
     Model* m = &r->model;
     const ModelOps* ops = r->ops;
@@ -1626,19 +1650,7 @@ static StepResult train_step(TrainRun* r) {
     }
     r->state.epoch = r->loader.epoch;
     r->state.cursor = r->loader.cursor;
-    int leaves = G & -G, leaf_size = G / leaves, waiting = 0;
-    for (int leaf = 0; leaf < leaves; leaf++) {
-        ops->zero_grad(m);
-        for (int k = first + leaf * leaf_size; k < first + (leaf + 1) * leaf_size; k++) {
-            Batch* b = &r->micro[k - first];
-            m->first_token = r->micro_first_token[k];
-            ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
-            r->micro_loss[k] = (double)m->loss * m->num_tokens;
-            ops->backward(m, b->inputs, b->targets, b->pos, b->rows, b->width, tokens_in_step);
-        }
-        for (int done = leaf + 1; done % 2 == 0; done /= 2) ops->add_saved_grads(m, --waiting);
-        if (leaf + 1 < leaves) ops->save_grads(m, waiting++);
-    }
+    model_step_gradients(m, ops, r->micro, G, r->micro_first_token + first, r->micro_loss + first, tokens_in_step);
     ops->sum_grads_across_ranks(m);
     dist_sum_doubles(r->micro_loss, M);  // each from one rank, 0 from the others: exact
     double loss_sum = 0.0;
