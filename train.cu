@@ -52,6 +52,9 @@ static void cublas_check_at(cublasStatus_t status, const char* call, const char*
 
 static cublasHandle_t cublas = NULL;
 static char device_name[256];
+static int device_index = 0;  // gpu_use_device: the rank's GPU when one process runs per GPU
+
+void gpu_use_device(int device) { device_index = device; }
 
 const char* gpu_unavailable(void) {
     int count = 0;
@@ -69,8 +72,8 @@ void gpu_init(void) {
         exit(EXIT_FAILURE);
     }
     cudaDeviceProp prop;
-    cuda_check(cudaSetDevice(0));
-    cuda_check(cudaGetDeviceProperties(&prop, 0));
+    cuda_check(cudaSetDevice(device_index));
+    cuda_check(cudaGetDeviceProperties(&prop, device_index));
     snprintf(device_name, sizeof(device_name), "%s", prop.name);
     cublas_check(cublasCreate(&cublas));
 }
@@ -724,6 +727,18 @@ __global__ void sum_of_squares_kernel(double* partials, const float* g, size_t n
 void sum_of_squares_gpu(double* partials, const float* g, size_t n, int chunk) {
     if (n == 0) return;
     sum_of_squares_kernel<<<(unsigned)((n + chunk - 1) / chunk), THREADS>>>(partials, g, n, chunk);
+    launch_check();
+}
+
+// train.c: model_add_saved_grads. y (n) = x + y
+__global__ void add_kernel(float* y, const float* x, size_t n) {
+    size_t i = thread_index();
+    if (i < n) y[i] = x[i] + y[i];
+}
+
+void add_gpu(float* y, const float* x, size_t n) {
+    if (n == 0) return;
+    add_kernel<<<blocks_for(n), THREADS>>>(y, x, n);
     launch_check();
 }
 

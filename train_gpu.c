@@ -104,6 +104,7 @@ void gpu_model_create(Model* m, int bf16) {
     gpu->targets = gpu_malloc(N * sizeof(int), "the batch");
     gpu->pos = gpu_malloc(N * sizeof(int), "the batch");
     gpu->norm_partials = gpu_malloc((trainable / NORM_CHUNK + 2) * sizeof(double), "gradient norm");
+    d->grad_sums = gpu_floats(m->grad_sum_levels * trainable, "partial gradient sums");
     m->device = gpu;
 }
 
@@ -112,7 +113,7 @@ void gpu_model_free(Model* m) {
     Model* d = &gpu->dev;
     void* blocks[] = {d->params_memory, d->grads_memory, d->lora_memory, d->lora_grads_memory, d->m_memory,
                       d->v_memory, d->acts_memory, gpu->params_bf16, gpu->x16, gpu->dy16, gpu->attention_scratch,
-                      gpu->tokens, gpu->targets, gpu->pos, gpu->norm_partials};
+                      gpu->tokens, gpu->targets, gpu->pos, gpu->norm_partials, d->grad_sums};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) gpu_free(blocks[i]);
     free(gpu);
     m->device = NULL;
@@ -356,6 +357,106 @@ void gpu_model_zero_grad(Model* m) {
     if (m->full_finetune) gpu_zero(d->grads_memory, m->num_parameters * sizeof(float));
 }
 
+// The trainable gradients on the GPU (train.c: model_trainable_grads). Returns how many arrays.
+static int gpu_trainable_grads(Model* m, float* grads[2], size_t sizes[2]) {
+    Model* d = &((GpuModel*)m->device)->dev;
+    int n = 0;
+    if (m->use_lora) grads[n] = d->lora_grads_memory, sizes[n++] = m->num_lora_parameters;
+    if (m->full_finetune) grads[n] = d->grads_memory, sizes[n++] = m->num_parameters;
+    return n;
+}
+
+// train.c: model_save_grads
+void gpu_model_save_grads(Model* m, int level) {
+    float* grads[2];
+    size_t sizes[2];
+    float* saved = ((GpuModel*)m->device)->dev.grad_sums + (size_t)level * trainable_parameters(m);
+    for (int i = 0, n = gpu_trainable_grads(m, grads, sizes); i < n; saved += sizes[i++]) {
+        gpu_copy(saved, grads[i], sizes[i] * sizeof(float));
+    }
+}
+
+// train.c: model_add_saved_grads
+void gpu_model_add_saved_grads(Model* m, int level) {
+    float* grads[2];
+    size_t sizes[2];
+    const float* saved = ((GpuModel*)m->device)->dev.grad_sums + (size_t)level * trainable_parameters(m);
+    for (int i = 0, n = gpu_trainable_grads(m, grads, sizes); i < n; saved += sizes[i++]) {
+        add_gpu(grads[i], saved, sizes[i]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// several GPUs: one process per GPU, started by mpirun (make train_gpu_mpi); MPI hands rank 0's NCCL id to
+// the others, as llm.c does, and NCCL moves the gradients GPU to GPU. Without USE_NCCL there is one GPU.
+
+#ifdef USE_NCCL
+#include <nccl.h>
+
+static ncclComm_t nccl;
+static float *nccl_shards, *nccl_gathered;  // (DIST_CHUNK) GPU buffers of the exchange
+
+static void nccl_check_at(ncclResult_t result, const char* call, int line) {
+    if (result != ncclSuccess) fail("%s failed at train_gpu.c:%d: %s", call, line, ncclGetErrorString(result));
+}
+#define nccl_check(call) nccl_check_at((call), #call, __LINE__)
+
+// This rank's GPU (its rank among the ranks on its machine) and the NCCL communicator.
+static void gpu_distributed_init(int* argc, char*** argv) {
+    dist_init(argc, argv);
+    MPI_Comm machine;
+    int local_rank;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, dist_rank(), MPI_INFO_NULL, &machine);
+    MPI_Comm_rank(machine, &local_rank);
+    MPI_Comm_free(&machine);
+    gpu_use_device(local_rank);
+    gpu_init();
+    ncclUniqueId id;
+    if (dist_rank() == 0) nccl_check(ncclGetUniqueId(&id));
+    MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
+    nccl_check(ncclCommInitRank(&nccl, dist_size(), id, dist_rank()));
+    nccl_shards = gpu_floats(DIST_CHUNK, "the gradient exchange");
+    nccl_gathered = gpu_floats(DIST_CHUNK, "the gradient exchange");
+}
+
+// llmc/distributed.h's dist_sum_floats on the GPU, in the same order: rank q receives shard q of every
+// rank's x (grouped ncclSend/ncclRecv), adds them pairwise in rank order, and every rank gathers every shard.
+static void gpu_sum_across_ranks(float* x, size_t n) {
+    int R = dist_size(), me = dist_rank();
+    size_t per_chunk = DIST_CHUNK / R;
+    for (size_t start = 0; start < n; start += per_chunk * R) {
+        size_t len = n - start < per_chunk * R ? n - start : per_chunk * R, shard = (len + R - 1) / R;
+        size_t mine = dist_shard_length(len, shard, me);
+        nccl_check(ncclGroupStart());
+        for (int q = 0; q < R; q++) {
+            size_t theirs = dist_shard_length(len, shard, q);
+            if (theirs > 0) nccl_check(ncclSend(x + start + q * shard, theirs, ncclFloat, q, nccl, 0));
+            if (mine > 0) nccl_check(ncclRecv(nccl_shards + q * shard, mine, ncclFloat, q, nccl, 0));
+        }
+        nccl_check(ncclGroupEnd());
+        for (int stride = 1; stride < R; stride *= 2) {
+            for (int q = 0; q + stride < R; q += 2 * stride) {
+                add_gpu(nccl_shards + q * shard, nccl_shards + (q + stride) * shard, mine);
+            }
+        }
+        nccl_check(ncclAllGather(nccl_shards, nccl_gathered, shard, ncclFloat, nccl, 0));  // past len: unused
+        gpu_copy(x + start, nccl_gathered, len * sizeof(float));
+    }
+}
+#endif
+
+// train.c: model_sum_grads_across_ranks
+void gpu_model_sum_grads_across_ranks(Model* m) {
+#ifdef USE_NCCL
+    float* grads[2];
+    size_t sizes[2];
+    if (dist_size() == 1) return;
+    for (int i = 0, n = gpu_trainable_grads(m, grads, sizes); i < n; i++) gpu_sum_across_ranks(grads[i], sizes[i]);
+#else
+    (void)m;
+#endif
+}
+
 // train.c: sum_of_squares. The per-chunk sums come back to be added in order on the host.
 static double gpu_sum_of_squares(Model* m, const float* g, size_t n) {
     size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
@@ -415,6 +516,8 @@ static void gpu_model_create_bf16(Model* m) { gpu_model_create(m, 1); }
 // bf16: to_device makes the model with bf16 matmuls (--bf16)
 ModelOps gpu_ops(int bf16) {
     ModelOps ops = {.forward = gpu_model_forward, .backward = gpu_model_backward, .zero_grad = gpu_model_zero_grad,
+                    .save_grads = gpu_model_save_grads, .add_saved_grads = gpu_model_add_saved_grads,
+                    .sum_grads_across_ranks = gpu_model_sum_grads_across_ranks,
                     .grad_norm = gpu_model_grad_norm, .update = gpu_model_update,
                     .to_device = bf16 ? gpu_model_create_bf16 : gpu_model_create_fp32, .to_host = gpu_model_to_host,
                     .logits_to_host = gpu_model_logits_to_host, .grads_to_host = gpu_model_grads_to_host,
@@ -447,7 +550,11 @@ int main(int argc, char** argv) {
                "  %-44s %s\n\n", "--bf16",
                "bf16 matmuls for the base model, accumulated in fp32 (default fp32, TF32 off)");
     } else {
+#ifdef USE_NCCL
+        gpu_distributed_init(&n, &argv);  // MPI, this rank's GPU, NCCL
+#else
         gpu_init();  // no GPU: say so before reading the model and the data
+#endif
     }
     ModelOps gpu = gpu_ops(bf16_flag);
     gpu.to_device = to_device;

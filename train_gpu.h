@@ -22,7 +22,8 @@ typedef uint16_t bfloat16;  // the bits of a bfloat16 (CUDA's __nv_bfloat16)
 
 // device and memory; every failure exits with the call, file and line
 const char* gpu_unavailable(void);  // why no CUDA device can be used, or NULL
-void gpu_init(void);                // device 0 and the cuBLAS handle; fails without a device
+void gpu_use_device(int device);    // before gpu_init: which device (default 0; one per rank in train_gpu_mpi)
+void gpu_init(void);                // the device and the cuBLAS handle; fails without a device
 const char* gpu_name(void);
 void* gpu_malloc(size_t bytes, const char* what);
 void gpu_free(void* p);
@@ -70,6 +71,7 @@ void lora_backward_gpu(float* dx, float* dA, float* dB, float* xd, float* dxa, f
 
 // optimizer
 void sum_of_squares_gpu(double* partials, const float* g, size_t n, int chunk);
+void add_gpu(float* y, const float* x, size_t n);  // y = x + y
 void adamw_update_gpu(float* p, const float* g, float* mom, float* vel, size_t n, float beta1, float beta2,
                       float eps, float lr, float weight_decay, float grad_scale, long t);
 

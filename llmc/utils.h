@@ -24,15 +24,20 @@
 // points fail_jump at its jmp_buf, and fail() then longjmps there after printing its
 // line instead of exiting. Nothing else sets it; the programs always exit.
 static jmp_buf* fail_jump = NULL;
+// Set by train_mpi's ranks (llmc/distributed.h): the error names its rank, and fail_exit stops every rank.
+static int fail_rank = -1;
+static void (*fail_exit)(void) = NULL;
 
 static inline void fail(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    if (fail_rank >= 0) fprintf(stderr, "rank %d: ", fail_rank);
     fprintf(stderr, "error: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
     if (fail_jump != NULL) longjmp(*fail_jump, 1);
+    if (fail_exit != NULL) fail_exit();
     exit(EXIT_FAILURE);
 }
 

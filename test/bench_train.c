@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
         c.C = 4096, c.I = 14336, c.NH = 32, c.NKV = 8, c.hs = 128, c.tied = 0, c.rope_factor = 8.0;
         lc = (LoraConfig){.rank = 4, .alpha = 8.0f, .dropout = 0.0f, .target = {[LORA_Q] = 1, [LORA_V] = 1}};
     }
-    double planned = plan_bytes(&c, &lc, B, T, 0, base, big);  // ./train's memory plan
+    double planned = plan_bytes(&c, &lc, B, T, 0, base, big, 1);  // ./train's memory plan, one micro-batch a step
     Model m;
     model_create_as(&m, &c, base);
     model_init_random(&m, 1, 0.02f);

@@ -152,6 +152,7 @@ static void model_from_ref_as(Model* m, const ModelOps* ops, SafeTensors* ref, c
     model_init_lora(m, &lc, m->seed);
     lora_visit(&m->lora, &m->config, &lc, set_from_ref, ref);
     model_allocate(m, (int)ref_number(ref, "B"), (int)ref_number(ref, "T"), full_finetune);
+    model_allocate_grad_sums(m, (int)ref_number(ref, "B"));  // for a pairwise sum over the batch's rows
     if (ops->to_device) ops->to_device(m);
 }
 
@@ -162,7 +163,8 @@ static void model_from_ref(Model* m, const ModelOps* ops, SafeTensors* ref, cons
 // The host model's memory.
 static void model_free(Model* m) {
     void* blocks[] = {m->params_memory, m->frozen_memory, m->grads_memory, m->m_memory, m->v_memory,
-                      m->lora_memory, m->lora_grads_memory, m->acts_memory, m->default_pos, m->norm_partials};
+                      m->lora_memory, m->lora_grads_memory, m->acts_memory, m->default_pos, m->norm_partials,
+                      m->grad_sums};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) free(blocks[i]);
 }
 
@@ -357,6 +359,26 @@ static void check_micro_batches(SafeTensors* ref, const ModelOps* ops, const Tol
     snprintf(name, sizeof(name), "base gradients: %d micro-batches of 1 row vs 1 batch of %d (relative %g)", B, B,
              tol->micro_batches);
     compare(name, m.grads_memory, grads_whole, m.num_parameters, 0.0, tol->micro_batches);
+    // the rows summed pairwise through the ops' save_grads and add_saved_grads, as train_step sums micro-batches
+    Batch* rows = malloc_check(B * sizeof(Batch), "test");
+    int* first_token = malloc_check(B * sizeof(int), "test");
+    double* losses = malloc_check(B * sizeof(double), "test");
+    for (int b = 0; b < B; b++) {
+        rows[b] = (Batch){.inputs = (int*)tokens + b * T, .targets = (int*)targets + b * T, .rows = 1, .width = T};
+        first_token[b] = b * T;
+    }
+    model_step_gradients(&m, ops, rows, B, first_token, losses, tokens_in_step);
+    m.first_token = 0;
+    if (ops->grads_to_host) ops->grads_to_host(&m);
+    snprintf(name, sizeof(name), "LoRA gradients: %d micro-batches summed pairwise vs 1 batch (relative %g)", B,
+             tol->micro_batches);
+    compare(name, m.lora_grads_memory, lora_whole, m.num_lora_parameters, 0.0, tol->micro_batches);
+    snprintf(name, sizeof(name), "base gradients: %d micro-batches summed pairwise vs 1 batch (relative %g)", B,
+             tol->micro_batches);
+    compare(name, m.grads_memory, grads_whole, m.num_parameters, 0.0, tol->micro_batches);
+    free(rows);
+    free(first_token);
+    free(losses);
     free(lora_whole);
     free(grads_whole);
     model_release(&m, ops);
