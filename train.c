@@ -1096,6 +1096,7 @@ static const ModelOps CPU_OPS = {.forward = model_forward, .backward = model_bac
 #include "llmc/hf.h"          // defines: model_load, model_check_weights, lora_save_adapter, lora_load_adapter,
                               //          model_save_merged
 #include "llmc/checkpoint.h"  // defines: TrainState, checkpoint_save, checkpoint_load
+#include "llmc/gguf.h"        // defines: gguf_type_from_name, gguf_check_tokenizer, gguf_export (llama.cpp, Ollama)
 
 // ----------------------------------------------------------------------------
 // command line: one table of flags gives parsing, --help and suggestions
@@ -1127,6 +1128,8 @@ typedef struct {
     int eval_steps, save_steps;
     int resume, stop_after_steps, packing, train_on_inputs, parse_special_in_content, drop_long, merge;
     char* merge_dtype;
+    char* export_gguf;
+    int export_only;
     char* date;
     int threads;
 } TrainArgs;
@@ -1194,6 +1197,10 @@ static const Flag TRAIN_FLAGS[] = {
      "also write OUTPUT_DIR/merged: the model with the adapter merged in"},
     {"--merge_dtype", NULL, FLAG_STRING, ARG(merge_dtype), 0, 0,
      "dtype of the merged (or fully trained) model: auto (the base's), fp32, bf16 or fp16"},
+    {"--export_gguf", NULL, FLAG_STRING, ARG(export_gguf), 0, 0,
+     "also write OUTPUT_DIR/model.gguf (F32, F16, BF16, Q8_0 or Q4_0) and a Modelfile, for llama.cpp and Ollama"},
+    {"--export_only", NULL, FLAG_BOOL, ARG(export_only), 0, 1,
+     "no training: export --model (with --init_adapter merged in) to --export_gguf and stop"},
     {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0,
      "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
@@ -1207,7 +1214,7 @@ static const TrainArgs TRAIN_DEFAULTS = {
     .output_dir = "out", .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
     .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f, .lr_scheduler_type = "cosine",
     .num_train_epochs = 3.0f, .batch_size = 4, .gradient_accumulation_steps = 1, .max_seq_length = 0,
-    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .date = ""};
+    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .export_gguf = "", .date = ""};
 
 static const FlagTable TRAIN_FLAG_TABLE = {
     "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
@@ -1318,6 +1325,10 @@ static void check_args(TrainRun* r) {
     config_load(&r->config, a->model_dir);
     const LlamaConfig* c = &r->config;
     merge_dtype_from_name(a->merge_dtype, c);  // a bad --merge_dtype fails now, not after training
+    if (*a->export_gguf) {  // and so do a bad --export_gguf type and a model without its tokenizer
+        gguf_type_from_name(a->export_gguf);
+        gguf_check_tokenizer(a->model_dir);
+    }
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
     if ((int64_t)a->batch_size * a->max_seq_length > (1 << 30)) {
@@ -1602,12 +1613,25 @@ static void finish(TrainRun* r, const char* program) {
         printf("%s model: %s\n", a->full_finetune ? "trained" : "merged", merged);
         free(merged);
     }
+    if (*a->export_gguf) gguf_export(&r->model, a->model_dir, a->output_dir, gguf_type_from_name(a->export_gguf));
     printf("log: %s, loss curve: %s, checkpoint: %s\n", r->log_path, r->svg_path, r->checkpoint_path);
     if (*a->sample_prompts) {
         char* trained_model = a->full_finetune ? path_join(a->output_dir, "model") : NULL;
         compare_answers(program, a->model_dir, trained_model, a->output_dir, a->sample_prompts, a->template_name);
         free(trained_model);
     }
+}
+
+// --export_only: the model (and --init_adapter, merged) to GGUF, no training.
+static int export_only(const TrainArgs* a) {
+    if (!*a->export_gguf) fail("--export_only needs --export_gguf TYPE (F32, F16, BF16, Q8_0 or Q4_0)");
+    int type = gguf_type_from_name(a->export_gguf);
+    gguf_check_tokenizer(a->model_dir);
+    static Model model;
+    model_load(&model, a->model_dir);
+    if (*a->init_adapter) lora_load_adapter(&model, a->init_adapter, 0);
+    gguf_export(&model, a->model_dir, a->output_dir, type);
+    return 0;
 }
 
 // The training run, with the model computed by ops (CPU_OPS here, the GPU's in train_gpu.c).
@@ -1618,6 +1642,7 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
     memset(r, 0, sizeof(*r));
     r->ops = ops;
     parse_train_args(&r->args, argc, argv);
+    if (r->args.export_only) return export_only(&r->args);
     check_args(r);
     load_data(r);
     setup_model(r);

@@ -340,6 +340,20 @@ static void write_merged_config(const char* base_dir, const char* dir, int dtype
     free(to);
 }
 
+// Parameter i of layer l (p: its values in params_memory) with the adapter merged in,
+// W + s B A, computed into merged when the module has an adapter; else p itself.
+// merged holds the largest weight, scaled_B (out, r) is scratch.
+static const float* merged_parameter(const Model* m, int i, int l, const float* p, float* merged, float* scaled_B) {
+    int mod = PARAMETERS[i].lora;
+    if (!m->use_lora || mod < 0 || !m->lora_config.target[mod]) return p;
+    int in, out, r = m->lora_config.rank;
+    lora_module_dims(&m->config, mod, &in, &out);
+    memcpy(merged, p, (size_t)in * out * sizeof(float));
+    lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r, m->lora_scale,
+               in, out, r, scaled_B);
+    return merged;
+}
+
 // A complete Hugging Face model directory with the adapter merged in, W' = W + s B A, with
 // the base's config and tokenizer files. dtype_name: "auto" writes the base model's dtype,
 // as PEFT's merge_and_unload does; merging into bf16 rounds W + s B A to bf16, which loses
@@ -378,17 +392,7 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
         parameter_shape(c, i, &rr, &cl, &per_layer);
         for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
             size_t numel = (size_t)rr * (cl ? cl : 1);
-            int mod = PARAMETERS[i].lora;
-            if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
-                int in, out;
-                lora_module_dims(c, mod, &in, &out);
-                memcpy(merged, p, numel * sizeof(float));
-                lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
-                           m->lora_scale, in, out, r, scaled_B);
-                safetensors_writer_tensor(&w, merged, numel);
-            } else {
-                safetensors_writer_tensor(&w, p, numel);
-            }
+            safetensors_writer_tensor(&w, merged_parameter(m, i, l, p, merged, scaled_B), numel);
             p += numel;
             free(names[k]);
         }
