@@ -82,7 +82,8 @@ async function logits(ggufPath, idsText, logitsPath, greedyText, mode) {
             next = step[0].next.token;
         }
         const same = greedy.length > 0 && greedy.every((t, i) => got[i] === t);
-        results.push([same, `${name}: greedy ${greedy.length}-token continuation identical to ./generate's` +
+        const stopped = greedy.length < 40 ? ' (./generate stopped at an end token)' : '';
+        results.push([same, `${name}: greedy ${greedy.length}-token continuation identical to ./generate's${stopped}` +
                             (same ? '' : ` (./generate ${greedy.join(' ')} | llama.cpp ${got.join(' ')})`)]);
         const V = out[0].next.probabilities.size;
         if (V !== nV) results.push([false, `${name}: llama.cpp gives ${V} token probabilities, ./generate ${nV}`]);
