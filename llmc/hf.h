@@ -370,6 +370,24 @@ static void write_merged_config(const char* base_dir, const char* dir, int dtype
     free(to);
 }
 
+// Parameter i of layer l of the merged model: for a LoRA target W + s B A, in fp32 in
+// merged; otherwise the model's own tensor in its storage format (RMSNorm weights are fp32).
+static Weight merged_parameter(const Model* m, int i, int l, float* merged, float* scaled_B) {
+    int64_t rows, cols;
+    int per_layer;
+    parameter_shape(&m->config, i, &rows, &cols, &per_layer);
+    if (cols == 0) return weight_f32(*parameter_field((ParameterTensors*)&m->params, i) + l * rows);
+    Weight base = base_weight(m, i, l);
+    int mod = PARAMETERS[i].lora;
+    if (!m->use_lora || mod < 0 || !m->lora_config.target[mod]) return base;
+    int in, out, r = m->lora_config.rank;
+    lora_module_dims(&m->config, mod, &in, &out);
+    for (size_t e = 0; e < (size_t)in * out; e++) merged[e] = weight_get(base, e);
+    lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r, m->lora_scale,
+               in, out, r, scaled_B);
+    return weight_f32(merged);
+}
+
 // A complete Hugging Face model directory with the adapter merged in, W' = W + s B A, with
 // the base's config and tokenizer files. dtype_name: "auto" writes the base model's dtype,
 // as PEFT's merge_and_unload does; merging into bf16 rounds W + s B A to bf16, which loses
@@ -408,26 +426,17 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
         parameter_shape(c, i, &rr, &cl, &per_layer);
         for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
             size_t numel = (size_t)rr * (cl ? cl : 1);
-            int mod = PARAMETERS[i].lora;
-            if (cl == 0) {  // an RMSNorm weight, always fp32
-                safetensors_writer_tensor(&w, *parameter_field((ParameterTensors*)&m->params, i) + l * numel, numel);
-            } else if (m->use_lora && mod >= 0 && m->lora_config.target[mod]) {
-                int in, out;
-                lora_module_dims(c, mod, &in, &out);
-                Weight base = base_weight(m, i, l);
-                for (size_t e = 0; e < numel; e++) merged[e] = weight_get(base, e);
-                lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
-                           m->lora_scale, in, out, r, scaled_B);
-                safetensors_writer_tensor(&w, merged, numel);
-            } else {  // in parts of the buffer's size, widened from the base's format
-                Weight base = base_weight(m, i, l);
-                for (size_t done = 0; done < numel; done += buffer_numel) {
-                    size_t part = numel - done < buffer_numel ? numel - done : buffer_numel;
-                    for (size_t e = 0; e < part; e++) merged[e] = weight_get(base, done + e);
+            Weight w_l = merged_parameter(m, i, l, merged, scaled_B);
+            for (size_t done = 0; done < numel; done += buffer_numel) {  // parts of the buffer's size
+                size_t part = numel - done < buffer_numel ? numel - done : buffer_numel;
+                if (w_l.format == WEIGHT_F32) {
+                    safetensors_writer_part(&w, (const float*)w_l.data + done, part);
+                } else {  // widened from the base's storage
+                    for (size_t e = 0; e < part; e++) merged[e] = weight_get(w_l, done + e);
                     safetensors_writer_part(&w, merged, part);
                 }
-                safetensors_writer_tensor(&w, merged, 0);
             }
+            safetensors_writer_tensor(&w, merged, 0);  // ends the tensor
             free(names[k]);
         }
     }

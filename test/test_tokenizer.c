@@ -9,6 +9,9 @@ Prints one line per check (ok / FAIL / skip) and ends with "N passed, M failed".
       HF_JSON from test/hf_tokenize.js encode: ids and decoded text per string
   test_tokenizer chat CASES_JSON HF_IDS_JSON
       cases from test/chat_cases.py, their ids from test/hf_tokenize.js chat
+  test_tokenizer ids TOKENIZER_PATH CORPUS_BIN OUT_JSON
+      writes tokenizer.c's ids of every string, {"ids": [[...]]}, for other tokenizers to be
+      compared with (test/test_gguf.sh: llama.cpp's)
 */
 #define TRAIN_NO_MAIN  // tokenizer.c as a library: this file has its own main
 #include "../tokenizer.c"
@@ -819,14 +822,40 @@ static void test_chat(const char* cases_path, const char* hf_path) {
     cJSON_Delete(hf);
 }
 
+// ids: tokenizer.c's ids of every corpus string as JSON
+static void write_corpus_ids(const char* tok_path, const char* corpus_path, const char* out_path) {
+    Tokenizer t;
+    tokenizer_load(&t, tok_path);
+    Corpus c = read_corpus(corpus_path);
+    cJSON* all = cJSON_CreateArray();
+    Tokens ids = {0};
+    for (int k = 0; k < c.n; k++) {
+        ids.n = 0;
+        tokenizer_encode(&t, c.data[k], c.len[k], &ids);
+        cJSON_AddItemToArray(all, cJSON_CreateIntArray(ids.ids, (int)ids.n));
+    }
+    cJSON* root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "ids", all);
+    char* text = cJSON_PrintUnformatted(root);
+    write_text_file(out_path, text);
+    free(text);
+    cJSON_Delete(root);
+    tokens_free(&ids);
+    tokenizer_free(&t);
+}
+
 int main(int argc, char** argv) {
+    if (argc == 5 && strcmp(argv[1], "ids") == 0) {  // a tool for other tests: no checks of its own
+        write_corpus_ids(argv[2], argv[3], argv[4]);
+        return 0;
+    }
     if (argc == 4 && strcmp(argv[1], "unit") == 0) test_unit(argv[2], argv[3]);
     else if (argc == 6 && strcmp(argv[1], "corpus") == 0) test_corpus(argv[2], argv[3], argv[4], argv[5]);
     else if (argc == 4 && strcmp(argv[1], "chat") == 0) test_chat(argv[2], argv[3]);
     else {
         fprintf(stderr, "usage: test_tokenizer unit LLAMA3_DIR LLAMA2_DIR"
                         " | corpus NAME TOKENIZER CORPUS_BIN HF_JSON"
-                        " | chat CASES_JSON HF_IDS_JSON\n");
+                        " | chat CASES_JSON HF_IDS_JSON | ids TOKENIZER CORPUS_BIN OUT_JSON\n");
         return 2;
     }
     return finish();
