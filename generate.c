@@ -899,7 +899,7 @@ static const FlagTable GENERATE_FLAG_TABLE = {
 
 // Loads the model (adapter included) and the tokenizer (NULL for --ids without one),
 // sets the sampler from generation_config.json and the flags, and creates the generator
-// with its KV cache; prints the settings to stderr.
+// with its KV cache. print_settings then says what was loaded.
 void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* g, Sampler* sampler,
                    StopTokens* stop) {
 #ifdef _OPENMP
@@ -926,12 +926,15 @@ void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* 
     if (!isnan(a->repetition_penalty)) sampler->repetition_penalty = a->repetition_penalty;
     sampler_init(sampler, c->V, a->seed);
     generator_create(g, model, context, dtype);
+}
+
+void print_settings(const GenerateArgs* a, const Generator* g, const Sampler* s) {
+    const LlamaConfig* c = &g->model->config;
     fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | "
                     "temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
             a->model_dir, a->adapter_dir ? (a->merge_adapter ? " + merged adapter " : " + adapter ") : "",
-            a->adapter_dir ? a->adapter_dir : "", c->L, c->C, c->V, DTYPE_NAMES[dtype], context,
-            sampler->temperature, sampler->top_p, sampler->top_k, sampler->repetition_penalty,
-            (unsigned long long)a->seed);
+            a->adapter_dir ? a->adapter_dir : "", c->L, c->C, c->V, DTYPE_NAMES[g->weights.dtype], g->maxT,
+            s->temperature, s->top_p, s->top_k, s->repetition_penalty, (unsigned long long)a->seed);
 }
 
 #ifndef TRAIN_NO_MAIN  // the chat loop and main; tests include everything above
@@ -1144,6 +1147,7 @@ int main(int argc, char** argv) {
              "shorten it or raise --context (at most %d, max_position_embeddings)",
              n, g.maxT, c->max_seq_len);
     }
+    print_settings(&a, &g, &sampler);
     if (a.chat) {
         chat_loop(&g, &sampler, &stop, text, &a);
         return 0;

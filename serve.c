@@ -55,6 +55,7 @@ typedef struct Job {
     char id[32];             // "chatcmpl-N"
     long created;            // Unix time
     int fd;                  // the client's socket, to notice it leaving
+    struct MHD_Connection* connection;
     // the answer, under server.lock
     TextBuffer out;          // bytes for the client: events as they come (stream), or the JSON at the end
     size_t sent;             // bytes of out already handed to libmicrohttpd
@@ -546,6 +547,9 @@ static ssize_t stream_read(void* cls, uint64_t pos, char* buf, size_t max) {
             n = (ssize_t)(j->out.len - j->sent < max ? j->out.len - j->sent : max);
             memcpy(buf, j->out.data + j->sent, n);
             j->sent += n;
+            if (j->done && j->sent == j->out.len) {  // the last bytes: the idle timeout is back
+                MHD_set_connection_option(j->connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->args.timeout);
+            }
             break;
         }
         if (j->done) { n = MHD_CONTENT_READER_END_OF_STREAM; break; }
@@ -581,6 +585,10 @@ static enum MHD_Result serve_chat(Server* s, struct MHD_Connection* c, Request* 
         return reply_error(c, method, url, &e);
     }
     j->fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)->connect_fd;
+    j->connection = c;
+    // No idle timeout while the answer is on its way: waiting in the queue is not the
+    // client's silence. A client that leaves is noticed by client_gone instead.
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     job_enqueue(s, j);
     if (j->stream) {
         struct MHD_Response* response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j,
@@ -598,6 +606,7 @@ static enum MHD_Result serve_chat(Server* s, struct MHD_Connection* c, Request* 
     while (!j->done && (answered = job_wait(s, j))) {}
     pthread_mutex_unlock(&s->lock);
     if (!answered) return MHD_NO;  // the client left, or the server is stopping: close
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->args.timeout);  // counts from now
     return reply(c, MHD_HTTP_OK, "application/json", j->out.data, j->out.len);
 }
 
@@ -755,6 +764,7 @@ int main(int argc, char** argv) {
     Server* s = &server;
     parse_serve_args(&s->args, argc, argv);
     generate_open(&s->args.generate, &s->model, &s->text, &s->generator, &s->sampler, &s->stop_tokens);
+    print_settings(&s->args.generate, &s->generator, &s->sampler);
     s->temperature = s->sampler.temperature;
     s->top_p = s->sampler.top_p;
     s->model_name = last_path_part(s->args.generate.adapter_dir ? s->args.generate.adapter_dir
