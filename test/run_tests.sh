@@ -41,6 +41,7 @@ run_suite "tokenizer.c vs Hugging Face tokenizers, chat templates, BPE trainer (
 run_suite "generate.c: KV-cache decode, sampling, adapters, chat (test_generate.sh)" bash test/test_generate.sh
 run_suite "hostile files: the regression corpus under ASan+UBSan, with time and memory limits (test_hostile.sh)" bash test/test_hostile.sh
 run_suite "the quick start: ./train with no arguments on data/ (test_default_run.sh)" bash test/test_default_run.sh
+run_suite "./serve: OpenAI client, bad requests, load, the chat page in chromium; and under ASan+UBSan (test_serve.sh, after test_default_run)" bash test/test_serve.sh
 run_suite "train.cu vs the same reference (make test_gpu; a skip without a CUDA device)" make -s test_gpu
 # needs Debian's python3-torch, which make test-deps installs: without it this suite fails
 run_suite "PEFT adapter format and meaning (test_peft.py, after test_train)" /usr/bin/python3 test/test_peft.py
