@@ -114,7 +114,8 @@ static int job_cancelled(Server* s, Job* j) {
 }
 
 // One server-sent event: "data: {chunk}\n\n", a chat.completion.chunk with the content
-// delta (NULL: none) and, on the last one, the finish reason and the token counts.
+// delta (NULL: none; "": the opening chunk, which names the role) and, on the last one,
+// the finish reason and the token counts.
 static void send_chunk(Server* s, Job* j, const char* content, size_t len, const char* finish, int n_out) {
     cJSON* chunk = cJSON_CreateObject();
     cJSON_AddStringToObject(chunk, "id", j->id);
@@ -127,7 +128,7 @@ static void send_chunk(Server* s, Job* j, const char* content, size_t len, const
     if (content) {
         char* text = strndup(content, len);
         if (text == NULL) fail("out of memory");
-        if (j->sent == 0 && j->out.len == 0) cJSON_AddStringToObject(delta, "role", "assistant");
+        if (len == 0) cJSON_AddStringToObject(delta, "role", "assistant");
         cJSON_AddStringToObject(delta, "content", text);
         free(text);
     }
@@ -213,6 +214,7 @@ static void answer_job(Server* s, Job* j) {
     if (sink == NULL) fail("out of memory");
     const char* finish = "length";
     int n_out = 0, cancelled = 0;
+    if (j->stream) send_chunk(s, j, "", 0, NULL, 0);
     while (n_out < j->max_tokens && !(cancelled = job_cancelled(s, j))) {
         int id = generator_sample(g, sampler, s->text);
         n_out++;
@@ -228,7 +230,7 @@ static void answer_job(Server* s, Job* j) {
         generator_forward(g, &id, 1);
     }
     text_stream_end(s->text, sink, NULL);
-    fflush(sink);
+    fclose(sink);  // text (len) is now the whole answer
     end = find_stop(j, text, len);
     if (end < len) finish = "stop";
     if (!cancelled && j->stream) {
@@ -239,7 +241,6 @@ static void answer_job(Server* s, Job* j) {
         text[end] = '\0';
         send_completion(s, j, text, finish, n_out);
     }
-    fclose(sink);
     free(text);
     fprintf(stderr, "[%s: %d prompt + %d answer tokens, %s]\n", j->id, j->n_prompt, n_out,
             cancelled ? "cancelled: the client left" : finish);
