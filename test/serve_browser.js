@@ -16,8 +16,8 @@ const check = (cond, what, detail) => {
 };
 
 // ./generate --chat with the same turns: what the page must show
-function generateChat(turns) {
-  const r = spawnSync(generate, ['--model', model, '--adapter', adapter, '--chat'],
+function generateChat(turns, system) {
+  const r = spawnSync(generate, ['--model', model, '--adapter', adapter, '--chat'].concat(system ? ['--system', system] : []),
                       { input: turns.join('\n') + '\n', encoding: 'utf8', timeout: 60000 });
   return r.stdout.split('\n').slice(0, turns.length);
 }
@@ -43,11 +43,13 @@ async function ask(page, text, turn) {
     await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'networkidle0', timeout: 60000 });
     const title = await page.$eval('#title', (e) => e.textContent);
     check(title.includes(path.basename(adapter)), `the page loads and names the model ("${title}")`);
-    const turns = ['What is the capital of France?', '天空为什么是蓝色的？'];
-    const want = generateChat(turns);
+    const turns = ['What is the capital of France?', '天空为什么是蓝色的？'], system = 'You are a helpful assistant.';
+    const want = generateChat(turns, system);
+    await page.type('#system', system);
     const first = await ask(page, turns[0], 1);
     check(first === want[0] && first.startsWith('Arr, matey!'),
-          `first turn streamed into the page, pirate style, = ./generate --chat: "${first.slice(0, 50)}..."`,
+          `first turn with a system prompt, streamed into the page, pirate style, = ./generate --chat --system: ` +
+          `"${first.slice(0, 50)}..."`,
           `${first} / ${want[0]}`);
     const second = await ask(page, turns[1], 2);
     check(second === want[1] && second.startsWith('嘿，水手！'),
@@ -60,9 +62,10 @@ async function ask(page, text, turn) {
           problems.join('\n'));
     await page.click('#new-chat');
     const after = await page.$$eval('.message', (all) => all.length);
-    const fresh = await ask(page, turns[0], 1);
-    check(after === 0 && fresh === want[0], 'new chat: the log is empty and the history forgotten (the same first ' +
-          'answer again)', `${after} messages; ${fresh}`);
+    await page.$eval('#system', (e) => { e.value = ''; });
+    const fresh = await ask(page, turns[0], 1), plain = generateChat([turns[0]])[0];
+    check(after === 0 && fresh === plain, 'new chat, system prompt cleared: the log is empty and the history ' +
+          'forgotten (= ./generate --chat without --system)', `${after} messages; ${fresh} / ${plain}`);
   } catch (e) {
     check(false, `browser: ${e.stack || e}`);
   } finally {
