@@ -208,7 +208,7 @@ static void answer_job(Server* s, Job* j) {
     g->pos = 0;
     generator_extend(g, j->prompt, j->n_prompt);
     char* text = NULL;  // the answer so far, written by text_stream_token
-    size_t len = 0, shown = 0, hold = 0, end = 0;
+    size_t len = 0, shown = 0, hold = 0;
     for (int i = 0; i < j->n_stop; i++) if (strlen(j->stop[i]) - 1 > hold) hold = strlen(j->stop[i]) - 1;
     FILE* sink = open_memstream(&text, &len);
     if (sink == NULL) fail("out of memory");
@@ -224,14 +224,16 @@ static void answer_job(Server* s, Job* j) {
         if (find_stop(j, text, len) < len) { finish = "stop"; break; }
         // streamed up to what cannot be the start of a stop string
         size_t ready = utf8_start(text, len > hold ? len - hold : 0);
-        if (j->stream && ready > shown) send_chunk(s, j, text + shown, ready - shown, NULL, 0);
-        if (j->stream && ready > shown) shown = ready;
+        if (j->stream && ready > shown) {
+            send_chunk(s, j, text + shown, ready - shown, NULL, 0);
+            shown = ready;
+        }
         if (n_out == j->max_tokens || g->pos == g->maxT) break;  // length: max_tokens or the context
         generator_forward(g, &id, 1);
     }
     text_stream_end(s->text, sink, NULL);
     fclose(sink);  // text (len) is now the whole answer
-    end = find_stop(j, text, len);
+    size_t end = find_stop(j, text, len);
     if (end < len) finish = "stop";
     if (!cancelled && j->stream) {
         if (end > shown) send_chunk(s, j, text + shown, end - shown, NULL, 0);
