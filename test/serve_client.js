@@ -281,7 +281,7 @@ async function badRequests() {
 }
 
 async function load() {
-  // SERVE_LOAD="sequential clients rounds": 200 8 10 unless the caller (the ASan run) says less
+  // SERVE_LOAD="sequential clients rounds": 200 8 10 unless the caller says otherwise
   const [sequentialCount, clientCount, rounds] = (process.env.SERVE_LOAD || '200 8 10').split(' ').map(Number);
   const wants = LOAD.map(expected);
   for (const c of LOAD) await askWhole(c);  // warm: the allocations a request makes are in place
