@@ -1,6 +1,7 @@
 // The chat page in a real browser (run by test/test_serve.sh): Debian's chromium, headless,
 // driven by puppeteer-core, types a question, waits for the streamed answer, asks a second
-// question in Chinese in the same chat, then starts a new chat; saves a screenshot.
+// question in Chinese in the same chat, then starts a new chat, stops an answer midway with
+// the Stop button and asks again; saves a screenshot.
 //   node test/serve_browser.js PORT GENERATE MODEL ADAPTER SCREENSHOT.png
 // The answers must be ./generate's (greedy, the server's defaults) in the pirate style.
 const path = require('path');
@@ -66,6 +67,32 @@ async function ask(page, text, turn) {
     const fresh = await ask(page, turns[0], 1), plain = generateChat([turns[0]])[0];
     check(after === 0 && fresh === plain, 'new chat, system prompt cleared: the log is empty and the history ' +
           'forgotten (= ./generate --chat without --system)', `${after} messages; ${fresh} / ${plain}`);
+    // Stop: with the download throttled to a few bytes a second the answer trickles in; Stop
+    // cuts it where it is (a prefix of the whole answer), and the server answers the next chat.
+    await page.click('#new-chat');
+    const network = await page.target().createCDPSession();
+    const throttle = (bytesPerSecond) => network.send('Network.emulateNetworkConditions',
+      { offline: false, latency: 0, downloadThroughput: bytesPerSecond, uploadThroughput: -1 });
+    await network.send('Network.enable');
+    await throttle(400);
+    await page.type('#input', turns[0]);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => {
+      const all = document.querySelectorAll('.message.assistant');
+      return all.length > 0 && all[all.length - 1].textContent.length > 0;
+    }, { timeout: 120000 });
+    await page.click('#stop');
+    await page.waitForSelector('body[data-turns="1"]', { timeout: 60000 });
+    await throttle(-1);
+    const cut = await page.$$eval('.message.assistant', (all) => all[all.length - 1].textContent);
+    const stopOff = await page.$eval('#stop', (e) => e.disabled);
+    check(cut.length > 0 && cut.length < plain.length && plain.startsWith(cut) && stopOff,
+          `Stop cuts the streamed answer: ${cut.length} of ${plain.length} characters, a prefix of the whole ` +
+          'answer; the button is off again', `"${cut}" / "${plain}"`);
+    await page.click('#new-chat');
+    const again = await ask(page, turns[0], 1);
+    check(again === plain, 'after Stop the server answers the next chat in full (= ./generate --chat)',
+          `${again} / ${plain}`);
   } catch (e) {
     check(false, `browser: ${e.stack || e}`);
   } finally {
