@@ -369,10 +369,41 @@ void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
     g->scores = calloc_floats((size_t)c->NH * maxT, "attention scores");
 }
 
+// dst (B, NKV, hs, ld) columns 0..T-1 = src (B, T, NKV, hs): each head's keys as
+// columns, so a query's scores against all keys are a loop over contiguous memory; the
+// KV cache writes new columns into rows of ld = maxT.
+static void transpose_heads(float* dst, const float* src, int B, int T, int NKV, int hs, int ld) {
+    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * NKV * hs >= 65536)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NKV; h++) {
+            float* d = dst + ((size_t)b * NKV + h) * hs * ld;
+            for (int t = 0; t < T; t++) {
+                const float* x = src + (((size_t)b * T + t) * NKV + h) * hs;
+                for (int i = 0; i < hs; i++) d[(size_t)i * ld + t] = x[i];
+            }
+        }
+    }
+}
+
+// y (n) += a x (n)
+static inline void axpy(float* restrict y, float a, const float* restrict x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// p[s] = scale * x . k_s for s0 <= s <= t, with the keys as columns of kT (hs, T).
+static void row_scores(float* p, const float* x, const float* kT, int s0, int t, int T, int hs, float scale) {
+    for (int s = s0; s <= t; s++) p[s] = 0.0f;
+    for (int i = 0; i < hs; i++) {
+        float xi = scale * x[i];
+        const float* column = kT + (size_t)i * T;
+        for (int s = s0; s <= t; s++) p[s] += xi * column[s];
+    }
+}
+
 // Attention of n new queries against the cache: query i, at position p0+i, sees the
 // cached keys 0..p0+i. q and out (n, NH, hs); k_cache (NKV, hs, maxT) and v_cache
 // (maxT, NKV, hs) already hold the new tokens' keys and values; scores (NH, maxT) is
-// scratch. The same math, in the same order, as train.c's attention_forward.
+// scratch. The same math as train.c's attention_forward (which runs blocks of queries as matmuls).
 void attention_cached_forward(float* out, float* scores, const float* q, const float* k_cache,
                               const float* v_cache, int p0, int n, int NH, int NKV, int hs, int maxT) {
     float scale = 1.0f / sqrtf((float)hs);

@@ -196,35 +196,17 @@ static inline float fast_exp(float x) {
     return p * two_n.f;
 }
 
-// dst (B, NKV, hs, ld) columns 0..T-1 = src (B, T, NKV, hs): each head's keys (or
-// values) as columns, so a query's scores against all keys are a loop over contiguous
-// memory. ld = T here; generate.c's KV cache writes new columns into rows of ld = maxT.
-static void transpose_heads(float* dst, const float* src, int B, int T, int NKV, int hs, int ld) {
-    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * NKV * hs >= 65536)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NKV; h++) {
-            float* d = dst + ((size_t)b * NKV + h) * hs * ld;
-            for (int t = 0; t < T; t++) {
-                const float* x = src + (((size_t)b * T + t) * NKV + h) * hs;
-                for (int i = 0; i < hs; i++) d[(size_t)i * ld + t] = x[i];
-            }
-        }
-    }
-}
-
-// y (n) += a x (n)
-static inline void axpy(float* restrict y, float a, const float* restrict x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-// p[s] = scale * x . k_s for s0 <= s <= t, with the keys as columns of kT (hs, T).
-static void row_scores(float* p, const float* x, const float* kT, int s0, int t, int T, int hs, float scale) {
-    for (int s = s0; s <= t; s++) p[s] = 0.0f;
-    for (int i = 0; i < hs; i++) {
-        float xi = scale * x[i];
-        const float* column = kT + (size_t)i * T;
-        for (int s = s0; s <= t; s++) p[s] += xi * column[s];
-    }
+// Row p (n) of raw scores -> probabilities in place: softmax of scale * p[lo..hi], 0 outside
+// (keys the query may not see). Returns the log-sum-exp of the scaled scores.
+static float masked_softmax_row(float* p, int lo, int hi, int n, float scale) {
+    float maxv = -INFINITY, sum = 0.0f;
+    for (int s = lo; s <= hi; s++) maxv = scale * p[s] > maxv ? scale * p[s] : maxv;
+    for (int s = lo; s <= hi; s++) p[s] = fast_exp(scale * p[s] - maxv);
+    for (int s = lo; s <= hi; s++) sum += p[s];
+    for (int s = lo; s <= hi; s++) p[s] /= sum;
+    for (int s = 0; s < lo; s++) p[s] = 0.0f;
+    for (int s = hi + 1; s < n; s++) p[s] = 0.0f;
+    return maxv + logf(sum);
 }
 
 // Causal grouped-query attention. q (B,T,NH,hs), k and v (B,T,NKV,hs), out (B,T,NH,hs),
@@ -232,38 +214,40 @@ static void row_scores(float* p, const float* x, const float* kT, int s0, int t,
 // recompute the probabilities instead of storing (B,NH,T,T) of them.
 // Query t sees keys s with t - pos[t] <= s <= t: positions restart at 0 for each
 // sequence packed into a row, so packed sequences never see each other.
-// scratch (attention_scratch_size floats): K and V transposed (B,NKV,hs,T) each, and
-// two score rows per (b, h), so results do not depend on the thread count.
-size_t attention_scratch_size(int B, int T, int NH, int NKV, int hs) {
-    return (size_t)B * T * (2 * (size_t)NKV * hs + 2 * (size_t)NH);
+// Per (b, head), queries go in blocks of ATT_BLOCK: queries t0..t1-1 together see keys
+// k0..t1-1 (k0: the first query's sequence start), so a block is two matmuls,
+//   S (nq,nk) = Q_blk (nq,hs) @ K_keys^T,  P = masked softmax of scale * S,  O_blk = P @ V_keys,
+// with the keys a query may not see at probability 0.
+// scratch (attention_scratch_size floats): one (ATT_BLOCK, T) block of scores per (b, head)
+// and two per (b, kv head) in the backward, so results do not depend on the thread count.
+#define ATT_BLOCK 96  // queries per block: whole micro-tiles of rows (12 with AVX-512, 6 with AVX2)
+size_t attention_scratch_size(int B, int T, int NH, int NKV) {
+    size_t slots = NH > 2 * NKV ? NH : 2 * NKV;
+    return (size_t)B * slots * ATT_BLOCK * T;
 }
 
 void attention_forward(float* out, float* lse, float* scratch, const float* q, const float* k,
                        const float* v, const int* pos, int B, int T, int NH, int NKV, int hs) {
     float scale = 1.0f / sqrtf((float)hs);
-    int group = NH / NKV;
-    float* kT = scratch;
-    float* rows = scratch + 2 * (size_t)B * T * NKV * hs;
-    transpose_heads(kT, k, B, T, NKV, hs, T);
-    #pragma omp parallel for collapse(2) schedule(static)
+    int group = NH / NKV, slots = NH > 2 * NKV ? NH : 2 * NKV, q_rs = NH * hs, kv_rs = NKV * hs;
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(matmul_threads())
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            float* p = rows + ((size_t)b * NH + h) * 2 * T;
-            int kvh = h / group;
-            const float* kTh = kT + ((size_t)b * NKV + kvh) * hs * T;
-            for (int t = 0; t < T; t++) {
-                const float* qt = q + (((size_t)b * T + t) * NH + h) * hs;
-                int s0 = t - pos[b * T + t];
-                row_scores(p, qt, kTh, s0, t, T, hs, scale);
-                float maxv = -INFINITY;
-                for (int s = s0; s <= t; s++) maxv = p[s] > maxv ? p[s] : maxv;
-                for (int s = s0; s <= t; s++) p[s] = fast_exp(p[s] - maxv);
-                float sum = 0.0f;
-                for (int s = s0; s <= t; s++) sum += p[s];
-                float* ot = out + (((size_t)b * T + t) * NH + h) * hs;
-                for (int i = 0; i < hs; i++) ot[i] = 0.0f;
-                for (int s = s0; s <= t; s++) axpy(ot, p[s] / sum, v + (((size_t)b * T + s) * NKV + kvh) * hs, hs);
-                lse[((size_t)b * NH + h) * T + t] = maxv + logf(sum);
+            float* S = scratch + ((size_t)b * slots + h) * ATT_BLOCK * T;  // (nq, nk)
+            const float* k_h = k + (size_t)b * T * kv_rs + (h / group) * hs;  // key s: k_h + s * kv_rs
+            const float* v_h = v + (size_t)b * T * kv_rs + (h / group) * hs;
+            for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
+                int nq = T - t0 < ATT_BLOCK ? T - t0 : ATT_BLOCK;
+                int k0 = t0 - pos[b * T + t0], nk = t0 + nq - k0;
+                const float* q_blk = q + ((size_t)b * T + t0) * q_rs + h * hs;
+                matmul_serial(S, q_blk, k_h + (size_t)k0 * kv_rs, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0);
+                for (int i = 0; i < nq; i++) {
+                    int t = t0 + i;
+                    lse[((size_t)b * NH + h) * T + t] =
+                        masked_softmax_row(S + (size_t)i * nk, t - pos[b * T + t] - k0, t - k0, nk, scale);
+                }
+                matmul_serial(out + ((size_t)b * T + t0) * q_rs + h * hs, S, v_h + (size_t)k0 * kv_rs, nq, hs, nk,
+                              nk, 1, kv_rs, 1, q_rs, 0);
             }
         }
     }
@@ -272,49 +256,46 @@ void attention_forward(float* out, float* lse, float* scratch, const float* q, c
 // With P the probabilities and dO the output gradient, per query t:
 //   dP_s = dO_t . v_s,  dS_s = P_s (dP_s - dO_t . O_t),
 //   dq_t = scale sum_s dS_s k_s,  dk_s += scale dS_s q_t,  dv_s += P_s dO_t.
-// Each thread owns one (b, kv head) so dk and dv are summed in a fixed order.
-// dq, dk, dv are overwritten; scratch as in attention_forward.
+// Block by block as in the forward: P recomputed from S and lse, then
+//   dP = dO_blk @ V_keys^T,  dQ_blk = scale dS @ K_keys,  dK_keys += scale dS^T @ Q_blk,  dV_keys += P^T @ dO_blk
+// (scale folded into dS). Each thread owns one (b, kv head) so dk and dv are summed in a
+// fixed order. dq, dk, dv are overwritten; scratch as in attention_forward.
 void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
                         const float* out, const float* lse, const float* q, const float* k,
                         const float* v, const int* pos, int B, int T, int NH, int NKV, int hs) {
     float scale = 1.0f / sqrtf((float)hs);
-    int group = NH / NKV;
-    float* kT = scratch;
-    float* vT = scratch + (size_t)B * T * NKV * hs;
-    float* rows = scratch + 2 * (size_t)B * T * NKV * hs;
-    transpose_heads(kT, k, B, T, NKV, hs, T);
-    transpose_heads(vT, v, B, T, NKV, hs, T);
-    #pragma omp parallel for collapse(2) schedule(static)
+    int group = NH / NKV, slots = NH > 2 * NKV ? NH : 2 * NKV, q_rs = NH * hs, kv_rs = NKV * hs;
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(matmul_threads())
     for (int b = 0; b < B; b++) {
         for (int kvh = 0; kvh < NKV; kvh++) {
+            float* P = scratch + ((size_t)b * slots + 2 * kvh) * ATT_BLOCK * T;  // (nq, nk)
+            float* dS = P + (size_t)ATT_BLOCK * T;                                 // (nq, nk)
+            size_t kv0 = (size_t)b * T * kv_rs + kvh * hs;  // key s of this head: kv0 + s * kv_rs
             for (int s = 0; s < T; s++) {
-                memset(dk + (((size_t)b * T + s) * NKV + kvh) * hs, 0, hs * sizeof(float));
-                memset(dv + (((size_t)b * T + s) * NKV + kvh) * hs, 0, hs * sizeof(float));
+                memset(dk + kv0 + (size_t)s * kv_rs, 0, hs * sizeof(float));
+                memset(dv + kv0 + (size_t)s * kv_rs, 0, hs * sizeof(float));
             }
-            const float* kTh = kT + ((size_t)b * NKV + kvh) * hs * T;
-            const float* vTh = vT + ((size_t)b * NKV + kvh) * hs * T;
             for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-                float* prob = rows + ((size_t)b * NH + h) * 2 * T;
-                float* dS = prob + T;
-                for (int t = 0; t < T; t++) {
-                    size_t qi = (((size_t)b * T + t) * NH + h) * hs;
-                    const float* qt = q + qi;
-                    const float* dot = dout + qi;
-                    float* dqt = dq + qi;
-                    float row_lse = lse[((size_t)b * NH + h) * T + t];
-                    float D = dot_product(dot, out + qi, hs);
-                    int s0 = t - pos[b * T + t];
-                    row_scores(prob, qt, kTh, s0, t, T, hs, scale);
-                    for (int s = s0; s <= t; s++) prob[s] = fast_exp(prob[s] - row_lse);
-                    row_scores(dS, dot, vTh, s0, t, T, hs, 1.0f);
-                    for (int s = s0; s <= t; s++) dS[s] = prob[s] * (dS[s] - D) * scale;
-                    for (int i = 0; i < hs; i++) dqt[i] = 0.0f;
-                    for (int s = s0; s <= t; s++) {
-                        size_t ki = (((size_t)b * T + s) * NKV + kvh) * hs;
-                        axpy(dqt, dS[s], k + ki, hs);
-                        axpy(dk + ki, dS[s], qt, hs);
-                        axpy(dv + ki, prob[s], dot, hs);
+                for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
+                    int nq = T - t0 < ATT_BLOCK ? T - t0 : ATT_BLOCK;
+                    int k0 = t0 - pos[b * T + t0], nk = t0 + nq - k0;
+                    size_t q0 = ((size_t)b * T + t0) * q_rs + h * hs, keys = kv0 + (size_t)k0 * kv_rs;
+                    matmul_serial(P, q + q0, k + keys, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0);
+                    matmul_serial(dS, dout + q0, v + keys, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0);
+                    for (int i = 0; i < nq; i++) {
+                        int t = t0 + i, lo = t - pos[b * T + t] - k0, hi = t - k0;
+                        float* p = P + (size_t)i * nk;
+                        float* ds = dS + (size_t)i * nk;
+                        float row_lse = lse[((size_t)b * NH + h) * T + t];
+                        float D = dot_product(dout + q0 + (size_t)i * q_rs, out + q0 + (size_t)i * q_rs, hs);
+                        for (int s = 0; s < nk; s++) {
+                            p[s] = s >= lo && s <= hi ? fast_exp(scale * p[s] - row_lse) : 0.0f;
+                            ds[s] = p[s] * (ds[s] - D) * scale;
+                        }
                     }
+                    matmul_serial(dq + q0, dS, k + keys, nq, hs, nk, nk, 1, kv_rs, 1, q_rs, 0);
+                    matmul_serial(dk + keys, dS, q + q0, nk, hs, nq, 1, nk, q_rs, 1, kv_rs, 1);
+                    matmul_serial(dv + keys, P, dout + q0, nk, hs, nq, 1, nk, q_rs, 1, kv_rs, 1);
                 }
             }
         }
@@ -705,7 +686,7 @@ typedef struct {
     ActivationTensors acts;
     float* acts_memory;          // activations, LoRA inputs, scratch, RoPE table: one block
     ScratchTensors scratch;
-    float* attention_scratch;    // attention_scratch_size(B, T, NH, NKV, hs)
+    float* attention_scratch;    // attention_scratch_size(B, T, NH, NKV)
     float* cos_sin;              // (T, hs/2, 2)
     int* default_pos;            // (B, T) 0..T-1 per row
     double* norm_partials;       // per-chunk partial sums for the gradient norm
@@ -842,7 +823,7 @@ static size_t activations_point(Model* m, int B, int T, float* memory) {
         {&s->dx, N * c->C}, {&s->dln, N * c->C}, {&s->dq, N * q}, {&s->dk, N * kv}, {&s->dv, N * kv},
         {&s->datt, N * q}, {&s->act, N * c->I}, {&s->dact, N * c->I}, {&s->dgate, N * c->I}, {&s->dup, N * c->I},
         {&s->lora_xd, r ? N * widest : 0}, {&s->lora_r1, N * r}, {&s->lora_r2, N * r},
-        {&m->attention_scratch, attention_scratch_size(B, T, c->NH, c->NKV, c->hs)}, {&m->cos_sin, (size_t)T * c->hs}};
+        {&m->attention_scratch, attention_scratch_size(B, T, c->NH, c->NKV)}, {&m->cos_sin, (size_t)T * c->hs}};
     int count = (int)(sizeof(layout) / sizeof(layout[0]));
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {  // x A^T per targeted module
         if (m->use_lora && m->lora_config.target[mod]) layout[NUM_ACTIVATION_TENSORS + mod].size = L * N * r;

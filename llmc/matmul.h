@@ -1,5 +1,5 @@
-// matmul.h: matmul_init, matmul (deterministic, blocked, multithreaded), Weight (a matrix in fp32 or bf16),
-// linear_forward/backward_input/backward_weight
+// matmul.h: matmul_init, matmul (deterministic, blocked, multithreaded), matmul_serial (one thread's),
+// Weight (a matrix in fp32 or bf16), linear_forward/backward_input/backward_weight
 #ifndef LLMC_MATMUL_H
 #define LLMC_MATMUL_H
 
@@ -521,6 +521,22 @@ static void clear_c_if_needed(const MatmulProblem* p) {
     for (int i = 0; i < p->M; i++) { memset(p->C + i * p->ldc, 0, p->N * sizeof(float)); }
 }
 
+// Threads a parallel region that calls matmul_serial may use: one scratch each.
+static int matmul_threads(void) {
+    matmul_init();
+    return max_threads() < pack_scratch_threads ? max_threads() : pack_scratch_threads;
+}
+
+// matmul on the calling thread alone, with that thread's scratch: for the inside of a
+// parallel region of at most matmul_threads() threads. The same blocking and summation
+// order as matmul, so the result does not depend on which thread runs it.
+static void matmul_serial(float* C, const float* A, const float* B, int M, int N, int K,
+                          int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+    MatmulProblem p = make_problem(C, A, weight_f32(B), M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+    if (K == 0) { clear_c_if_needed(&p); return; }
+    gemm_blocked(&p, 0, M, 0, N, &pack_scratch[thread_id()]);
+}
+
 // matmul with op(B) in any storage format
 void matmul_weight(float* C, const float* A, Weight B, int M, int N, int K,
                    int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
@@ -528,8 +544,7 @@ void matmul_weight(float* C, const float* A, Weight B, int M, int N, int K,
     if (K == 0) { clear_c_if_needed(&p); return; }
     matmul_init();  // once; not from inside a parallel region
 #ifdef _OPENMP
-    int threads = omp_get_max_threads() < pack_scratch_threads ? omp_get_max_threads() : pack_scratch_threads;
-    #pragma omp parallel num_threads(threads)
+    #pragma omp parallel num_threads(matmul_threads())
 #endif
     split_work(&p, thread_id(), team_size(), &pack_scratch[thread_id()]);
 }

@@ -366,10 +366,96 @@ static void check_bf16_base(void) {
     safetensors_close(&ref);
 }
 
+// attention_forward/backward in blocks of ATT_BLOCK queries against a plain per-query
+// loop in double, on rows long enough for three blocks: row 0 one sequence, row 1 three
+// packed ones whose starts fall inside blocks; hs 24 leaves ragged micro-tiles. Also
+// bit-identical with 1 thread and with all.
+static void test_attention_blocks(void) {
+    enum { B = 2, T = 250, NH = 4, NKV = 2, hs = 24 };
+    int starts[] = {0, 70, 170};  // row 1's packed sequences
+    size_t nq = (size_t)B * T * NH * hs, nkv = (size_t)B * T * NKV * hs;
+    float* buf = malloc_check((5 * nq + 5 * nkv + (size_t)B * NH * T) * sizeof(float), "test");
+    float *q = buf, *dout = q + nq, *out = dout + nq, *dq = out + nq, *dq1 = dq + nq;
+    float *k = dq1 + nq, *v = k + nkv, *dk = v + nkv, *dv = dk + nkv, *dkv1 = dv + nkv, *lse = dkv1 + nkv;
+    float* scratch = malloc_check(attention_scratch_size(B, T, NH, NKV) * sizeof(float), "test");
+    int pos[B * T];
+    for (int t = 0; t < T; t++) {
+        pos[t] = t;
+        int start = t >= starts[2] ? starts[2] : t >= starts[1] ? starts[1] : 0;
+        pos[T + t] = t - start;
+    }
+    for (size_t i = 0; i < nq; i++) q[i] = hash_uniform(7, 1, (uint32_t)i, 1.5f);
+    for (size_t i = 0; i < nq; i++) dout[i] = hash_uniform(7, 2, (uint32_t)i, 1.0f);
+    for (size_t i = 0; i < nkv; i++) k[i] = hash_uniform(7, 3, (uint32_t)i, 1.5f);
+    for (size_t i = 0; i < nkv; i++) v[i] = hash_uniform(7, 4, (uint32_t)i, 1.0f);
+    matmul_init();
+    attention_forward(out, lse, scratch, q, k, v, pos, B, T, NH, NKV, hs);
+    attention_backward(dq, dk, dv, scratch, dout, out, lse, q, k, v, pos, B, T, NH, NKV, hs);
+    // the oracle, query by query in double; errors relative to each tensor's largest value
+    double* ref = calloc(2 * nq + 2 * nkv + (size_t)B * NH * T, sizeof(double));
+    double *r_out = ref, *r_dq = r_out + nq, *r_dk = r_dq + nq, *r_dv = r_dk + nkv, *r_lse = r_dv + nkv;
+    double scale = 1.0 / sqrt((double)hs), p[T], dp[T];
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float* qt = q + (((size_t)b * T + t) * NH + h) * hs;
+                const float* dot = dout + (((size_t)b * T + t) * NH + h) * hs;
+                int s0 = t - pos[b * T + t], kvh = h / (NH / NKV);
+                double maxv = -INFINITY, sum = 0.0, D = 0.0;
+                for (int s = s0; s <= t; s++) {
+                    const float* ks = k + (((size_t)b * T + s) * NKV + kvh) * hs;
+                    const float* vs = v + (((size_t)b * T + s) * NKV + kvh) * hs;
+                    p[s] = dp[s] = 0.0;
+                    for (int i = 0; i < hs; i++) p[s] += scale * qt[i] * ks[i], dp[s] += (double)dot[i] * vs[i];
+                    maxv = p[s] > maxv ? p[s] : maxv;
+                }
+                for (int s = s0; s <= t; s++) sum += exp(p[s] - maxv);
+                r_lse[((size_t)b * NH + h) * T + t] = maxv + log(sum);
+                for (int s = s0; s <= t; s++) p[s] = exp(p[s] - maxv) / sum, D += p[s] * dp[s];
+                for (int s = s0; s <= t; s++) {
+                    size_t ki = (((size_t)b * T + s) * NKV + kvh) * hs, qi = (((size_t)b * T + t) * NH + h) * hs;
+                    double ds = p[s] * (dp[s] - D) * scale;
+                    for (int i = 0; i < hs; i++) {
+                        r_out[qi + i] += p[s] * v[ki + i];
+                        r_dq[qi + i] += ds * k[ki + i];
+                        r_dk[ki + i] += ds * qt[i];
+                        r_dv[ki + i] += p[s] * dot[i];
+                    }
+                }
+            }
+        }
+    }
+    struct { const char* name; const float* got; const double* want; size_t n; } cases[] = {
+        {"out", out, r_out, nq}, {"lse", lse, r_lse, (size_t)B * NH * T}, {"dq", dq, r_dq, nq},
+        {"dk", dk, r_dk, nkv}, {"dv", dv, r_dv, nkv}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        double worst = 0.0, largest = 0.0;
+        for (size_t i = 0; i < cases[c].n; i++) {
+            double e = fabs(cases[c].got[i] - cases[c].want[i]);
+            worst = e > worst || isnan(e) ? e : worst;
+            largest = fabs(cases[c].want[i]) > largest ? fabs(cases[c].want[i]) : largest;
+        }
+        char what[200];
+        snprintf(what, sizeof(what), "attention in blocks of %d queries (T %d, packed rows) vs per-query double: %s "
+                 "max abs %.2e, %.1e of its largest (tol 1e-5)", ATT_BLOCK, T, cases[c].name, worst, worst / largest);
+        check(worst <= 1e-5 * largest, what);
+    }
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    attention_backward(dq1, dkv1, dv, scratch, dout, out, lse, q, k, v, pos, B, T, NH, NKV, hs);
+    omp_set_num_threads(threads);
+    check(memcmp(dq1, dq, nq * sizeof(float)) == 0 && memcmp(dkv1, dk, nkv * sizeof(float)) == 0,
+          "attention backward bit-identical with 1 thread and with all");
+#endif
+    free(buf); free(scratch); free(ref);
+}
+
 int main(void) {
     const char* refs[] = {"test/ref/tiny.safetensors", "test/ref/tiny_tied.safetensors"};
     test_matmul();
     test_matmul_bf16();
+    test_attention_blocks();
     test_schedules();
     for (int i = 0; i < 2; i++) {
         SafeTensors ref;
