@@ -136,6 +136,10 @@ test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 test_generate: test/test_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/test_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+# the int8 and NF4 codes against test/quant_reference.py (test/test_quant.sh)
+test_quant: test/test_quant.c llmc/quant.h llmc/utils.h | cjson
+	$(CC) $(CFLAGS) test/test_quant.c -o $@ $(LDLIBS)
+
 test_tokenizer: test/test_tokenizer.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/test_tokenizer.c -o $@ $(LDLIBS)
 
@@ -167,7 +171,7 @@ train_mpi: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson openmpi generate
 # every program and object the test scripts run or link, built once, here
 TEST_PROGRAMS = train train_mpi generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
                 test_train test_train_nobf16 test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan \
-                serve serve_asan
+                serve serve_asan test_quant
 test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
 

@@ -64,8 +64,17 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
 
 // Finds every parameter the config implies in the weight files and checks its shape;
 // with m set, also reads it into m: the RMSNorm weights in fp32, the matrices in the
-// model's base format.
+// model's base format (int8 and NF4 quantised tensor by tensor as they are read).
 static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, Model* m) {
+    float* wide = NULL;  // an int8 or NF4 base: one tensor in fp32 before it is quantised (the largest one's size)
+    if (m != NULL && (m->base_format == WEIGHT_INT8 || m->base_format == WEIGHT_NF4)) {
+        size_t largest = 0;
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+            size_t n = (size_t)dim_size(c, PARAMETERS[i].rows) * dim_size(c, PARAMETERS[i].cols);
+            largest = n > largest ? n : largest;
+        }
+        wide = malloc_check(largest * sizeof(float), "a weight before quantisation");
+    }
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         int64_t rows, cols;
         int per_layer;
@@ -90,13 +99,21 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
             if (cols == 0 || m->base_format == WEIGHT_F32) {
                 safetensors_read_finite(file, t, (cols ? (float*)m->frozen[i].data : *parameter_field(&m->params, i))
                                                      + offset, 0);
-            } else {
+            } else if (m->base_format == WEIGHT_BF16) {
                 safetensors_read_bf16(file, t, (uint16_t*)m->frozen[i].data + offset,
                                       "use --base_dtype fp32 (or auto) for this checkpoint");
+            } else {  // int8, NF4: this one tensor in fp32, quantised 64 rows at a time
+                safetensors_read_finite(file, t, wide, 0);
+                #pragma omp parallel for schedule(static)
+                for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+                    size_t n = (size_t)(rows - r0 < 64 ? rows - r0 : 64) * cols;
+                    weight_store(m->frozen[i], offset + (size_t)r0 * cols, wide + (size_t)r0 * cols, n);
+                }
             }
             safetensors_release(file, t);
         }
     }
+    free(wide);
 }
 
 // Checks that the weight files hold every tensor the config implies, with its shape.

@@ -35,6 +35,7 @@ run_suite() {
 run_suite "train.c vs PyTorch reference (test_train)" ./test_train
 run_suite "train.c vs PyTorch reference, built without AVX-512 BF16 (test_train_nobf16)" ./test_train_nobf16
 run_suite "train.c vs PyTorch reference under AddressSanitizer+UBSan (test_train_asan)" env OMP_NUM_THREADS=2 ./test_train_asan
+run_suite "int8 and NF4 codes vs an independent NumPy implementation (test_quant.sh)" bash test/test_quant.sh
 run_suite "bad input (train_asan)" bash test/test_bad_input.sh
 run_suite "datasets, templates and loss masks (test_data)" ./test_data
 run_suite "training program: resume, atomic outputs, output errors (train_asan)" bash test/test_train_program.sh
