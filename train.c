@@ -686,6 +686,7 @@ typedef struct {
     WeightFormat base_format;    // storage of the frozen base's matrices (embeddings included)
     Weight frozen[NUM_PARAMETER_TENSORS];  // each matrix in that format (fp32: params' own); 1-D: unused
     void* frozen_memory;         // the matrices when base_format is not fp32, else NULL
+    uint64_t base_fingerprint;   // of the checkpoint loaded (hf.h's fingerprint_tensor); 0: made in memory
     int full_finetune;           // train every base weight too
     ParameterTensors grads;      // only when full_finetune
     float* grads_memory;
@@ -726,8 +727,11 @@ typedef struct {
 static size_t frozen_block(const LlamaConfig* c, int i, WeightFormat f) {
     int64_t cols = dim_size(c, PARAMETERS[i].cols);
     if (f == WEIGHT_NF4 && cols % NF4_BLOCK != 0) {
-        fail("%s: %lld columns, not a multiple of NF4's block of %d values; use --quantization_bit 8 (or none) for "
-             "this model", PARAMETERS[i].name, (long long)cols, NF4_BLOCK);
+        char name[128];
+        parameter_name(name, sizeof(name), i, 0);
+        fail("%s: %lld columns, not a multiple of NF4's block of %d values; quantise this model to int8 "
+             "(./train --quantization_bit 8, ./generate --weights int8) or not at all", name, (long long)cols,
+             NF4_BLOCK);
     }
     return f == WEIGHT_INT8 ? (size_t)cols : f == WEIGHT_NF4 ? NF4_BLOCK : 0;
 }
@@ -1460,7 +1464,8 @@ static const TrainArgs TRAIN_DEFAULTS = {
     .date = "", .stage = "sft", .finetuning_type = "lora", .logging_steps = 1};
 
 static const FlagTable TRAIN_FLAG_TABLE = {
-    "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
+    "./train", "usage: ./train [flags]   (every flag, with its default; ./train --demo [flags]: the demo run, "
+    "flags added)", TRAIN_FLAGS,
     (int)(sizeof(TRAIN_FLAGS) / sizeof(TRAIN_FLAGS[0])), &TRAIN_DEFAULTS, sizeof(TrainArgs)};
 
 static void parse_lora_target(LoraConfig* lc, const char* list) {
@@ -1557,17 +1562,22 @@ static void apply_llama_factory_flags(TrainArgs* a) {
     }
 }
 
+// No arguments: the demo run. `--demo FLAGS...`: the demo run with FLAGS added (later ones win),
+// e.g. ./train --demo --quantization_bit 4.
 static void parse_train_args(TrainArgs* a, int argc, char** argv) {
-    if (argc == 1) {
-        int n = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0]));
-        printf("no arguments: the demo run, the same as\n ");
-        for (int i = 0; i < n; i++) printf(" %s", DEMO_ARGS[i]);
+    if (argc == 1 || strcmp(argv[1], "--demo") == 0) {
+        int demo = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0])), n = demo + (argc > 1 ? argc - 2 : 0);
+        char** args = malloc_check(n * sizeof(char*), "flags");
+        memcpy(args, DEMO_ARGS, demo * sizeof(char*));
+        for (int i = 2; i < argc; i++) args[demo + i - 2] = argv[i];
+        printf("%s: the demo run, the same as\n ", argc == 1 ? "no arguments" : "--demo");
+        for (int i = 0; i < n; i++) printf(" %s", args[i]);
         printf("\n");
         if (access("data/base/config.json", R_OK) != 0) {
             fail("data/base/config.json: not found; run ./train from the repository's top directory "
                  "(data/base is made by make base-model)");
         }
-        flags_parse(&TRAIN_FLAG_TABLE, a, n, DEMO_ARGS, 1, NULL);
+        flags_parse(&TRAIN_FLAG_TABLE, a, n, args, 1, NULL);  // args stays alive: a's strings point into it
     } else {
         flags_parse(&TRAIN_FLAG_TABLE, a, argc, argv, 1, NULL);
     }
@@ -1586,6 +1596,8 @@ static WeightFormat quantized_base(const TrainArgs* a, const LlamaConfig* c, int
     if (strcmp(a->base_dtype, "auto") != 0) fail("--quantization_bit %d and --base_dtype %s: give one of them",
                                                  bits, a->base_dtype);
     if (gpu) fail("--quantization_bit: ./train_gpu has no quantised base yet; use ./train, or --bf16");
+    if (*a->export_gguf) fail("--export_gguf with --quantization_bit: export the merged model instead (--merge, "
+                              "then ./train --model OUTPUT_DIR/merged --export_only --export_gguf TYPE)");
     if (a->merge && strcmp(c->dtype, "float16") == 0) {
         fail("--merge with --quantization_bit re-reads the base from its F32 or BF16 checkpoint, and this one is "
              "float16 (config.json torch_dtype); merge without --quantization_bit");

@@ -82,10 +82,14 @@ static void dequantize_nf4(float* out, const uint8_t* q, const float* absmax, si
     while (n > 0) {
         size_t len = NF4_BLOCK - e % NF4_BLOCK < n ? NF4_BLOCK - e % NF4_BLOCK : n;
         float m = absmax[e / NF4_BLOCK];
-        for (size_t i = 0; i < len; i++) {
-            size_t k = e + i;
-            out[i] = NF4_CODE[k % 2 ? q[k / 2] & 15 : q[k / 2] >> 4] * m;
+        size_t i = 0;
+        if (e % 2) out[i++] = NF4_CODE[q[e / 2] & 15] * m;  // a run starting on a low half
+        for (; i + 2 <= len; i += 2) {                     // whole bytes: e + i even
+            uint8_t byte = q[(e + i) / 2];
+            out[i] = NF4_CODE[byte >> 4] * m;
+            out[i + 1] = NF4_CODE[byte & 15] * m;
         }
+        if (i < len) out[i] = NF4_CODE[q[(e + i) / 2] >> 4] * m;
         out += len, e += len, n -= len;
     }
 }

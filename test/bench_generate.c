@@ -47,16 +47,23 @@ static double read_seconds(const void* p, size_t bytes) {
     return seconds;
 }
 
+// Seconds to read a matrix of n elements of `bits` bits, and its scales (int8, NF4)
+static double read_weight_seconds(Weight w, size_t n, size_t bits) {
+    double seconds = read_seconds(w.data, n * bits / 8);
+    return w.scales ? seconds + read_seconds(w.scales, n / w.block * sizeof(float)) : seconds;
+}
+
 // Seconds to read every decode weight once: the bandwidth limit of one decode step,
 // measured on the very bytes decode reads.
 static double weights_read_seconds(const Generator* g) {
     const LlamaConfig* c = &g->model->config;
-    size_t element = DTYPE_SIZES[g->weights.dtype];
-    double seconds = read_seconds(g->weights.lm_head, (size_t)c->V * c->C * element);
+    const DecodeWeights* d = &g->weights;
+    size_t bits = WEIGHT_FORMAT_BITS[d->format];
+    double seconds = read_weight_seconds(d->lm_head, (size_t)c->V * c->C, bits);
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
-        seconds += read_seconds(g->weights.linear[mod], (size_t)c->L * in * out * element);
+        seconds += read_weight_seconds(d->linear[mod], (size_t)c->L * in * out, bits);
     }
     return seconds;
 }
@@ -97,7 +104,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < (size_t)layers * c.C; i++) m.params.ln1[i] = m.params.ln2[i] = 1.0f;
     for (int i = 0; i < c.C; i++) m.params.lnf[i] = 1.0f;
     Generator g;
-    generator_create(&g, &m, T + decode_tokens, DTYPE_F32);
+    generator_create(&g, &m, T + decode_tokens, WEIGHT_F32);
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
@@ -133,7 +140,7 @@ int main(int argc, char** argv) {
     DecodeWeights weights[2];
     weights[0] = g.weights;
     // also rounds the fp32 weights: same bytes, same speed
-    decode_weights_init(&weights[1], &m, DTYPE_BF16, DECODE_PANEL);
+    decode_weights_init(&weights[1], &m, WEIGHT_BF16, DECODE_PANEL);
     const char* names[2] = {"F32", "BF16"};
     double* decode_s[2], *read_s[2], *fraction[2];
     for (int w = 0; w < 2; w++) {

@@ -426,6 +426,40 @@ static void test_quantized_base(WeightFormat f) {
     model_free(&twin);
 }
 
+// --merge on an int8 base merges into the checkpoint's own weights, re-read from disk: the
+// merged file equals, byte for byte, the merge of the same adapter into the fp32 base; and
+// the adapter records the base's quantisation and fingerprint.
+static void test_merge_quantized(void) {
+    Model q, exact;
+    model_load_as(&q, "test/models/tiny", WEIGHT_INT8);
+    model_load(&exact, "test/models/tiny");
+    LoraConfig lc = {.rank = 4, .alpha = 8.0f};
+    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc.target[mod] = 1;
+    Model* both[2] = {&q, &exact};
+    for (int k = 0; k < 2; k++) {
+        model_init_lora(both[k], &lc, 7);
+        for (size_t i = 0; i < both[k]->num_lora_parameters; i++) {
+            if (both[k]->lora_memory[i] == 0.0f) both[k]->lora_memory[i] = hash_uniform(9, 0, (uint32_t)i, 0.3f);
+        }
+    }
+    make_directory("test/tmp");
+    model_save_merged(&q, "test/models/tiny", "test/tmp/merged_int8", "auto");
+    model_save_merged(&exact, "test/models/tiny", "test/tmp/merged_int8_ref", "auto");
+    size_t n1, n2;
+    char* a = read_file("test/tmp/merged_int8/model.safetensors", &n1, "");
+    char* b = read_file("test/tmp/merged_int8_ref/model.safetensors", &n2, "");
+    check(n1 == n2 && memcmp(a, b, n1) == 0, "merge of an adapter trained on an int8 base: the unquantised base is "
+                                             "re-read, the file equals the fp32 base's merge byte for byte");
+    lora_save_adapter(&q, "test/tmp/adapter_int8", "test/models/tiny");
+    check(lora_adapter_quantization("test/tmp/adapter_int8") == WEIGHT_INT8 && q.base_fingerprint != 0 &&
+          q.base_fingerprint == exact.base_fingerprint, "the adapter records base_quantization int8, and the "
+          "fingerprint is the same for the fp32 and the int8 load of the base");
+    free(a);
+    free(b);
+    model_free(&q);
+    model_free(&exact);
+}
+
 // Loading a checkpoint as int8 quantises each tensor as quantize_int8 does on the fp32 one;
 // NF4 refuses tiny's 48 columns with the fix in the message (checked in test_bad_input.sh).
 static void test_quantized_load(void) {
@@ -529,6 +563,7 @@ int main(void) {
     test_quantized_base(WEIGHT_INT8);
     test_quantized_base(WEIGHT_NF4);
     test_quantized_load();
+    test_merge_quantized();
     test_schedules();
     for (int i = 0; i < 2; i++) {
         SafeTensors ref;
