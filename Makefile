@@ -1,6 +1,7 @@
 # make train && ./train     fine-tune (see README.md)
 # make test                 every test (installs what they need); ends with "N passed, M failed"
-# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed, busy machine
+# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed, busy machine,
+#                           QLoRA (int8/NF4 bases)
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
 # gcc unless make CC=... (make's own default, cc, would win over CC ?= gcc)
@@ -189,6 +190,7 @@ bench: test-deps bench_train bench_generate bench_tokenizer bench_mpi train trai
 	@bash test/bench_generate.sh
 	@bash test/bench_busy.sh
 	@bash test/bench_bf16.sh
+	@bash test/bench_qlora.sh
 	@bash test/bench_mpi.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).

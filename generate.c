@@ -66,7 +66,8 @@ static size_t packed_index(int o, int i, int in, int out, int panel, int* run) {
 }
 
 // The readable version, and the test oracle of the fast one.
-void matvec_naive(float* y, const float* x, const void* W, WeightFormat format, int in, int out, int panel, int accumulate) {
+void matvec_naive(float* y, const float* x, const void* W, WeightFormat format, int in, int out, int panel,
+                  int accumulate) {
     for (int o = 0; o < out; o++) {
         float sum = 0.0f;
         for (int i = 0; i < in; i++) {
@@ -219,75 +220,90 @@ void matvec(float* y, const float* x, const void* W, WeightFormat format, int in
 
 // ----------------------------------------------------------------------------
 // matvec on a quantised base: y (out) (+)= W (out,in) @ x (in), W the model's int8 (a
-// scale per row) or NF4 (blocks of 64 along each row) weights, read in place and
-// dequantised in registers: a quarter (int8) or an eighth (NF4, plus a scale per 64) of
-// fp32's bytes. Each value is the dequantised one (quant.h's q * scale, NF4_CODE[q] *
-// absmax) and each row's sum runs in dot_row's order, so the result equals matvec on the
-// dequantised matrix to the bit (test_generate checks it).
+// scale per row) or NF4 (blocks of 64 along each row) weights, read in place and decoded
+// in registers: a quarter (int8) or an eighth (NF4, plus a scale per 64) of fp32's bytes.
+// The same math as "dequantise, then matvec" in another rounding order (test_generate
+// checks 1e-5 relative): int8 sums q * x and scales the row's sum once; NF4 looks each
+// 4-bit code up in the block's 16 values NF4_CODE * absmax, taking the high halves of 16
+// bytes (the even elements) and the low halves (the odd ones) as two vectors, so x is
+// first reordered to match (`x_order`: per 32 values, the 16 even ones, then the 16 odd).
 
-#if defined(__AVX512F__)
-// Elements e..e+63 of an int8 or NF4 row (e a multiple of 64 for NF4), dequantised.
-static inline void load64_quantized(Weight W, size_t e, __m512* w) {
-    if (W.format == WEIGHT_INT8) {
-        __m512 scale = _mm512_set1_ps(W.scales[e / W.block]);  // one row: one scale
-        const int8_t* q = (const int8_t*)W.data + e;
-        for (int v = 0; v < 4; v++) {
-            __m512i wide = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + 16 * v)));
-            w[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(wide), scale);
-        }
-        return;
+// x (n) -> x_order (n) for the NF4 loop, n a multiple of 32 (NF4 rows are whole blocks of 64)
+static void nf4_order(float* x_order, const float* x, int n) {
+    for (int i = 0; i < n; i += 32) {
+        for (int j = 0; j < 16; j++) x_order[i + j] = x[i + 2 * j], x_order[i + 16 + j] = x[i + 2 * j + 1];
     }
-    // NF4: 32 bytes, element 2j in byte j's high half, 2j+1 in its low half; interleaving
-    // the halves byte by byte puts the codes in element order (per 128-bit lane)
-    __m256i bytes = _mm256_loadu_si256((const __m256i*)((const uint8_t*)W.data + e / 2));
-    __m256i low4 = _mm256_set1_epi8(15);
-    __m256i high = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), low = _mm256_and_si256(bytes, low4);
-    __m256i first = _mm256_unpacklo_epi8(high, low), second = _mm256_unpackhi_epi8(high, low);
-    // the block's 16 values: NF4_CODE[q] * absmax, the product weight_dequantize takes
-    __m512 table = _mm512_mul_ps(_mm512_loadu_ps(NF4_CODE), _mm512_set1_ps(W.scales[e / NF4_BLOCK]));
-    w[0] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(first)), table);    // 0..15
-    w[1] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(second)), table);   // 16..31
-    w[2] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(first, 1)), table);   // 32..47
-    w[3] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(second, 1)), table);  // 48..63
 }
 
-// dot_row for an int8 or NF4 row starting at element row_start of W
-static float dot_row_quantized(Weight W, size_t row_start, const float* x, int n) {
+#if defined(__AVX512F__)
+// Row `row` of an int8 W with x (n): sum of q * x, times the row's scale
+static float dot_row_int8(Weight W, int row, const float* x, int n) {
+    const int8_t* q = (const int8_t*)W.data + (size_t)row * n;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int i = 0;
     for (; i + 64 <= n; i += 64) {
-        __m512 w[4];
-        load64_quantized(W, row_start + i, w);
-        for (int v = 0; v < 4; v++) acc[v] = _mm512_fmadd_ps(w[v], _mm512_loadu_ps(x + i + 16 * v), acc[v]);
-    }
-    for (; i + 16 <= n; i += 16) {  // int8 only: NF4 rows are whole blocks of 64
-        float w[16];
-        weight_dequantize(w, W, row_start + i, 16);
-        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(w), _mm512_loadu_ps(x + i), acc[0]);
+        for (int v = 0; v < 4; v++) {
+            __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + i + 16 * v))));
+            acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i + 16 * v), acc[v]);
+        }
     }
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-    for (; i < n; i++) sum += weight_get(W, row_start + i) * x[i];
-    return sum;
+    for (; i < n; i++) sum += (float)q[i] * x[i];
+    return sum * W.scales[row];
+}
+
+// Row `row` of an NF4 W with x_order (n, nf4_order's): per block of 64 (32 bytes), the
+// 16-value table, then four lookups. vpermps reads only the low 4 bits of each index, so a
+// byte widened to 32 bits is its low half's index, and shifted right by 4 its high half's.
+static float dot_row_nf4(Weight W, int row, const float* x_order, int n) {
+    const uint8_t* q = (const uint8_t*)W.data + (size_t)row * n / 2;
+    const float* absmax = W.scales + (size_t)row * n / NF4_BLOCK;
+    __m512 code = _mm512_loadu_ps(NF4_CODE);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int i = 0; i < n; i += NF4_BLOCK, q += NF4_BLOCK / 2) {
+        __m512 table = _mm512_mul_ps(code, _mm512_set1_ps(absmax[i / NF4_BLOCK]));
+        __m512i first = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)q));          // elements 0..31
+        __m512i second = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(q + 16)));  // elements 32..63
+        acc[0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(first, 4), table),
+                                 _mm512_loadu_ps(x_order + i), acc[0]);
+        acc[1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(first, table), _mm512_loadu_ps(x_order + i + 16), acc[1]);
+        acc[2] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(second, 4), table),
+                                 _mm512_loadu_ps(x_order + i + 32), acc[2]);
+        acc[3] = _mm512_fmadd_ps(_mm512_permutexvar_ps(second, table), _mm512_loadu_ps(x_order + i + 48), acc[3]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 #else
-static float dot_row_quantized(Weight W, size_t row_start, const float* x, int n) {
-    float partial[64] = {0}, w[64];
+// Portable: int8 as above; NF4 through quant.h's dequantiser, 32 values at a time.
+static float dot_row_int8(Weight W, int row, const float* x, int n) {
+    const int8_t* q = (const int8_t*)W.data + (size_t)row * n;
+    float partial[64] = {0}, sum = 0.0f;
     int i = 0;
-    for (; i + 64 <= n; i += 64) {
-        weight_dequantize(w, W, row_start + i, 64);
-        for (int j = 0; j < 64; j++) partial[j] += w[j] * x[i + j];
-    }
-    float sum = 0.0f;
+    for (; i + 64 <= n; i += 64) for (int j = 0; j < 64; j++) partial[j] += (float)q[i + j] * x[i + j];
     for (int j = 0; j < 64; j++) sum += partial[j];
-    for (; i < n; i++) sum += weight_get(W, row_start + i) * x[i];
+    for (; i < n; i++) sum += (float)q[i] * x[i];
+    return sum * W.scales[row];
+}
+static float dot_row_nf4(Weight W, int row, const float* x_order, int n) {
+    float partial[32] = {0}, w[32], sum = 0.0f;
+    for (int i = 0; i < n; i += 32) {
+        weight_dequantize(w, W, (size_t)row * n + i, 32);
+        for (int j = 0; j < 16; j++) {
+            partial[j] += w[2 * j] * x_order[i + j];
+            partial[16 + j] += w[2 * j + 1] * x_order[i + 16 + j];
+        }
+    }
+    for (int j = 0; j < 32; j++) sum += partial[j];
     return sum;
 }
 #endif
 
-void matvec_quantized(float* y, const float* x, Weight W, int in, int out, int accumulate) {
+// x_order: scratch of `in` floats (NF4)
+void matvec_quantized(float* y, const float* x, Weight W, int in, int out, int accumulate, float* x_order) {
+    if (W.format == WEIGHT_NF4) nf4_order(x_order, x, in);
     #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)
     for (int o = 0; o < out; o++) {
-        float sum = dot_row_quantized(W, (size_t)o * in, x, in);
+        float sum = W.format == WEIGHT_NF4 ? dot_row_nf4(W, o, x_order, in) : dot_row_int8(W, o, x, in);
         y[o] = accumulate ? y[o] + sum : sum;
     }
 }
@@ -302,6 +318,7 @@ typedef struct {
     Weight linear[NUM_LORA_MODULES];    // (L, out, in) per module, layer 0's; BF16 packed per layer
     Weight lm_head;                     // (V, C)
     uint16_t* bf16_memory;              // the copy, when format is BF16
+    float* x_order;                     // (max(C, NH*hs, I)) NF4's scratch: the input reordered
     size_t bytes_per_token;             // weight bytes one decode step reads (int8 and NF4: scales included)
 } DecodeWeights;
 
@@ -343,9 +360,15 @@ void decode_weights_init(DecodeWeights* d, Model* m, WeightFormat format, int pa
     if (format == WEIGHT_INT8 || format == WEIGHT_NF4) {
         if (m->base_format != format) fail("internal error: %s decode weights need the model loaded as %s",
                                            WEIGHT_FORMAT_NAMES[format], WEIGHT_FORMAT_NAMES[format]);
-        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = module_base(m, 0, mod);
         d->lm_head = m->frozen[PARAMETER_LM_HEAD];
-        d->bytes_per_token += total / (format == WEIGHT_NF4 ? NF4_BLOCK : (size_t)c->C) * sizeof(float);  // ~scales
+        size_t scales = lm_numel / d->lm_head.block;
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+            d->linear[mod] = module_base(m, 0, mod);
+            scales += numel[mod] / d->linear[mod].block;
+        }
+        d->bytes_per_token += scales * sizeof(float);
+        int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;
+        d->x_order = calloc_floats(widest > c->C ? widest : c->C, "decode scratch");
         return;
     }
     if (format == WEIGHT_F32) {
@@ -370,8 +393,11 @@ void decode_weights_init(DecodeWeights* d, Model* m, WeightFormat format, int pa
 // y (out) (+)= W (out, in) @ x (in) for decode weights in any format
 static void decode_matvec(const DecodeWeights* d, float* y, const float* x, Weight W, int in, int out,
                           int accumulate) {
-    if (W.format == WEIGHT_INT8 || W.format == WEIGHT_NF4) matvec_quantized(y, x, W, in, out, accumulate);
-    else matvec(y, x, W.data, W.format, in, out, d->panel, accumulate);
+    if (W.format == WEIGHT_INT8 || W.format == WEIGHT_NF4) {
+        matvec_quantized(y, x, W, in, out, accumulate, d->x_order);
+    } else {
+        matvec(y, x, W.data, W.format, in, out, d->panel, accumulate);
+    }
 }
 
 // W += s B A for every targeted module, then drop the adapter: the merged model.

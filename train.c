@@ -35,8 +35,8 @@ Shape letters used everywhere:
 #include <cjson/cJSON.h>
 #include "tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_encode, chat templates
 #include "llmc/utils.h"        // defines: fail, malloc_check, path_join, read_file, FileWriter, make_directory
-#include "llmc/matmul.h"       // defines: matmul_init, Weight (fp32, bf16, int8, NF4), linear_forward, linear_backward_input,
-                               //          linear_backward_weight
+#include "llmc/matmul.h"       // defines: matmul_init, Weight (fp32, bf16, int8, NF4), linear_forward,
+                               //          linear_backward_input, linear_backward_weight
 #include "llmc/safetensors.h"  // defines: SafeTensors (reader), SafeTensorsWriter
 #include "llmc/config.h"       // defines: LlamaConfig, config_load, rope_table
 #include "llmc/dataloader.h"   // defines: Dataset, Examples, examples_load, DataLoader, Batch, dataloader_next

@@ -336,9 +336,14 @@ static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
 // Every tensor's shape is checked against the config and the model before anything is
 // allocated, so the memory an adapter takes is bounded by its file.
 // The base format an adapter was trained on: WEIGHT_INT8 or WEIGHT_NF4 from its
-// "base_quantization", else WEIGHT_F32 (trained on an unquantised base, or by PEFT).
+// "base_quantization", else WEIGHT_F32 (trained on an unquantised base, or by PEFT; a missing
+// file is lora_load_adapter's to report).
 WeightFormat lora_adapter_quantization(const char* dir) {
     char* path = path_join(dir, "adapter_model.safetensors");
+    if (access(path, R_OK) != 0) {
+        free(path);
+        return WEIGHT_F32;
+    }
     SafeTensors st;
     safetensors_open(&st, path);
     const char* name = safetensors_metadata(&st, "base_quantization");

@@ -108,7 +108,7 @@ expect no_such_dir          'does not exist'                                 "$B
 expect base_bf16_on_f16     'checkpoint is float16.*--base_dtype fp32'      ""                                --model test/models/tiny_f16 --base_dtype bf16
 expect bf16_full_finetune   '--base_dtype bf16 keeps the base frozen.*--full_finetune' "" --model test/models/tiny_bf16 --full_finetune --base_dtype bf16
 # QLoRA: a quantisation the model cannot take, bad combinations, an adapter of a quantised base onto another base
-expect nf4_ragged_rows      "q_proj.weight: 48 columns, not a multiple of NF4's block of 64.*int8" "" --model test/models/tiny --quantization_bit 4
+expect nf4_ragged_rows      "embed_tokens.weight: 48 columns, not a multiple of NF4's block of 64.*int8" "" --model test/models/tiny --quantization_bit 4
 expect quantization_bit_3   '--quantization_bit must be 8 \(int8\) or 4 \(NF4\), got 3' ""         --model "$BAD/good" --quantization_bit 3
 expect quantized_full       '--quantization_bit 8 keeps the base frozen.*--full_finetune' ""         --model "$BAD/good" --quantization_bit 8 --full_finetune
 run --model test/models/tiny --quantization_bit 8 --output_dir test/tmp/bad_input_int8  # one step: an adapter of tiny's int8 base

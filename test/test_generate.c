@@ -244,9 +244,9 @@ static void test_matvec(void) {
     }
 }
 
-// The int8 and NF4 matvec (dequantised in registers) against "dequantise, then the fp32
-// matvec": within 1e-5 relative, and in fact bit-identical (the same values, summed in the
-// same order).
+// The int8 and NF4 matvec (decoded in registers) against "dequantise, then the fp32
+// matvec": within 1e-5 of the largest output (the same math in another rounding order;
+// an output near zero after cancellation has a large error relative to itself).
 static void test_matvec_quantized(void) {
     int sizes[][2] = {{37, 192}, {64, 2048}, {5, 64}, {301, 8192}, {3, 200}, {9, 50}};  // int8 only: in % 64 != 0
     for (int k = 0; k < 6; k++) {
@@ -258,6 +258,7 @@ static void test_matvec_quantized(void) {
         float *y1 = calloc_floats(out, "test"), *y2 = calloc_floats(out, "test");
         void* codes = malloc_check(n, "test");
         float* scales = malloc_check((n / 64 + out) * sizeof(float), "test");
+        float* x_order = malloc_check(in * sizeof(float), "test");
         for (size_t e = 0; e < n; e++) W[e] = hash_uniform(13, k, (uint32_t)e, 1.0f);
         for (int i = 0; i < in; i++) x[i] = hash_uniform(14, k, i, 1.0f);
         for (WeightFormat f = WEIGHT_INT8; f <= WEIGHT_NF4; f++) {
@@ -265,28 +266,32 @@ static void test_matvec_quantized(void) {
             Weight w = {codes, f, scales, f == WEIGHT_INT8 ? (size_t)in : NF4_BLOCK};
             weight_store(w, 0, W, n);
             weight_dequantize(dequantized, w, 0, n);
-            double worst = 0.0;
+            double worst = 0.0, largest = 0.0;
             int identical = 1;
             for (int acc = 0; acc < 2; acc++) {
                 for (int o = 0; o < out; o++) y1[o] = y2[o] = hash_uniform(15, k, o, 1.0f);
-                matvec_quantized(y1, x, w, in, out, acc);
+                matvec_quantized(y1, x, w, in, out, acc, x_order);
                 matvec(y2, x, dequantized, WEIGHT_F32, in, out, DECODE_PANEL, acc);
-                for (int o = 0; o < out; o++) worst = fmax(worst, fabs((double)y1[o] - y2[o]) / (fabs(y2[o]) + 1e-30));
+                for (int o = 0; o < out; o++) {
+                    worst = fmax(worst, fabs((double)y1[o] - y2[o]));
+                    largest = fmax(largest, fabs(y2[o]));
+                }
                 identical &= memcmp(y1, y2, out * sizeof(float)) == 0;
             }
             char what[160];
-            snprintf(what, sizeof(what), "%s matvec %dx%d vs dequantise-then-fp32 matvec: max relative error %.2e "
-                     "(tol 1e-5)%s", WEIGHT_FORMAT_NAMES[f], out, in, worst, identical ? ", bit-identical" : "");
-            check(worst <= 1e-5, what);
+            snprintf(what, sizeof(what), "%s matvec %dx%d vs dequantise-then-fp32 matvec: max error / max |y| %.2e "
+                     "(tol 1e-5)%s", WEIGHT_FORMAT_NAMES[f], out, in, worst / largest, identical ? ", bit-identical" : "");
+            check(worst <= 1e-5 * largest, what);
         }
-        free(W); free(dequantized); free(x); free(y1); free(y2); free(codes); free(scales);
+        free(W); free(dequantized); free(x); free(y1); free(y2); free(codes); free(scales); free(x_order);
     }
 }
 
 // The tolerance is 1e-5 absolute, or 1e-6 of the largest |logit| where that is more: the
 // decode sums in another order than train.c's matmul, so the two differ by rounding, and
 // at logits above 10 an fp32 ulp is 1e-6 already.
-static void test_decode_matches_forward(const char* dir, const char* adapter, WeightFormat dtype, int panel, const char* label) {
+static void test_decode_matches_forward(const char* dir, const char* adapter, WeightFormat dtype, int panel,
+                                        const char* label) {
     Model m;
     Generator g;
     load_model(&m, &g, dir, adapter, dtype);
@@ -502,7 +507,8 @@ int main(void) {
     write_reference_logits();
     test_matvec();
     test_matvec_quantized();
-    test_decode_matches_forward("test/models/tiny", NULL, WEIGHT_INT8, DECODE_PANEL, "tiny, int8 base (--weights int8)");
+    test_decode_matches_forward("test/models/tiny", NULL, WEIGHT_INT8, DECODE_PANEL,
+                                "tiny, int8 base (--weights int8)");
     test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", WEIGHT_INT8, DECODE_PANEL,
                                 "tiny, int8 base + adapter");
     test_decode_matches_forward(FIXTURES "/wide", NULL, WEIGHT_NF4, DECODE_PANEL, "wide, NF4 base (--weights nf4)");
