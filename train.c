@@ -736,6 +736,11 @@ static size_t frozen_block(const LlamaConfig* c, int i, WeightFormat f) {
     return f == WEIGHT_INT8 ? (size_t)cols : f == WEIGHT_NF4 ? NF4_BLOCK : 0;
 }
 
+// frozen_block's condition for NF4, without failing: every matrix's columns (C, NH*hs, I) are whole blocks
+static int nf4_possible(const LlamaConfig* c) {
+    return c->C % NF4_BLOCK == 0 && (c->NH * c->hs) % NF4_BLOCK == 0 && c->I % NF4_BLOCK == 0;
+}
+
 // Points m->frozen[i] at each matrix: in params (fp32) or, in order, in memory (when
 // not NULL), each matrix's elements followed by its scales (int8, NF4); returns the bytes
 // the narrower format needs (0 for fp32).
@@ -1741,11 +1746,15 @@ static double check_memory(const LlamaConfig* c, const LoraConfig* lc, const Tra
     if (available <= 0 || total <= available) return total;
     char fits[512] = "";
     WeightFormat narrow = !full && strcmp(c->dtype, "float16") != 0 ? WEIGHT_BF16 : base;
+    int nf4 = !full && base != WEIGHT_NF4 && nf4_possible(c);
     struct { const char* flags; double bytes; } options[] = {
         {"--gradient_checkpointing", ckpt ? INFINITY : plan_bytes(c, lc, B, T, full, base, 1, accum)},
         {"--base_dtype bf16", narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, ckpt, accum)},
         {"--gradient_checkpointing --base_dtype bf16",
          ckpt || narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, 1, accum)},
+        {"--quantization_bit 4", nf4 ? plan_bytes(c, lc, B, T, full, WEIGHT_NF4, ckpt, accum) : INFINITY},
+        {"--gradient_checkpointing --quantization_bit 4",
+         nf4 && !ckpt ? plan_bytes(c, lc, B, T, full, WEIGHT_NF4, 1, accum) : INFINITY},
         {"--per_device_train_batch_size 1", B == 1 ? INFINITY : plan_bytes(c, lc, 1, T, full, base, ckpt, accum)},
         {"--max_seq_length halved", plan_bytes(c, lc, B, T / 2, full, base, ckpt, accum)},
         {"LoRA instead of --full_finetune", full ? plan_bytes(c, lc, B, T, 0, narrow, ckpt, accum) : INFINITY}};
