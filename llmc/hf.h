@@ -87,18 +87,20 @@ static uint64_t fingerprint_tensor(uint64_t h, const SafeTensor* t) {
     return dist_hash(h, first, n * sizeof(uint16_t));
 }
 
+#define QUANTIZE_ROWS 64  // rows of a matrix widened to fp32 at a time as an int8 or NF4 base loads
+
 // Finds every parameter the config implies in the weight files and checks its shape;
 // with m set, also reads it into m: the RMSNorm weights in fp32, the matrices in the
-// model's base format (int8 and NF4 quantised tensor by tensor as they are read).
+// model's base format (int8 and NF4 quantised 64 rows at a time as they are read: loading
+// holds the quantised model and a few rows in fp32, never a whole matrix).
 static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, Model* m) {
-    float* wide = NULL;  // an int8 or NF4 base: one tensor in fp32 before it is quantised (the largest one's size)
+    // an int8 or NF4 base: per thread, QUANTIZE_ROWS rows of the widest matrix in fp32 before they are quantised
+    float* wide = NULL;
+    size_t widest = (size_t)c->C;  // the most columns of a matrix: C, NH*hs (o_proj) or I (down_proj)
+    if ((size_t)c->NH * c->hs > widest) widest = (size_t)c->NH * c->hs;
+    if ((size_t)c->I > widest) widest = (size_t)c->I;
     if (m != NULL && (m->base_format == WEIGHT_INT8 || m->base_format == WEIGHT_NF4)) {
-        size_t largest = 0;
-        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-            size_t n = (size_t)dim_size(c, PARAMETERS[i].rows) * dim_size(c, PARAMETERS[i].cols);
-            largest = n > largest ? n : largest;
-        }
-        wide = malloc_check(largest * sizeof(float), "a weight before quantisation");
+        wide = malloc_check((size_t)max_threads() * QUANTIZE_ROWS * widest * sizeof(float), "weights to quantise");
     }
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         int64_t rows, cols;
@@ -126,12 +128,13 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
             } else if (m->base_format == WEIGHT_BF16) {
                 safetensors_read_bf16(file, t, (uint16_t*)m->frozen[i].data + offset,
                                       "use --base_dtype fp32 (or auto) for this checkpoint");
-            } else {  // int8, NF4: this one tensor in fp32, quantised 64 rows at a time
-                safetensors_read_finite(file, t, wide, 0);
+            } else {  // int8, NF4: QUANTIZE_ROWS rows at a time, widened to fp32 and quantised in place
                 #pragma omp parallel for schedule(static)
-                for (int64_t r0 = 0; r0 < rows; r0 += 64) {
-                    size_t n = (size_t)(rows - r0 < 64 ? rows - r0 : 64) * cols;
-                    weight_store(m->frozen[i], offset + (size_t)r0 * cols, wide + (size_t)r0 * cols, n);
+                for (int64_t r0 = 0; r0 < rows; r0 += QUANTIZE_ROWS) {
+                    size_t n = (size_t)(rows - r0 < QUANTIZE_ROWS ? rows - r0 : QUANTIZE_ROWS) * cols;
+                    float* piece = wide + (size_t)thread_id() * QUANTIZE_ROWS * widest;
+                    safetensors_read_finite_range(file, t, piece, (size_t)r0 * cols, n, 0);
+                    weight_store(m->frozen[i], offset + (size_t)r0 * cols, piece, n);
                 }
             }
             if (cols) m->base_fingerprint = fingerprint_tensor(m->base_fingerprint, t);
