@@ -280,7 +280,8 @@ static void test_matvec_quantized(void) {
             }
             char what[160];
             snprintf(what, sizeof(what), "%s matvec %dx%d vs dequantise-then-fp32 matvec: max error / max |y| %.2e "
-                     "(tol 1e-5)%s", WEIGHT_FORMAT_NAMES[f], out, in, worst / largest, identical ? ", bit-identical" : "");
+                     "(tol 1e-5)%s", WEIGHT_FORMAT_NAMES[f], out, in, worst / largest,
+                     identical ? ", bit-identical" : "");
             check(worst <= 1e-5 * largest, what);
         }
         free(W); free(dequantized); free(x); free(y1); free(y2); free(codes); free(scales); free(x_order);
