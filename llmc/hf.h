@@ -1,6 +1,6 @@
 // hf.h: the Model in and out of Hugging Face's files: model_load (model_load_as: the frozen
-// base in bf16), base_format_from_name, model_check_weights (shards and all), lora_save_adapter,
-// lora_load_adapter (PEFT), model_save_merged.
+// base in bf16, int8 or NF4), base_format_from_name, model_check_weights (shards and all),
+// lora_save_adapter, lora_load_adapter (PEFT), lora_adapter_quantization, model_save_merged.
 // Works on train.c's Model and parameter table, so train.c includes it after them.
 #ifndef LLMC_HF_H
 #define LLMC_HF_H
@@ -335,9 +335,6 @@ static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
     free(path);
 }
 
-// Adds the PEFT adapter in dir to the model (its config decides rank, alpha and targets).
-// Every tensor's shape is checked against the config and the model before anything is
-// allocated, so the memory an adapter takes is bounded by its file.
 // The base format an adapter was trained on: WEIGHT_INT8 or WEIGHT_NF4 from its
 // "base_quantization", else WEIGHT_F32 (trained on an unquantised base, or by PEFT; a missing
 // file is lora_load_adapter's to report).
@@ -359,6 +356,10 @@ WeightFormat lora_adapter_quantization(const char* dir) {
     return f;
 }
 
+// Adds the PEFT adapter in dir to the model (its config decides rank, alpha and targets).
+// Every tensor's shape is checked against the config and the model before anything is
+// allocated, so the memory an adapter takes is bounded by its file. An adapter trained on a
+// quantised base must meet that base (its fingerprint, when the model was loaded from files).
 void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
     LoraConfig lc;
     lora_read_adapter_config(&lc, dir);
