@@ -1,6 +1,7 @@
 # make train && ./train     fine-tune (see README.md)
 # make test                 every test (installs what they need); ends with "N passed, M failed"
-# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed, busy machine
+# make bench                LoRA training step vs PyTorch, tokenizer vs Hugging Face, generation speed, busy machine,
+#                           QLoRA (int8/NF4 bases)
 # make train_gpu            ./train on an NVIDIA GPU (needs nvcc); make test_gpu, make bench_gpu
 
 # gcc unless make CC=... (make's own default, cc, would win over CC ?= gcc)
@@ -136,6 +137,10 @@ test_data: test/test_data.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 test_generate: test/test_generate.c generate.c train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson
 	$(CC) $(CFLAGS) test/test_generate.c $(TOKENIZER_LIB) -o $@ $(LDLIBS)
 
+# the int8 and NF4 codes against test/quant_reference.py (test/test_quant.sh)
+test_quant: test/test_quant.c llmc/quant.h llmc/utils.h | cjson
+	$(CC) $(CFLAGS) test/test_quant.c -o $@ $(LDLIBS)
+
 test_tokenizer: test/test_tokenizer.c $(TOKENIZER) | cjson
 	$(CC) $(CFLAGS) test/test_tokenizer.c -o $@ $(LDLIBS)
 
@@ -167,7 +172,7 @@ train_mpi: train.c $(TOKENIZER) $(TOKENIZER_LIB) | cjson openmpi generate
 # every program and object the test scripts run or link, built once, here
 TEST_PROGRAMS = train train_mpi generate tokenizer train_asan generate_asan tokenizer_asan $(TOKENIZER_LIB) \
                 test_train test_train_nobf16 test_train_asan test_data test_generate test_tokenizer test_tokenizer_asan \
-                serve serve_asan
+                serve serve_asan test_quant
 test: test-deps $(TEST_PROGRAMS) fuzz_replay
 	@bash test/run_tests.sh
 
@@ -185,6 +190,7 @@ bench: test-deps bench_train bench_generate bench_tokenizer bench_mpi train trai
 	@bash test/bench_generate.sh
 	@bash test/bench_busy.sh
 	@bash test/bench_bf16.sh
+	@bash test/bench_qlora.sh
 	@bash test/bench_mpi.sh
 
 # Regenerates the tiny models and reference activations (needs Debian's python3-torch).

@@ -7,9 +7,10 @@ its model_forward in one batch (prefill). The keys and values model_forward keep
 (acts.k, acts.v) fill a KV cache, and each new token then goes through a cached forward
 built from the same layer functions (rmsnorm_forward, rope_forward, swiglu_forward,
 lora_forward) with two additions: attention of new queries against the cache, and a
-matrix-vector product that reads the weights at the memory's speed, from fp32 or from a
-packed BF16 copy, so that decoding, which reads every weight once per token, can move
-half the bytes of fp32.
+matrix-vector product that reads the weights at the memory's speed, from fp32, from a
+packed BF16 copy, or from an int8 or NF4 base (QLoRA's, loaded with --weights int8|nf4),
+so that decoding, which reads every weight once per token, can move a half, a quarter or
+an eighth of fp32's bytes.
 
 Read top to bottom: decode weights and the matvec kernels, the KV cache and the cached
 forward, sampling, end tokens and generation_config.json, the generation loop, the text
@@ -65,11 +66,12 @@ static size_t packed_index(int o, int i, int in, int out, int panel, int* run) {
 }
 
 // The readable version, and the test oracle of the fast one.
-void matvec_naive(float* y, const float* x, const void* W, int dtype, int in, int out, int panel, int accumulate) {
+void matvec_naive(float* y, const float* x, const void* W, WeightFormat format, int in, int out, int panel,
+                  int accumulate) {
     for (int o = 0; o < out; o++) {
         float sum = 0.0f;
         for (int i = 0; i < in; i++) {
-            float w = dtype == DTYPE_BF16
+            float w = format == WEIGHT_BF16
                           ? bf16_to_float(((const uint16_t*)W)[packed_index(o, i, in, out, panel, NULL)])
                           : ((const float*)W)[(size_t)o * in + i];
             sum += w * x[i];
@@ -84,24 +86,24 @@ static inline __m512 load16_bf16(const uint16_t* p) {
     __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
-static inline __m512 load16(const void* W, int dtype, size_t e) {
-    return dtype == DTYPE_BF16 ? load16_bf16((const uint16_t*)W + e) : _mm512_loadu_ps((const float*)W + e);
+static inline __m512 load16(const void* W, WeightFormat format, size_t e) {
+    return format == WEIGHT_BF16 ? load16_bf16((const uint16_t*)W + e) : _mm512_loadu_ps((const float*)W + e);
 }
 // A row's dot product with x (n). Four independent accumulators of 16 lanes keep enough
 // loads in flight to stream at memory speed.
-static float dot_row(const void* W, int dtype, size_t row_start, const float* x, int n) {
+static float dot_row(const void* W, WeightFormat format, size_t row_start, const float* x, int n) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     int i = 0;
     for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_fmadd_ps(load16(W, dtype, row_start + i), _mm512_loadu_ps(x + i), acc0);
-        acc1 = _mm512_fmadd_ps(load16(W, dtype, row_start + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
-        acc2 = _mm512_fmadd_ps(load16(W, dtype, row_start + i + 32), _mm512_loadu_ps(x + i + 32), acc2);
-        acc3 = _mm512_fmadd_ps(load16(W, dtype, row_start + i + 48), _mm512_loadu_ps(x + i + 48), acc3);
+        acc0 = _mm512_fmadd_ps(load16(W, format, row_start + i), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(load16(W, format, row_start + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
+        acc2 = _mm512_fmadd_ps(load16(W, format, row_start + i + 32), _mm512_loadu_ps(x + i + 32), acc2);
+        acc3 = _mm512_fmadd_ps(load16(W, format, row_start + i + 48), _mm512_loadu_ps(x + i + 48), acc3);
     }
-    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load16(W, dtype, row_start + i), _mm512_loadu_ps(x + i), acc0);
+    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load16(W, format, row_start + i), _mm512_loadu_ps(x + i), acc0);
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
     for (; i < n; i++) {
-        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
+        float w = format == WEIGHT_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
                                       : ((const float*)W)[row_start + i];
         sum += w * x[i];
     }
@@ -141,10 +143,10 @@ static void dot_pair(const uint16_t* pair, const float* x, int n, float* sum0, f
 }
 #else
 // Portable: interleaved partial sums, which the compiler keeps in vector registers.
-static float dot_row(const void* W, int dtype, size_t row_start, const float* x, int n) {
+static float dot_row(const void* W, WeightFormat format, size_t row_start, const float* x, int n) {
     float partial[64] = {0};
     int i = 0;
-    if (dtype == DTYPE_BF16) {
+    if (format == WEIGHT_BF16) {
         const uint16_t* w = (const uint16_t*)W + row_start;
         for (; i + 64 <= n; i += 64) for (int j = 0; j < 64; j++) partial[j] += bf16_to_float(w[i + j]) * x[i + j];
     } else {
@@ -154,7 +156,7 @@ static float dot_row(const void* W, int dtype, size_t row_start, const float* x,
     float sum = 0.0f;
     for (int j = 0; j < 64; j++) sum += partial[j];
     for (; i < n; i++) {
-        float w = dtype == DTYPE_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
+        float w = format == WEIGHT_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
                                       : ((const float*)W)[row_start + i];
         sum += w * x[i];
     }
@@ -188,11 +190,11 @@ static void dot_pair(const uint16_t* pair, const float* x, int n, float* sum0, f
 // adding its part of the rows' sums to y. The static schedule gives a thread the same
 // rows in every panel, so it owns their sums and runs through the panels without
 // waiting for the other threads.
-void matvec(float* y, const float* x, const void* W, int dtype, int in, int out, int panel, int accumulate) {
-    if (dtype != DTYPE_BF16) {
+void matvec(float* y, const float* x, const void* W, WeightFormat format, int in, int out, int panel, int accumulate) {
+    if (format != WEIGHT_BF16) {
         #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)  // threads only pay off on big ones
         for (int o = 0; o < out; o++) {
-            float sum = dot_row(W, dtype, (size_t)o * in, x, in);
+            float sum = dot_row(W, format, (size_t)o * in, x, in);
             y[o] = accumulate ? y[o] + sum : sum;
         }
         return;
@@ -205,7 +207,7 @@ void matvec(float* y, const float* x, const void* W, int dtype, int in, int out,
         for (int o = 0; o < out; o += 2) {
             float s0, s1;
             if (o + 1 == out) {  // an odd last row, alone
-                s0 = dot_row(W, DTYPE_BF16, block + (size_t)o * width, x + start, width);
+                s0 = dot_row(W, WEIGHT_BF16, block + (size_t)o * width, x + start, width);
                 y[o] = add ? y[o] + s0 : s0;
                 continue;
             }
@@ -217,16 +219,107 @@ void matvec(float* y, const float* x, const void* W, int dtype, int in, int out,
 }
 
 // ----------------------------------------------------------------------------
-// decode weights: the linear layers and lm_head as the matvec reads them, either the
-// model's fp32 parameters or a BF16 copy of them.
+// matvec on a quantised base: y (out) (+)= W (out,in) @ x (in), W the model's int8 (a
+// scale per row) or NF4 (blocks of 64 along each row) weights, read in place and decoded
+// in registers: a quarter (int8) or an eighth (NF4, plus a scale per 64) of fp32's bytes.
+// The same math as "dequantise, then matvec" in another rounding order (test_generate
+// checks 1e-5 relative): int8 sums q * x and scales the row's sum once; NF4 looks each
+// 4-bit code up in the block's 16 values NF4_CODE * absmax, taking the high halves of 16
+// bytes (the even elements) and the low halves (the odd ones) as two vectors, so x is
+// first reordered to match (`x_order`: per 32 values, the 16 even ones, then the 16 odd).
+
+// x (n) -> x_order (n) for the NF4 loop, n a multiple of 32 (NF4 rows are whole blocks of 64)
+static void nf4_order(float* x_order, const float* x, int n) {
+    for (int i = 0; i < n; i += 32) {
+        for (int j = 0; j < 16; j++) x_order[i + j] = x[i + 2 * j], x_order[i + 16 + j] = x[i + 2 * j + 1];
+    }
+}
+
+#if defined(__AVX512F__)
+// Row `row` of an int8 W with x (n): sum of q * x, times the row's scale
+static float dot_row_int8(Weight W, int row, const float* x, int n) {
+    const int8_t* q = (const int8_t*)W.data + (size_t)row * n;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        for (int v = 0; v < 4; v++) {
+            __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + i + 16 * v))));
+            acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i + 16 * v), acc[v]);
+        }
+    }
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) sum += (float)q[i] * x[i];
+    return sum * W.scales[row];
+}
+
+// Row `row` of an NF4 W with x_order (n, nf4_order's): per block of 64 (32 bytes), the
+// 16-value table, then four lookups. vpermps reads only the low 4 bits of each index, so a
+// byte widened to 32 bits is its low half's index, and shifted right by 4 its high half's.
+static float dot_row_nf4(Weight W, int row, const float* x_order, int n) {
+    const uint8_t* q = (const uint8_t*)W.data + (size_t)row * n / 2;
+    const float* absmax = W.scales + (size_t)row * n / NF4_BLOCK;
+    __m512 code = _mm512_loadu_ps(NF4_CODE);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int i = 0; i < n; i += NF4_BLOCK, q += NF4_BLOCK / 2) {
+        __m512 table = _mm512_mul_ps(code, _mm512_set1_ps(absmax[i / NF4_BLOCK]));
+        __m512i first = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)q));          // elements 0..31
+        __m512i second = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(q + 16)));  // elements 32..63
+        acc[0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(first, 4), table),
+                                 _mm512_loadu_ps(x_order + i), acc[0]);
+        acc[1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(first, table), _mm512_loadu_ps(x_order + i + 16), acc[1]);
+        acc[2] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(second, 4), table),
+                                 _mm512_loadu_ps(x_order + i + 32), acc[2]);
+        acc[3] = _mm512_fmadd_ps(_mm512_permutexvar_ps(second, table), _mm512_loadu_ps(x_order + i + 48), acc[3]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+#else
+// Portable: int8 as above; NF4 through quant.h's dequantiser, 32 values at a time.
+static float dot_row_int8(Weight W, int row, const float* x, int n) {
+    const int8_t* q = (const int8_t*)W.data + (size_t)row * n;
+    float partial[64] = {0}, sum = 0.0f;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) for (int j = 0; j < 64; j++) partial[j] += (float)q[i + j] * x[i + j];
+    for (int j = 0; j < 64; j++) sum += partial[j];
+    for (; i < n; i++) sum += (float)q[i] * x[i];
+    return sum * W.scales[row];
+}
+static float dot_row_nf4(Weight W, int row, const float* x_order, int n) {
+    float partial[32] = {0}, w[32], sum = 0.0f;
+    for (int i = 0; i < n; i += 32) {
+        weight_dequantize(w, W, (size_t)row * n + i, 32);
+        for (int j = 0; j < 16; j++) {
+            partial[j] += w[2 * j] * x_order[i + j];
+            partial[16 + j] += w[2 * j + 1] * x_order[i + 16 + j];
+        }
+    }
+    for (int j = 0; j < 32; j++) sum += partial[j];
+    return sum;
+}
+#endif
+
+// x_order: scratch of `in` floats (NF4)
+void matvec_quantized(float* y, const float* x, Weight W, int in, int out, int accumulate, float* x_order) {
+    if (W.format == WEIGHT_NF4) nf4_order(x_order, x, in);
+    #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)
+    for (int o = 0; o < out; o++) {
+        float sum = W.format == WEIGHT_NF4 ? dot_row_nf4(W, o, x_order, in) : dot_row_int8(W, o, x, in);
+        y[o] = accumulate ? y[o] + sum : sum;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// decode weights: the linear layers and lm_head as the matvec reads them: the model's
+// fp32 parameters, a BF16 copy of them, or the model's own int8 or NF4 base.
 
 typedef struct {
-    int dtype;                                // DTYPE_F32 or DTYPE_BF16
-    int panel;                                // columns per panel of the packed BF16 copy
-    const void* linear[NUM_LORA_MODULES];     // (L, out, in) per module, in dtype; BF16 packed per layer
-    const void* lm_head;                      // (V, C)
-    uint16_t* bf16_memory;                    // the copy, when dtype is BF16
-    size_t bytes_per_token;                   // weight bytes one decode step reads
+    WeightFormat format;                // how decode reads the weights: fp32, bf16 (packed), int8 or NF4
+    int panel;                          // columns per panel of the packed BF16 copy
+    Weight linear[NUM_LORA_MODULES];    // (L, out, in) per module, layer 0's; BF16 packed per layer
+    Weight lm_head;                     // (V, C)
+    uint16_t* bf16_memory;              // the copy, when format is BF16
+    float* x_order;                     // (max(C, NH*hs, I)) NF4's scratch: the input reordered
+    size_t bytes_per_token;             // weight bytes one decode step reads (int8 and NF4: scales included)
 } DecodeWeights;
 
 // Rounds the fp32 matrix w (out, in) to BF16 and writes it to dst in the packed layout;
@@ -249,7 +342,8 @@ static void pack_bf16(uint16_t* dst, float* w, int out, int in, int panel) {
 
 // fp32: the model's parameters in place. BF16: one packed copy, the linear layers of
 // every layer, then lm_head; `panel` is its panel width (DECODE_PANEL but in tests).
-void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
+// int8, NF4: the model's base in place (the model loaded in that format).
+void decode_weights_init(DecodeWeights* d, Model* m, WeightFormat format, int panel) {
     const LlamaConfig* c = &m->config;
     ParameterTensors* p = &m->params;
     size_t numel[NUM_LORA_MODULES], lm_numel = (size_t)c->V * c->C, total = lm_numel;
@@ -260,12 +354,26 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
         total += numel[mod];
     }
     memset(d, 0, sizeof(*d));
-    d->dtype = dtype;
+    d->format = format;
     d->panel = panel;
-    d->bytes_per_token = total * DTYPE_SIZES[dtype];
-    if (dtype == DTYPE_F32) {
-        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = module_weight(p, c, 0, mod);
-        d->lm_head = p->wlm;
+    d->bytes_per_token = total * WEIGHT_FORMAT_BITS[format] / 8;
+    if (format == WEIGHT_INT8 || format == WEIGHT_NF4) {
+        if (m->base_format != format) fail("internal error: %s decode weights need the model loaded as %s",
+                                           WEIGHT_FORMAT_NAMES[format], WEIGHT_FORMAT_NAMES[format]);
+        d->lm_head = m->frozen[PARAMETER_LM_HEAD];
+        size_t scales = lm_numel / d->lm_head.block;
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
+            d->linear[mod] = module_base(m, 0, mod);
+            scales += numel[mod] / d->linear[mod].block;
+        }
+        d->bytes_per_token += scales * sizeof(float);
+        int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;
+        d->x_order = calloc_floats(widest > c->C ? widest : c->C, "decode scratch");
+        return;
+    }
+    if (format == WEIGHT_F32) {
+        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = weight_f32(module_weight(p, c, 0, mod));
+        d->lm_head = weight_f32(p->wlm);
         return;
     }
     d->bf16_memory = malloc_check(total * sizeof(uint16_t), "BF16 decode weights");
@@ -273,13 +381,23 @@ void decode_weights_init(DecodeWeights* d, Model* m, int dtype, int panel) {
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
-        d->linear[mod] = dst;
+        d->linear[mod] = weight_bf16(dst);
         for (int l = 0; l < c->L; l++) pack_bf16(dst + (size_t)l * out * in, module_weight(p, c, l, mod),
                                                  out, in, panel);
         dst += numel[mod];
     }
     pack_bf16(dst, p->wlm, c->V, c->C, panel);  // p->wlm is p->wte when tied: the embeddings are rounded too
-    d->lm_head = dst;
+    d->lm_head = weight_bf16(dst);
+}
+
+// y (out) (+)= W (out, in) @ x (in) for decode weights in any format
+static void decode_matvec(const DecodeWeights* d, float* y, const float* x, Weight W, int in, int out,
+                          int accumulate) {
+    if (W.format == WEIGHT_INT8 || W.format == WEIGHT_NF4) {
+        matvec_quantized(y, x, W, in, out, accumulate, d->x_order);
+    } else {
+        matvec(y, x, W.data, W.format, in, out, d->panel, accumulate);
+    }
 }
 
 // W += s B A for every targeted module, then drop the adapter: the merged model.
@@ -335,7 +453,7 @@ typedef struct {
 // A generator for up to maxT tokens. The model must be loaded (adapter included);
 // this allocates its activations for one sequence of maxT tokens (train.c's
 // model_allocate) for the prefill, and the cache.
-void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
+void generator_create(Generator* g, Model* m, int maxT, WeightFormat format) {
     const LlamaConfig* c = &m->config;
     if (maxT < 1 || maxT > c->max_seq_len) {
         fail("context %d must be in [1, %d] (max_position_embeddings in config.json); lower --context",
@@ -346,7 +464,7 @@ void generator_create(Generator* g, Model* m, int maxT, int weights_dtype) {
     g->maxT = maxT;
     g->chunk = GENERATOR_CHUNK;
     model_allocate(m, 1, maxT, 0);
-    decode_weights_init(&g->weights, m, weights_dtype, DECODE_PANEL);
+    decode_weights_init(&g->weights, m, format, DECODE_PANEL);
     size_t q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs, n = g->chunk;
     int r = m->use_lora ? m->lora_config.rank : 1;
     g->tokens = malloc_check(maxT * sizeof(int), "token history");
@@ -428,17 +546,14 @@ void attention_cached_forward(float* out, float* scores, const float* q, const f
 }
 
 // y (n,out) (+)= x W^T for module mod of layer l, plus the unmerged LoRA term. One token
-// reads the decode weights (matvec); a chunk uses train.c's matmul on the fp32 weights.
+// reads the decode weights (matvec); a chunk uses train.c's matmul on the model's base.
 static void generator_linear(Generator* g, int l, int mod, float* y, const float* x, int n, int accumulate) {
     Model* m = g->model;
     const LlamaConfig* c = &m->config;
     int in, out;
     lora_module_dims(c, mod, &in, &out);
     if (n == 1) {
-        const DecodeWeights* d = &g->weights;
-        const void* W = d->dtype == DTYPE_BF16 ? (const void*)((const uint16_t*)d->linear[mod] + (size_t)l * out * in)
-                                               : (const void*)((const float*)d->linear[mod] + (size_t)l * out * in);
-        matvec(y, x, W, d->dtype, in, out, d->panel, accumulate);
+        decode_matvec(&g->weights, y, x, weight_at(g->weights.linear[mod], (size_t)l * out * in), in, out, accumulate);
     } else {
         linear_forward(y, x, module_base(m, l, mod), n, in, out, accumulate);
     }
@@ -487,7 +602,7 @@ void generator_forward(Generator* g, const int* tokens, int n) {
     }
     // only the last token's logits are needed
     rmsnorm_forward(g->ln, g->rstd, g->x + (size_t)(n - 1) * C, p->lnf, 1, C, c->norm_eps);
-    matvec(g->logits, g->ln, g->weights.lm_head, g->weights.dtype, C, c->V, g->weights.panel, 0);
+    decode_matvec(&g->weights, g->logits, g->ln, g->weights.lm_head, C, c->V, 0);
     memcpy(g->tokens + p0, tokens, n * sizeof(int));
     g->pos += n;
 }
@@ -872,7 +987,7 @@ typedef struct {
     int top_k;                                     // -1: generation_config.json's, else off
     uint64_t seed;
     int context;
-    const char* weights;  // "auto", "f32" or "bf16"
+    const char* weights;  // "auto", "f32", "bf16", "int8" or "nf4"
     const char* dump_logits;
     const char* dump_ids;
     int threads;
@@ -907,7 +1022,8 @@ static const Flag GENERATE_FLAGS[] = {
     {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30,
      "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
     {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0,
-     "how decode reads the weights: auto, f32 or bf16 (auto: bf16 for bfloat16 checkpoints)"},
+     "how decode reads the weights: auto, f32, bf16, int8 or nf4 (int8/nf4: the base quantised at load, as "
+     "--quantization_bit 8/4 trains on it; auto: the adapter's quantisation, else bf16 for bfloat16 checkpoints)"},
     {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0,
      "write the prompt's logits as raw little-endian float32, T x V row-major"},
     {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0,
@@ -928,6 +1044,19 @@ static const FlagTable GENERATE_FLAG_TABLE = {
     GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS,
     sizeof(GenerateArgs)};
 
+// --weights: how decode reads the weights. auto: the quantisation an adapter was trained on
+// (its file's "base_quantization", see lora_save_adapter), else bf16 for a bfloat16
+// checkpoint, else fp32.
+static WeightFormat decode_format(const GenerateArgs* a) {
+    const char* names[] = {"f32", "bf16", "int8", "nf4"};  // WeightFormat's order, f32 spelled as before
+    for (int f = 0; f < 4; f++) if (strcmp(a->weights, names[f]) == 0) return (WeightFormat)f;
+    WeightFormat trained_on = a->adapter_dir ? lora_adapter_quantization(a->adapter_dir) : WEIGHT_F32;
+    if (trained_on != WEIGHT_F32) return trained_on;
+    LlamaConfig c;
+    config_load(&c, a->model_dir);
+    return strcmp(c.dtype, "bfloat16") == 0 ? WEIGHT_BF16 : WEIGHT_F32;
+}
+
 // Loads the model (adapter included) and the tokenizer (NULL for --ids without one),
 // sets the sampler from generation_config.json and the flags, and creates the generator
 // with its KV cache. print_settings then says what was loaded.
@@ -936,7 +1065,13 @@ void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* 
 #ifdef _OPENMP
     if (a->threads > 0) omp_set_num_threads(a->threads);
 #endif
-    model_load(model, a->model_dir);
+    WeightFormat format = decode_format(a);
+    if (a->merge_adapter && (format == WEIGHT_INT8 || format == WEIGHT_NF4)) {
+        fail("--merge_adapter with %s decode weights: a quantised base cannot take the merge; drop --merge_adapter "
+             "(the adapter is applied unmerged), or give --weights f32 or bf16 to merge it into the unquantised base",
+             WEIGHT_FORMAT_NAMES[format]);
+    }
+    model_load_as(model, a->model_dir, format == WEIGHT_INT8 || format == WEIGHT_NF4 ? format : WEIGHT_F32);
     LlamaConfig* c = &model->config;
     *text = text_open(a->model_dir, a->template_name, a->date, a->ids == NULL, c->V);
     if (*text) (*text)->options.parse_special_in_content = a->parse_special_in_content;
@@ -948,15 +1083,13 @@ void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* 
     int context = a->context ? a->context : (c->max_seq_len < 4096 ? c->max_seq_len : 4096);
     if (context > c->max_seq_len) fail("--context %d is longer than the model's max_position_embeddings (%d)",
                                        context, c->max_seq_len);
-    int dtype = strcmp(a->weights, "bf16") == 0 ||
-                (strcmp(a->weights, "auto") == 0 && strcmp(c->dtype, "bfloat16") == 0) ? DTYPE_BF16 : DTYPE_F32;
     read_generation_defaults(model, a->model_dir, *text ? &(*text)->tokenizer : NULL, stop, sampler);
     if (!isnan(a->temperature)) sampler->temperature = a->temperature;
     if (!isnan(a->top_p)) sampler->top_p = a->top_p;
     if (a->top_k >= 0) sampler->top_k = a->top_k;
     if (!isnan(a->repetition_penalty)) sampler->repetition_penalty = a->repetition_penalty;
     sampler_init(sampler, c->V, a->seed);
-    generator_create(g, model, context, dtype);
+    generator_create(g, model, context, format);
 }
 
 void print_settings(const GenerateArgs* a, const Generator* g, const Sampler* s) {
@@ -964,7 +1097,7 @@ void print_settings(const GenerateArgs* a, const Generator* g, const Sampler* s)
     fprintf(stderr, "model %s%s%s: %d layers, hidden %d, vocab %d, decode weights %s | context %d | "
                     "temperature %g top_p %g top_k %d repetition_penalty %g seed %llu\n",
             a->model_dir, a->adapter_dir ? (a->merge_adapter ? " + merged adapter " : " + adapter ") : "",
-            a->adapter_dir ? a->adapter_dir : "", c->L, c->C, c->V, DTYPE_NAMES[g->weights.dtype], g->maxT,
+            a->adapter_dir ? a->adapter_dir : "", c->L, c->C, c->V, WEIGHT_FORMAT_NAMES[g->weights.format], g->maxT,
             s->temperature, s->top_p, s->top_k, s->repetition_penalty, (unsigned long long)a->seed);
 }
 
@@ -1126,9 +1259,11 @@ static void parse_generate_args(GenerateArgs* a, int argc, char** argv) {
         fail("give exactly one of --ids LIST, --prompt TEXT, --prompts FILE or --chat");
     }
     if (a->merge_adapter && a->adapter_dir == NULL) fail("--merge_adapter needs --adapter DIR");
-    if (strcmp(a->weights, "auto") != 0 && strcmp(a->weights, "f32") != 0 && strcmp(a->weights, "bf16") != 0) {
-        fail("--weights must be auto, f32 or bf16, got '%s'", a->weights);
-    }
+    const char* formats[] = {"auto", "f32", "bf16", "int8", "nf4"};
+    int known = 0;
+    for (int f = 0; f < 5; f++) known |= strcmp(a->weights, formats[f]) == 0;
+    if (!known) fail("--weights must be auto, f32, bf16, int8 or nf4, got '%s'", a->weights);
+
     if (a->dump_logits && (a->chat || a->prompts_file)) fail("--dump_logits writes the logits of one prompt; "
                                                              "use it with --ids or --prompt");
 }

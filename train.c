@@ -2,7 +2,7 @@
 train.c: fine-tune a Llama model on the CPU.
 
 Reads a Hugging Face model directory (config.json + safetensors) directly, runs the
-Llama forward and backward pass in fp32 (against a frozen base held in fp32 or bf16),
+Llama forward and backward pass in fp32 (against a frozen base held in fp32, bf16, int8 or NF4),
 trains LoRA adapters (or every weight, with --full_finetune) with AdamW, and writes PEFT
 adapters and merged models.
 
@@ -35,8 +35,8 @@ Shape letters used everywhere:
 #include <cjson/cJSON.h>
 #include "tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_encode, chat templates
 #include "llmc/utils.h"        // defines: fail, malloc_check, path_join, read_file, FileWriter, make_directory
-#include "llmc/matmul.h"       // defines: matmul_init, Weight (fp32 or bf16), linear_forward, linear_backward_input,
-                               //          linear_backward_weight
+#include "llmc/matmul.h"       // defines: matmul_init, Weight (fp32, bf16, int8, NF4), linear_forward,
+                               //          linear_backward_input, linear_backward_weight
 #include "llmc/safetensors.h"  // defines: SafeTensors (reader), SafeTensorsWriter
 #include "llmc/config.h"       // defines: LlamaConfig, config_load, rope_table
 #include "llmc/dataloader.h"   // defines: Dataset, Examples, examples_load, DataLoader, Batch, dataloader_next
@@ -52,9 +52,7 @@ Shape letters used everywhere:
 // x (N,C) = wte[tokens], wte (V,C) in its storage format
 void embedding_forward(float* x, const int* tokens, Weight wte, int N, int C) {
     #pragma omp parallel for schedule(static) if (N > 1)  // one row (decoding) is not worth waking the threads
-    for (int n = 0; n < N; n++) {
-        for (int c = 0; c < C; c++) x[(size_t)n * C + c] = weight_get(wte, (size_t)tokens[n] * C + c);
-    }
+    for (int n = 0; n < N; n++) weight_dequantize(x + (size_t)n * C, wte, (size_t)tokens[n] * C, C);
 }
 
 // dwte (V,C) += scatter of dx (N,C). Threads split the channels, so every row is
@@ -669,6 +667,7 @@ typedef struct {
     WeightFormat base_format;    // storage of the frozen base's matrices (embeddings included)
     Weight frozen[NUM_PARAMETER_TENSORS];  // each matrix in that format (fp32: params' own); 1-D: unused
     void* frozen_memory;         // the matrices when base_format is not fp32, else NULL
+    uint64_t base_fingerprint;   // of the checkpoint loaded (hf.h's fingerprint_tensor); 0: made in memory
     int full_finetune;           // train every base weight too
     ParameterTensors grads;      // only when full_finetune
     float* grads_memory;
@@ -703,20 +702,46 @@ typedef struct {
     void* device;                // the model's GPU copy when train_gpu.c runs it, else NULL
 } Model;
 
+// Elements per scale of parameter i's matrix in format f: a row for int8, NF4_BLOCK for
+// NF4 (0: no scales). NF4's blocks must not straddle rows, so that a layer's slice, or a
+// row, is whole blocks.
+static size_t frozen_block(const LlamaConfig* c, int i, WeightFormat f) {
+    int64_t cols = dim_size(c, PARAMETERS[i].cols);
+    if (f == WEIGHT_NF4 && cols % NF4_BLOCK != 0) {
+        char name[128];
+        parameter_name(name, sizeof(name), i, 0);
+        fail("%s: %lld columns, not a multiple of NF4's block of %d values; quantise this model to int8 "
+             "(./train --quantization_bit 8, ./generate --weights int8) or not at all", name, (long long)cols,
+             NF4_BLOCK);
+    }
+    return f == WEIGHT_INT8 ? (size_t)cols : f == WEIGHT_NF4 ? NF4_BLOCK : 0;
+}
+
+// frozen_block's condition for NF4, without failing: every matrix's columns (C, NH*hs, I) are whole blocks
+static int nf4_possible(const LlamaConfig* c) {
+    return c->C % NF4_BLOCK == 0 && (c->NH * c->hs) % NF4_BLOCK == 0 && c->I % NF4_BLOCK == 0;
+}
+
 // Points m->frozen[i] at each matrix: in params (fp32) or, in order, in memory (when
-// not NULL); returns the bytes the narrower format needs (0 for fp32).
+// not NULL), each matrix's elements followed by its scales (int8, NF4); returns the bytes
+// the narrower format needs (0 for fp32).
 static size_t frozen_point(Model* m, void* memory) {
     const LlamaConfig* c = &m->config;
     size_t bytes = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        m->frozen[i] = (Weight){NULL, m->base_format};
+        m->frozen[i] = (Weight){NULL, m->base_format, NULL, 0};
         if (PARAMETERS[i].cols == DIM_NONE) continue;
         if (m->base_format == WEIGHT_F32) {
             m->frozen[i] = weight_f32(*parameter_field(&m->params, i));
             continue;
         }
+        size_t numel = parameter_numel(c, i), block = frozen_block(c, i, m->base_format);
         m->frozen[i].data = memory ? (char*)memory + bytes : NULL;
-        bytes += parameter_numel(c, i) * WEIGHT_FORMAT_SIZES[m->base_format];
+        bytes += (numel * WEIGHT_FORMAT_BITS[m->base_format] / 8 + 63) / 64 * 64;  // scales 64-byte aligned
+        if (block == 0 || numel == 0) continue;
+        m->frozen[i].block = block;
+        m->frozen[i].scales = memory ? (const float*)((char*)memory + bytes) : NULL;
+        bytes += (numel / block * sizeof(float) + 63) / 64 * 64;
     }
     if (c->tied) m->frozen[PARAMETER_LM_HEAD] = m->frozen[PARAMETER_EMBEDDINGS];  // one matrix
     return bytes;
@@ -765,17 +790,22 @@ void model_init_random(Model* m, uint32_t seed, float std) {
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         size_t n = parameter_numel(c, i);
         if (n == 0) continue;  // tied lm_head
-        float* norm = *parameter_field(&m->params, i);
-        Weight w = m->frozen[i];
-        #pragma omp parallel for schedule(static)
-        for (size_t e = 0; e < n; e++) {
-            if (PARAMETERS[i].cols == DIM_NONE) {
-                norm[e] = 1.0f;
-            } else if (w.format == WEIGHT_BF16) {
-                ((uint16_t*)w.data)[e] = float_to_bf16(hash_uniform(seed, 100 + i, (uint32_t)e, bound));
-            } else {
-                ((float*)w.data)[e] = hash_uniform(seed, 100 + i, (uint32_t)e, bound);
+        if (PARAMETERS[i].cols == DIM_NONE) {
+            for (size_t e = 0; e < n; e++) (*parameter_field(&m->params, i))[e] = 1.0f;
+            continue;
+        }
+        // pieces of whole rows (whole scale blocks), made in fp32 and stored in the base's format
+        size_t cols = (size_t)dim_size(c, PARAMETERS[i].cols), piece = (65536 / cols + 1) * cols;
+        #pragma omp parallel
+        {
+            float* values = malloc_check(piece * sizeof(float), "random weights");
+            #pragma omp for schedule(static)
+            for (size_t start = 0; start < n; start += piece) {
+                size_t len = n - start < piece ? n - start : piece;
+                for (size_t e = 0; e < len; e++) values[e] = hash_uniform(seed, 100 + i, (uint32_t)(start + e), bound);
+                weight_store(m->frozen[i], start, values, len);
             }
+            free(values);
         }
     }
 }
@@ -1302,6 +1332,7 @@ typedef struct {
     int resume, stop_after_steps, packing, train_on_inputs, parse_special_in_content, drop_long, merge;
     char* merge_dtype;
     char* base_dtype;
+    int quantization_bit;           // 8: int8 base, 4: NF4 base, 0: --base_dtype's
     int bf16, fp16, gradient_checkpointing;
     char *stage, *finetuning_type;  // LLaMA-Factory's spellings
     int do_train, overwrite_cache, plot_loss, logging_steps;
@@ -1377,6 +1408,8 @@ static const Flag TRAIN_FLAGS[] = {
     {"--base_dtype", NULL, FLAG_STRING, ARG(base_dtype), 0, 0,
      "storage of the frozen base weights: auto (bf16 for a bf16 checkpoint, fp32 with --full_finetune), fp32 or "
      "bf16 (bf16 matmuls, fp32 sums; LoRA, gradients and optimizer stay fp32)"},
+    {"--quantization_bit", NULL, FLAG_INT, ARG(quantization_bit), 0, 8,
+     "QLoRA: the frozen base quantised at load, 8 (int8, a scale per row) or 4 (NF4, blocks of 64); 0 = off"},
     {"--bf16", NULL, FLAG_BOOL, ARG(bf16), 0, 1,
      "Hugging Face's mixed precision: the frozen base in bf16 (fp32 with --full_finetune or an fp16 checkpoint)"},
     {"--fp16", NULL, FLAG_BOOL, ARG(fp16), 0, 1, "the same as --bf16 (half-precision matmuls are bf16 here)"},
@@ -1417,7 +1450,8 @@ static const TrainArgs TRAIN_DEFAULTS = {
     .date = "", .stage = "sft", .finetuning_type = "lora", .logging_steps = 1};
 
 static const FlagTable TRAIN_FLAG_TABLE = {
-    "./train", "usage: ./train [flags]   (every flag, with its default)", TRAIN_FLAGS,
+    "./train", "usage: ./train [flags]   (every flag, with its default; ./train --demo [flags]: the demo run, "
+    "flags added)", TRAIN_FLAGS,
     (int)(sizeof(TRAIN_FLAGS) / sizeof(TRAIN_FLAGS[0])), &TRAIN_DEFAULTS, sizeof(TrainArgs)};
 
 static void parse_lora_target(LoraConfig* lc, const char* list) {
@@ -1514,17 +1548,22 @@ static void apply_llama_factory_flags(TrainArgs* a) {
     }
 }
 
+// No arguments: the demo run. `--demo FLAGS...`: the demo run with FLAGS added (later ones win),
+// e.g. ./train --demo --quantization_bit 4.
 static void parse_train_args(TrainArgs* a, int argc, char** argv) {
-    if (argc == 1) {
-        int n = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0]));
-        printf("no arguments: the demo run, the same as\n ");
-        for (int i = 0; i < n; i++) printf(" %s", DEMO_ARGS[i]);
+    if (argc == 1 || strcmp(argv[1], "--demo") == 0) {
+        int demo = (int)(sizeof(DEMO_ARGS) / sizeof(DEMO_ARGS[0])), n = demo + (argc > 1 ? argc - 2 : 0);
+        char** args = malloc_check(n * sizeof(char*), "flags");
+        memcpy(args, DEMO_ARGS, demo * sizeof(char*));
+        for (int i = 2; i < argc; i++) args[demo + i - 2] = argv[i];
+        printf("%s: the demo run, the same as\n ", argc == 1 ? "no arguments" : "--demo");
+        for (int i = 0; i < n; i++) printf(" %s", args[i]);
         printf("\n");
         if (access("data/base/config.json", R_OK) != 0) {
             fail("data/base/config.json: not found; run ./train from the repository's top directory "
                  "(data/base is made by make base-model)");
         }
-        flags_parse(&TRAIN_FLAG_TABLE, a, n, DEMO_ARGS, 1, NULL);
+        flags_parse(&TRAIN_FLAG_TABLE, a, n, args, 1, NULL);  // args stays alive: a's strings point into it
     } else {
         flags_parse(&TRAIN_FLAG_TABLE, a, argc, argv, 1, NULL);
     }
@@ -1532,6 +1571,28 @@ static void parse_train_args(TrainArgs* a, int argc, char** argv) {
 #ifdef _OPENMP
     if (a->threads > 0) omp_set_num_threads(a->threads);
 #endif
+}
+
+// --quantization_bit 8 or 4: the frozen base's format, after the checks that it can be.
+static WeightFormat quantized_base(const TrainArgs* a, const LlamaConfig* c, int gpu) {
+    int bits = a->quantization_bit;
+    if (bits != 8 && bits != 4) fail("--quantization_bit must be 8 (int8) or 4 (NF4), got %d", bits);
+    if (a->full_finetune) fail("--quantization_bit %d keeps the base frozen but --full_finetune trains it; "
+                               "drop one of them", bits);
+    if (strcmp(a->base_dtype, "auto") != 0) fail("--quantization_bit %d and --base_dtype %s: give one of them",
+                                                 bits, a->base_dtype);
+    if (gpu) fail("--quantization_bit: ./train_gpu has no quantised base yet; use ./train, or --bf16");
+    if (*a->export_gguf) fail("--export_gguf with --quantization_bit: export the merged model instead (--merge, "
+                              "then ./train --model OUTPUT_DIR/merged --export_only --export_gguf TYPE)");
+    if (a->merge && strcmp(c->dtype, "float16") == 0) {
+        fail("--merge with --quantization_bit re-reads the base from its F32 or BF16 checkpoint, and this one is "
+             "float16 (config.json torch_dtype); merge without --quantization_bit");
+    }
+    WeightFormat f = bits == 8 ? WEIGHT_INT8 : WEIGHT_NF4;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {  // NF4 needs rows of whole blocks: fail now, not after the data
+        if (PARAMETERS[i].cols != DIM_NONE) frozen_block(c, i, f);
+    }
+    return f;
 }
 
 // The flags that only make sense together, and the sequence length, checked against the model.
@@ -1552,6 +1613,7 @@ static void check_args(TrainRun* r) {
     const char* base_dtype = a->base_dtype;  // --bf16/--fp16: bf16 where the base stays frozen and is not fp16
     if (a->bf16 || a->fp16) base_dtype = a->full_finetune || strcmp(c->dtype, "float16") == 0 ? "fp32" : "bf16";
     r->base = base_format_from_name(base_dtype, c, a->full_finetune);
+    if (a->quantization_bit) r->base = quantized_base(a, c, r->ops->to_device != NULL);
     if (r->ops->to_device) r->base = WEIGHT_F32;  // the GPU keeps its own bf16 copy (./train_gpu --bf16)
     if (*a->export_gguf) {  // and so do a bad --export_gguf type and a model without its tokenizer
         gguf_type_from_name(a->export_gguf);
@@ -1665,11 +1727,15 @@ static double check_memory(const LlamaConfig* c, const LoraConfig* lc, const Tra
     if (available <= 0 || total <= available) return total;
     char fits[512] = "";
     WeightFormat narrow = !full && strcmp(c->dtype, "float16") != 0 ? WEIGHT_BF16 : base;
+    int nf4 = !full && base != WEIGHT_NF4 && nf4_possible(c);
     struct { const char* flags; double bytes; } options[] = {
         {"--gradient_checkpointing", ckpt ? INFINITY : plan_bytes(c, lc, B, T, full, base, 1, accum)},
         {"--base_dtype bf16", narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, ckpt, accum)},
         {"--gradient_checkpointing --base_dtype bf16",
          ckpt || narrow == base ? INFINITY : plan_bytes(c, lc, B, T, full, narrow, 1, accum)},
+        {"--quantization_bit 4", nf4 ? plan_bytes(c, lc, B, T, full, WEIGHT_NF4, ckpt, accum) : INFINITY},
+        {"--gradient_checkpointing --quantization_bit 4",
+         nf4 && !ckpt ? plan_bytes(c, lc, B, T, full, WEIGHT_NF4, 1, accum) : INFINITY},
         {"--per_device_train_batch_size 1", B == 1 ? INFINITY : plan_bytes(c, lc, 1, T, full, base, ckpt, accum)},
         {"--max_seq_length halved", plan_bytes(c, lc, B, T / 2, full, base, ckpt, accum)},
         {"LoRA instead of --full_finetune", full ? plan_bytes(c, lc, B, T, 0, narrow, ckpt, accum) : INFINITY}};

@@ -212,6 +212,34 @@ void float_to_bf16_gpu(bfloat16* out, const float* in, size_t n) {
     launch_check();
 }
 
+// llmc/quant.h: dequantize_int8. out (n) = q * scales[e / block]
+__global__ void dequantize_int8_kernel(float* out, const int8_t* q, const float* scales, size_t block, size_t n) {
+    size_t e = thread_index();
+    if (e < n) out[e] = (float)q[e] * scales[e / block];
+}
+
+void dequantize_int8_gpu(float* out, const int8_t* q, const float* scales, size_t block, size_t n) {
+    if (n == 0) return;
+    dequantize_int8_kernel<<<blocks_for(n), THREADS>>>(out, q, scales, block, n);
+    launch_check();
+}
+
+struct Nf4Code { float value[16]; };  // the code book, passed by value to the kernel
+
+// llmc/quant.h: dequantize_nf4. out (n) = code[q] * absmax[e / 64], element e in byte e/2 (high half when even)
+__global__ void dequantize_nf4_kernel(float* out, const uint8_t* q, const float* absmax, size_t n, Nf4Code code) {
+    size_t e = thread_index();
+    if (e < n) out[e] = code.value[e % 2 ? q[e / 2] & 15 : q[e / 2] >> 4] * absmax[e / 64];
+}
+
+void dequantize_nf4_gpu(float* out, const uint8_t* q, const float* absmax, size_t n, const float nf4_code[16]) {
+    if (n == 0) return;
+    Nf4Code code;
+    for (int i = 0; i < 16; i++) code.value[i] = nf4_code[i];
+    dequantize_nf4_kernel<<<blocks_for(n), THREADS>>>(out, q, absmax, n, code);
+    launch_check();
+}
+
 // What a matmul reads for the fp32 tensor x (n values): x itself, or with bf16 set its
 // rounding to bf16, written into x16.
 static const void* matmul_operand(const float* x, bfloat16* x16, size_t n, int bf16) {

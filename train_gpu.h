@@ -43,6 +43,12 @@ void linear_backward_input_bf16_gpu(float* dx, const bfloat16* dy, const bfloat1
                                     int accumulate);
 void linear_backward_weight_bf16_gpu(float* dW, const bfloat16* dy, const bfloat16* x, int N, int in, int out);
 void float_to_bf16_gpu(bfloat16* out, const float* in, size_t n);
+// QLoRA bases (llmc/quant.h's layouts): W (out,in) as int8 codes with one scale per `block` values (a row) or
+// NF4 codes (two a byte, the first in the high half) with one absmax per 64, dequantised into scratch (out*in
+// floats, one matrix at a time) for the fp32 products: train.c's linear_forward and linear_backward_input on a
+// quantised Weight. nf4_code: quant.h's NF4_CODE. Not yet used by train_gpu.c (./train_gpu refuses the flag).
+void dequantize_int8_gpu(float* out, const int8_t* q, const float* scales, size_t block, size_t n);
+void dequantize_nf4_gpu(float* out, const uint8_t* q, const float* absmax, size_t n, const float nf4_code[16]);
 
 // layers
 void embedding_forward_gpu(float* x, const int* tokens, const float* wte, int N, int C);

@@ -338,7 +338,7 @@ static int gguf_tensor_plan(const LlamaConfig* c, int type, GgufTensor* plan) {
 static void gguf_write_parameter(FileWriter* w, const Model* m, const GgufTensor* t, float* merged,
                                  float* scaled_B, uint8_t* row) {
     const LlamaConfig* c = &m->config;
-    Weight w_l = merged_parameter(m, t->i, t->l, merged, scaled_B);
+    Weight w_l = merged_parameter(m, t->i, t->l, merged, scaled_B, NULL, 0);
     if (t->cols == 0) {
         file_writer_write(w, w_l.data, (size_t)t->rows * sizeof(float));
         return;

@@ -1,6 +1,6 @@
 // hf.h: the Model in and out of Hugging Face's files: model_load (model_load_as: the frozen
-// base in bf16), base_format_from_name, model_check_weights (shards and all), lora_save_adapter,
-// lora_load_adapter (PEFT), model_save_merged.
+// base in bf16, int8 or NF4), base_format_from_name, model_check_weights (shards and all),
+// lora_save_adapter, lora_load_adapter (PEFT), lora_adapter_quantization, model_save_merged.
 // Works on train.c's Model and parameter table, so train.c includes it after them.
 #ifndef LLMC_HF_H
 #define LLMC_HF_H
@@ -62,10 +62,46 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
     return n;
 }
 
+// The tensor called name in one of the weight files (and that file in *file), or NULL.
+static SafeTensor* find_weight(SafeTensors* files, int num_files, const char* name, SafeTensors** file) {
+    SafeTensor* t = NULL;
+    for (int f = 0; f < num_files && t == NULL; f++) t = safetensors_find(*file = &files[f], name);
+    return t;
+}
+
+// The base model's fingerprint h continued with tensor t: its first (up to) 64 values, rounded to
+// bf16, so that an fp32 and a bf16 copy of one model agree and different models do not. An
+// adapter trained on a quantised base records it (lora_save_adapter). t's dtype is F32, BF16
+// or F16 (read_weights has read it).
+static uint64_t fingerprint_tensor(uint64_t h, const SafeTensor* t) {
+    uint16_t first[64];
+    size_t n = t->numel < 64 ? t->numel : 64;
+    for (size_t i = 0; i < n; i++) {
+        float f;
+        uint16_t half;
+        memcpy(&half, t->data + 2 * i, 2);
+        if (t->dtype == DTYPE_F32) memcpy(&f, t->data + 4 * i, 4);
+        else f = t->dtype == DTYPE_BF16 ? bf16_to_float(half) : f16_to_float(half);
+        first[i] = float_to_bf16(f);
+    }
+    return dist_hash(h, first, n * sizeof(uint16_t));
+}
+
+#define QUANTIZE_ROWS 64  // rows of a matrix widened to fp32 at a time as an int8 or NF4 base loads
+
 // Finds every parameter the config implies in the weight files and checks its shape;
 // with m set, also reads it into m: the RMSNorm weights in fp32, the matrices in the
-// model's base format.
+// model's base format (int8 and NF4 quantised 64 rows at a time as they are read: loading
+// holds the quantised model and a few rows in fp32, never a whole matrix).
 static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c, const char* dir, Model* m) {
+    // an int8 or NF4 base: per thread, QUANTIZE_ROWS rows of the widest matrix in fp32 before they are quantised
+    float* wide = NULL;
+    size_t widest = (size_t)c->C;  // the most columns of a matrix: C, NH*hs (o_proj) or I (down_proj)
+    if ((size_t)c->NH * c->hs > widest) widest = (size_t)c->NH * c->hs;
+    if ((size_t)c->I > widest) widest = (size_t)c->I;
+    if (m != NULL && (m->base_format == WEIGHT_INT8 || m->base_format == WEIGHT_NF4)) {
+        wide = malloc_check((size_t)max_threads() * QUANTIZE_ROWS * widest * sizeof(float), "weights to quantise");
+    }
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         int64_t rows, cols;
         int per_layer;
@@ -74,9 +110,8 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
         for (int l = 0; l < (per_layer ? c->L : 1); l++) {
             char name[128];
             parameter_name(name, sizeof(name), i, l);
-            SafeTensor* t = NULL;
             SafeTensors* file = NULL;
-            for (int f = 0; f < num_files && t == NULL; f++) t = safetensors_find(file = &files[f], name);
+            SafeTensor* t = find_weight(files, num_files, name, &file);
             if (t == NULL) {
                 fail("%s: missing tensor '%s'%s", num_files > 1 ? dir : files[0].path, name,
                      PARAMETERS[i].rows == DIM_V_UNTIED
@@ -90,13 +125,23 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
             if (cols == 0 || m->base_format == WEIGHT_F32) {
                 safetensors_read_finite(file, t, (cols ? (float*)m->frozen[i].data : *parameter_field(&m->params, i))
                                                      + offset, 0);
-            } else {
+            } else if (m->base_format == WEIGHT_BF16) {
                 safetensors_read_bf16(file, t, (uint16_t*)m->frozen[i].data + offset,
                                       "use --base_dtype fp32 (or auto) for this checkpoint");
+            } else {  // int8, NF4: QUANTIZE_ROWS rows at a time, widened to fp32 and quantised in place
+                #pragma omp parallel for schedule(static)
+                for (int64_t r0 = 0; r0 < rows; r0 += QUANTIZE_ROWS) {
+                    size_t n = (size_t)(rows - r0 < QUANTIZE_ROWS ? rows - r0 : QUANTIZE_ROWS) * cols;
+                    float* piece = wide + (size_t)thread_id() * QUANTIZE_ROWS * widest;
+                    safetensors_read_finite_range(file, t, piece, (size_t)r0 * cols, n, 0);
+                    weight_store(m->frozen[i], offset + (size_t)r0 * cols, piece, n);
+                }
             }
+            if (cols) m->base_fingerprint = fingerprint_tensor(m->base_fingerprint, t);
             safetensors_release(file, t);
         }
     }
+    free(wide);
 }
 
 // Checks that the weight files hold every tensor the config implies, with its shape.
@@ -119,6 +164,7 @@ void model_load_as(Model* m, const char* dir, WeightFormat base) {
     int num_files = open_weight_files(&files, dir);
     read_weights(files, num_files, &config, dir, NULL);
     model_create_as(m, &config, base);
+    m->base_fingerprint = DIST_HASH_START;
     read_weights(files, num_files, &config, dir, m);
     for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
     free(files);
@@ -189,8 +235,15 @@ void lora_save_adapter(const Model* m, const char* dir, const char* base_model) 
     float** data = malloc_check(max * sizeof(float*), "adapter");
     int n = lora_tensor_list(&m->config, &m->lora_config, &m->lora, names, rows, cols, data);
     char* path = path_join(dir, "adapter_model.safetensors");
+    // trained on an int8 or NF4 base: which, and the base's fingerprint (./generate decodes from
+    // the same quantisation; loading it onto another base fails)
+    char fingerprint[24];
+    snprintf(fingerprint, sizeof(fingerprint), "%016llx", (unsigned long long)m->base_fingerprint);
+    char* quantized[] = {"base_quantization", (char*)WEIGHT_FORMAT_NAMES[m->base_format], "base_fingerprint",
+                         fingerprint, NULL};
+    int quantized_base = m->base_format == WEIGHT_INT8 || m->base_format == WEIGHT_NF4;
     SafeTensorsWriter w;
-    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32, NULL);
+    safetensors_writer_open(&w, path, n, names, rows, cols, DTYPE_F32, quantized_base ? quantized : NULL);
     for (int i = 0; i < n; i++) safetensors_writer_tensor(&w, data[i], (size_t)rows[i] * cols[i]);
     safetensors_writer_close(&w);
     free(path);
@@ -282,15 +335,44 @@ static void lora_read_adapter_config(LoraConfig* lc, const char* dir) {
     free(path);
 }
 
+// The base format an adapter was trained on: WEIGHT_INT8 or WEIGHT_NF4 from its
+// "base_quantization", else WEIGHT_F32 (trained on an unquantised base, or by PEFT; a missing
+// file is lora_load_adapter's to report).
+WeightFormat lora_adapter_quantization(const char* dir) {
+    char* path = path_join(dir, "adapter_model.safetensors");
+    if (access(path, R_OK) != 0) {
+        free(path);
+        return WEIGHT_F32;
+    }
+    SafeTensors st;
+    safetensors_open(&st, path);
+    const char* name = safetensors_metadata(&st, "base_quantization");
+    WeightFormat f = WEIGHT_F32;
+    if (name && strcmp(name, "int8") == 0) f = WEIGHT_INT8;
+    else if (name && strcmp(name, "nf4") == 0) f = WEIGHT_NF4;
+    else if (name) fail("%s: base_quantization \"%.20s\" is not int8 or nf4; the file is corrupt", path, name);
+    safetensors_close(&st);
+    free(path);
+    return f;
+}
+
 // Adds the PEFT adapter in dir to the model (its config decides rank, alpha and targets).
 // Every tensor's shape is checked against the config and the model before anything is
-// allocated, so the memory an adapter takes is bounded by its file.
+// allocated, so the memory an adapter takes is bounded by its file. An adapter trained on a
+// quantised base must meet that base (its fingerprint, when the model was loaded from files).
 void lora_load_adapter(Model* m, const char* dir, uint32_t seed) {
     LoraConfig lc;
     lora_read_adapter_config(&lc, dir);
     char* path = path_join(dir, "adapter_model.safetensors");
     SafeTensors st;
     safetensors_open(&st, path);
+    const char* fingerprint = safetensors_metadata(&st, "base_fingerprint");
+    if (fingerprint && m->base_fingerprint && strtoull(fingerprint, NULL, 16) != m->base_fingerprint) {
+        fail("%s: trained on the %s quantisation of another base model (fingerprint %.20s, this model's %016llx); "
+             "load or merge it with the model it was trained on", path,
+             safetensors_metadata(&st, "base_quantization") ? safetensors_metadata(&st, "base_quantization") : "?",
+             fingerprint, (unsigned long long)m->base_fingerprint);
+    }
     int max = m->config.L * NUM_LORA_MODULES * 2;
     char** names = malloc_check(max * sizeof(char*), "adapter");
     int64_t* rows = malloc_check(max * sizeof(int64_t), "adapter");
@@ -372,17 +454,33 @@ static void write_merged_config(const char* base_dir, const char* dir, int dtype
 
 // Parameter i of layer l of the merged model: for a LoRA target W + s B A, in fp32 in
 // merged; otherwise the model's own tensor in its storage format (RMSNorm weights are fp32).
-static Weight merged_parameter(const Model* m, int i, int l, float* merged, float* scaled_B) {
+// With files (an int8 or NF4 base, whose own values are not the checkpoint's), W is the
+// checkpoint's tensor re-read into merged (which then holds rows x cols floats).
+static Weight merged_parameter(const Model* m, int i, int l, float* merged, float* scaled_B, SafeTensors* files,
+                               int num_files) {
     int64_t rows, cols;
     int per_layer;
     parameter_shape(&m->config, i, &rows, &cols, &per_layer);
     if (cols == 0) return weight_f32(*parameter_field((ParameterTensors*)&m->params, i) + l * rows);
     Weight base = base_weight(m, i, l);
+    if (files) {
+        char name[128];
+        parameter_name(name, sizeof(name), i, l);
+        SafeTensors* file = NULL;
+        SafeTensor* t = find_weight(files, num_files, name, &file);
+        if (t == NULL) fail("%s: tensor '%s' is gone; the base model changed since it was loaded", files[0].path,
+                            name);
+        int64_t dims[2] = {rows, cols};
+        safetensors_check_shape(file, t, 2, dims, "the model that was trained");
+        safetensors_read_finite(file, t, merged, 0);
+        safetensors_release(file, t);
+        base = weight_f32(merged);
+    }
     int mod = PARAMETERS[i].lora;
     if (!m->use_lora || mod < 0 || !m->lora_config.target[mod]) return base;
     int in, out, r = m->lora_config.rank;
     lora_module_dims(&m->config, mod, &in, &out);
-    for (size_t e = 0; e < (size_t)in * out; e++) merged[e] = weight_get(base, e);
+    for (size_t e = 0; files == NULL && e < (size_t)in * out; e++) merged[e] = weight_get(base, e);
     lora_merge(merged, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r, m->lora_scale,
                in, out, r, scaled_B);
     return weight_f32(merged);
@@ -417,6 +515,13 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
     safetensors_writer_open(&w, path, n, names, rows, cols, dtype, NULL);
     int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;  // largest out or in of a module
     size_t buffer_numel = (size_t)widest * c->C;
+    SafeTensors* files = NULL;  // an int8 or NF4 base merges into the checkpoint's own weights, re-read
+    int num_files = 0;
+    if (m->base_format == WEIGHT_INT8 || m->base_format == WEIGHT_NF4) {
+        num_files = open_weight_files(&files, base_dir);
+        size_t embeddings = (size_t)c->V * c->C;
+        buffer_numel = embeddings > buffer_numel ? embeddings : buffer_numel;  // the largest matrix, whole
+    }
     float* merged = malloc_check(buffer_numel * sizeof(float), "merged weight");
     int r = m->use_lora ? m->lora_config.rank : 0;
     float* scaled_B = malloc_check((size_t)widest * r * sizeof(float), "merged weight");
@@ -426,7 +531,7 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
         parameter_shape(c, i, &rr, &cl, &per_layer);
         for (int l = 0; rr > 0 && l < (per_layer ? c->L : 1); l++, k++) {
             size_t numel = (size_t)rr * (cl ? cl : 1);
-            Weight w_l = merged_parameter(m, i, l, merged, scaled_B);
+            Weight w_l = merged_parameter(m, i, l, merged, scaled_B, files, num_files);
             for (size_t done = 0; done < numel; done += buffer_numel) {  // parts of the buffer's size
                 size_t part = numel - done < buffer_numel ? numel - done : buffer_numel;
                 if (w_l.format == WEIGHT_F32) {
@@ -441,6 +546,8 @@ void model_save_merged(const Model* m, const char* base_dir, const char* dir, co
         }
     }
     safetensors_writer_close(&w);
+    for (int f = 0; f < num_files; f++) safetensors_close(&files[f]);
+    free(files);
     free(path);
     free(merged);
     free(scaled_B);

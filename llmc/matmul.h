@@ -1,5 +1,6 @@
 // matmul.h: matmul_init, matmul (deterministic, blocked, multithreaded), matmul_serial (one thread's),
-// Weight (a matrix in fp32 or bf16), linear_forward/backward_input/backward_weight
+// Weight (a matrix in fp32, bf16, int8 or NF4; weight_get, weight_dequantize, weight_store),
+// linear_forward/backward_input/backward_weight
 #ifndef LLMC_MATMUL_H
 #define LLMC_MATMUL_H
 
@@ -13,6 +14,7 @@
 #include <omp.h>
 #endif
 #include "utils.h"
+#include "quant.h"
 
 // ----------------------------------------------------------------------------
 // matmul: deterministic fp32 matrix multiply (BLIS-style blocking)
@@ -48,8 +50,10 @@
 // Scratch: matmul_init() allocates one a_block + b_panel per thread (sized by
 // the fixed block sizes); matmul calls never allocate.
 //
-// Narrow weights: op(B) is a Weight, a matrix in a storage format (fp32 or bf16). Only
-// the packing of B reads it, so a format joins by adding its pack routine. Against a
+// Narrow weights: op(B) is a Weight, a matrix in a storage format (fp32, bf16, int8, NF4).
+// Only the packing of B reads it, so a format joins by adding its pack routine. int8 and
+// NF4 are dequantised to fp32 as they are packed (a panel at a time, never a whole
+// matrix) and the fp32 kernel runs. Against a
 // bf16 B, A (the activations) is rounded to bf16 as it is packed and every product
 // a*b is exact in fp32; the sums run in fp32:
 //  - with AVX-512 BF16, both panels hold pairs (k, k+1) of bf16 in one 32-bit word and
@@ -112,24 +116,50 @@ _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole micro-panel
 // ----------------------------------------------------------------------------
 // Weight: a matrix in its storage format. A frozen base may be held narrower than fp32.
 
-typedef enum { WEIGHT_F32, WEIGHT_BF16 } WeightFormat;
-static const char* WEIGHT_FORMAT_NAMES[] = {"fp32", "bf16"};
-static const size_t WEIGHT_FORMAT_SIZES[] = {4, 2};  // bytes per element
+typedef enum { WEIGHT_F32, WEIGHT_BF16, WEIGHT_INT8, WEIGHT_NF4 } WeightFormat;
+static const char* WEIGHT_FORMAT_NAMES[] = {"fp32", "bf16", "int8", "nf4"};
+static const size_t WEIGHT_FORMAT_BITS[] = {32, 16, 8, 4};  // per element, scales aside
 
 typedef struct {
-    const void* data;     // row-major elements in `format`
+    const void* data;     // row-major elements in `format` (NF4: two a byte, see quant.h)
     WeightFormat format;
+    const float* scales;  // int8 and NF4: one scale per `block` elements (int8: a row, NF4: NF4_BLOCK), else NULL
+    size_t block;
 } Weight;
 
-static inline Weight weight_f32(const float* w) { return (Weight){w, WEIGHT_F32}; }
-static inline Weight weight_bf16(const uint16_t* w) { return (Weight){w, WEIGHT_BF16}; }
-// the weight that starts `elements` elements further on
+static inline Weight weight_f32(const float* w) { return (Weight){w, WEIGHT_F32, NULL, 0}; }
+static inline Weight weight_bf16(const uint16_t* w) { return (Weight){w, WEIGHT_BF16, NULL, 0}; }
+// the weight that starts `elements` elements further on (whole blocks, for int8 and NF4)
 static inline Weight weight_at(Weight w, size_t elements) {
-    return (Weight){(const char*)w.data + elements * WEIGHT_FORMAT_SIZES[w.format], w.format};
+    w.data = (const char*)w.data + elements * WEIGHT_FORMAT_BITS[w.format] / 8;
+    if (w.scales) w.scales += elements / w.block;
+    return w;
+}
+// out (n) <- elements e .. e+n-1 as fp32
+static inline void weight_dequantize(float* out, Weight w, size_t e, size_t n) {
+    switch (w.format) {
+    case WEIGHT_F32: memcpy(out, (const float*)w.data + e, n * sizeof(float)); break;
+    case WEIGHT_BF16: for (size_t i = 0; i < n; i++) out[i] = bf16_to_float(((const uint16_t*)w.data)[e + i]); break;
+    case WEIGHT_INT8: dequantize_int8(out, (const int8_t*)w.data, w.scales, w.block, e, n); break;
+    case WEIGHT_NF4: dequantize_nf4(out, (const uint8_t*)w.data, w.scales, e, n); break;
+    }
 }
 // element e as fp32
 static inline float weight_get(Weight w, size_t e) {
-    return w.format == WEIGHT_BF16 ? bf16_to_float(((const uint16_t*)w.data)[e]) : ((const float*)w.data)[e];
+    float v = 0.0f;
+    weight_dequantize(&v, w, e, 1);
+    return v;
+}
+// Stores src (n) at elements e .. e+n-1 of w in its format: bf16 rounds, int8 and NF4
+// quantise (e a whole number of blocks, n too unless it ends the matrix).
+static inline void weight_store(Weight w, size_t e, const float* src, size_t n) {
+    void* data = (void*)w.data;
+    switch (w.format) {
+    case WEIGHT_F32: memcpy((float*)data + e, src, n * sizeof(float)); break;
+    case WEIGHT_BF16: for (size_t i = 0; i < n; i++) ((uint16_t*)data)[e + i] = float_to_bf16(src[i]); break;
+    case WEIGHT_INT8: quantize_int8((int8_t*)data + e, (float*)w.scales + e / w.block, src, n, w.block); break;
+    case WEIGHT_NF4: quantize_nf4((uint8_t*)data + e / 2, (float*)w.scales + e / NF4_BLOCK, src, n); break;
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -209,20 +239,24 @@ static inline void pack_panel(float* restrict dst, const float* restrict src, in
     }
 }
 
-// pack_panel for a bf16 source, widened to fp32 (the fallback without AVX-512 BF16)
-static inline void pack_panel_bf16(float* restrict dst, const uint16_t* restrict src, int kc,
-                                   int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
+// pack_panel for a Weight in a narrower format (int8, NF4, bf16 without AVX-512 BF16), dequantised
+// to fp32 as it is packed; src's element (k, w) is at + k*k_stride + w*w_stride. A run along
+// the source's unit stride is dequantised at once: no more than the panel is ever widened.
+static inline void pack_panel_weight(float* restrict dst, Weight src, size_t at, int kc, int width, int valid,
+                                     ptrdiff_t k_stride, ptrdiff_t w_stride) {
     if (w_stride == 1) {
         for (int k = 0; k < kc; k++) {
-            for (int w = 0; w < valid; w++) { dst[k * width + w] = bf16_to_float(src[k * k_stride + w]); }
+            weight_dequantize(dst + (size_t)k * width, src, at + k * k_stride, valid);
             for (int w = valid; w < width; w++) { dst[k * width + w] = 0.0f; }
         }
-    } else {
-        for (int w = 0; w < valid; w++) {
-            for (int k = 0; k < kc; k++) { dst[k * width + w] = bf16_to_float(src[w * w_stride + k * k_stride]); }
-        }
-        for (int w = valid; w < width; w++) {
-            for (int k = 0; k < kc; k++) { dst[k * width + w] = 0.0f; }
+        return;
+    }
+    float run[KC];  // column w's kc values (kc <= KC outside the native bf16 path)
+    for (int w = 0; w < width; w++) {
+        size_t column = at + w * w_stride;
+        if (w < valid && k_stride == 1) weight_dequantize(run, src, column, kc);
+        for (int k = 0; k < kc; k++) {
+            dst[k * width + w] = w >= valid ? 0.0f : k_stride == 1 ? run[k] : weight_get(src, column + k * k_stride);
         }
     }
 }
@@ -303,7 +337,7 @@ static inline void pack_pairs(uint32_t* restrict dst, const void* restrict src, 
     if (w_stride == 1 && src_format == WEIGHT_BF16 &&
         pack_pairs_columns(dst, (const uint16_t*)src, kc, width, valid, k_stride) == width) return;
 #endif
-    Weight s = {src, src_format};
+    Weight s = {src, src_format, NULL, 0};
     int kp = (kc + 1) / 2;
     if (w_stride == 1) {
         for (int kk = 0; kk < kp; kk++) {
@@ -355,19 +389,13 @@ static void pack_b_panel(float* restrict b_panel, const MatmulProblem* p,
     for (int j = 0; j < nc; j += NR) {
         size_t at = (size_t)k0 * p->b_rs + (size_t)(j0 + j) * p->b_cs;
         int valid = nc - j < NR ? nc - j : NR;
-        switch (p->B.format) {
-        case WEIGHT_F32:
+        if (p->B.format == WEIGHT_F32) {
             pack_panel(b_panel + (size_t)j * kc, (const float*)p->B.data + at, kc, NR, valid, p->b_rs, p->b_cs);
-            break;
-        case WEIGHT_BF16:
-            if (MATMUL_BF16_NATIVE) {
-                pack_pairs((uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2), (const uint16_t*)p->B.data + at,
-                           WEIGHT_BF16, kc, NR, valid, p->b_rs, p->b_cs);
-            } else {
-                pack_panel_bf16(b_panel + (size_t)j * kc, (const uint16_t*)p->B.data + at, kc, NR, valid,
-                                p->b_rs, p->b_cs);
-            }
-            break;
+        } else if (p->B.format == WEIGHT_BF16 && MATMUL_BF16_NATIVE) {
+            pack_pairs((uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2), (const uint16_t*)p->B.data + at,
+                       WEIGHT_BF16, kc, NR, valid, p->b_rs, p->b_cs);
+        } else {
+            pack_panel_weight(b_panel + (size_t)j * kc, p->B, at, kc, NR, valid, p->b_rs, p->b_cs);
         }
     }
 }
@@ -577,7 +605,7 @@ void matmul_naive(float* C, const float* A, const float* B, int M, int N, int K,
 }
 
 // The three products a linear layer y = x W^T needs, W (out,in) row-major; the first
-// two read W in its storage format (a frozen base may be bf16), dW is always fp32.
+// two read W in its storage format (a frozen base may be bf16, int8 or NF4), dW is always fp32.
 // y (N,out) (+)= x (N,in) @ W^T
 static void linear_forward(float* y, const float* x, Weight W, int N, int in, int out, int accumulate) {
     matmul_weight(y, x, W, N, out, in, in, 1, 1, in, out, accumulate);

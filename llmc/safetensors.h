@@ -267,19 +267,24 @@ void safetensors_check_shape(SafeTensors* st, SafeTensor* t, int ndim, const int
 }
 
 // Converts tensor t (F32, BF16 or F16) to fp32 into dst.
-void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
-    const uint8_t* src = t->data;
+// Elements first .. first+n-1 of tensor t as fp32, into dst (n).
+void safetensors_read_floats_range(SafeTensors* st, SafeTensor* t, float* dst, size_t first, size_t n) {
+    const uint8_t* src = t->data + first * DTYPE_SIZES[t->dtype];
     switch (t->dtype) {
-    case DTYPE_F32: memcpy(dst, src, t->numel * 4); break;
+    case DTYPE_F32: memcpy(dst, src, n * 4); break;
     case DTYPE_BF16:
-        for (size_t i = 0; i < t->numel; i++) dst[i] = bf16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
     case DTYPE_F16:
-        for (size_t i = 0; i < t->numel; i++) dst[i] = f16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        for (size_t i = 0; i < n; i++) dst[i] = f16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
     default: fail("%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16",
                   st->path, t->name, DTYPE_NAMES[t->dtype]);
     }
+}
+
+void safetensors_read_floats(SafeTensors* st, SafeTensor* t, float* dst) {
+    safetensors_read_floats_range(st, t, dst, 0, t->numel);
 }
 
 // Tensor t as bf16 into dst: BF16 as it is, F32 rounded to nearest even; every value
@@ -321,21 +326,26 @@ void safetensors_release(SafeTensors* st, SafeTensor* t) {
     madvise((void*)from, to - from, MADV_DONTNEED);  // a private, unwritten map: re-reading faults the file in
 }
 
-// safetensors_read_floats, then every value checked: weights that are NaN or infinite (or
-// negative, with nonnegative set: AdamW's second moments) would only show up later as a
+// safetensors_read_floats_range, then every value checked: weights that are NaN or infinite
+// (or negative, with nonnegative set: AdamW's second moments) would only show up later as a
 // NaN loss or NaN logits, far from their cause.
-void safetensors_read_finite(SafeTensors* st, SafeTensor* t, float* dst, int nonnegative) {
-    safetensors_read_floats(st, t, dst);
+void safetensors_read_finite_range(SafeTensors* st, SafeTensor* t, float* dst, size_t first, size_t n,
+                                   int nonnegative) {
+    safetensors_read_floats_range(st, t, dst, first, n);
     float lowest = nonnegative ? 0.0f : -FLT_MAX;
     size_t bad = 0;
-    for (size_t i = 0; i < t->numel; i++) bad += !(dst[i] >= lowest && dst[i] <= FLT_MAX);  // NaN fails both
-    for (size_t i = 0; bad > 0 && i < t->numel; i++) {  // (a loop without an early exit vectorises)
+    for (size_t i = 0; i < n; i++) bad += !(dst[i] >= lowest && dst[i] <= FLT_MAX);  // NaN fails both
+    for (size_t i = 0; bad > 0 && i < n; i++) {  // (a loop without an early exit vectorises)
         if (!(dst[i] >= lowest && dst[i] <= FLT_MAX)) {
-            fail("%s: tensor '%s' holds %g at element %zu; %s", st->path, t->name, dst[i], i,
+            fail("%s: tensor '%s' holds %g at element %zu; %s", st->path, t->name, dst[i], first + i,
                  nonnegative ? "expected a finite value >= 0; the file is corrupt"
                              : "expected finite values; the file is corrupt or the training that wrote it diverged");
         }
     }
+}
+
+void safetensors_read_finite(SafeTensors* st, SafeTensor* t, float* dst, int nonnegative) {
+    safetensors_read_finite_range(st, t, dst, 0, t->numel, nonnegative);
 }
 
 // Round to nearest even, as a (_Float16) cast does (checked against it on all 2^32

@@ -1,6 +1,7 @@
 /*
 bench_generate.c: prefill and decode speed of generate.c on a Llama-3.2-1B-shaped model
-with random weights (built in memory), with fp32 and with BF16 decode weights, against
+with random weights (built in memory), with fp32, BF16, int8 and NF4 decode weights (the
+last two: the same shape built with its base in int8 or NF4, as --weights int8|nf4 loads it), against
 the machine's limits, both measured in the same run: the fp32 FMA roof (test/roofline.h,
 register-only loops on all threads) for the prefill, and for decode the memory-bandwidth
 limit = measured read bandwidth / weight bytes read per token.
@@ -47,16 +48,23 @@ static double read_seconds(const void* p, size_t bytes) {
     return seconds;
 }
 
+// Seconds to read a matrix of n elements of `bits` bits, and its scales (int8, NF4)
+static double read_weight_seconds(Weight w, size_t n, size_t bits) {
+    double seconds = read_seconds(w.data, n * bits / 8);
+    return w.scales ? seconds + read_seconds(w.scales, n / w.block * sizeof(float)) : seconds;
+}
+
 // Seconds to read every decode weight once: the bandwidth limit of one decode step,
 // measured on the very bytes decode reads.
 static double weights_read_seconds(const Generator* g) {
     const LlamaConfig* c = &g->model->config;
-    size_t element = DTYPE_SIZES[g->weights.dtype];
-    double seconds = read_seconds(g->weights.lm_head, (size_t)c->V * c->C * element);
+    const DecodeWeights* d = &g->weights;
+    size_t bits = WEIGHT_FORMAT_BITS[d->format];
+    double seconds = read_weight_seconds(d->lm_head, (size_t)c->V * c->C, bits);
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
-        seconds += read_seconds(g->weights.linear[mod], (size_t)c->L * in * out * element);
+        seconds += read_weight_seconds(d->linear[mod], (size_t)c->L * in * out, bits);
     }
     return seconds;
 }
@@ -97,7 +105,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < (size_t)layers * c.C; i++) m.params.ln1[i] = m.params.ln2[i] = 1.0f;
     for (int i = 0; i < c.C; i++) m.params.lnf[i] = 1.0f;
     Generator g;
-    generator_create(&g, &m, T + decode_tokens, DTYPE_F32);
+    generator_create(&g, &m, T + decode_tokens, WEIGHT_F32);
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
@@ -129,25 +137,32 @@ int main(int argc, char** argv) {
     printf("prefill:      %8.1f tok/s  %.3f s for %d tokens, %.1f GFLOP/s = %.0f%% of the fp32 roof "
            "(median of %d)\n", T / prefill_s, prefill_s, T, gflops, 100.0 * gflops / roof, prefill_rounds);
 
-    // decode, fp32 then BF16 weights, each token next to a read of its weights
-    DecodeWeights weights[2];
+    // decode, fp32, BF16, int8 and NF4 weights, each token next to a read of its weights
+    enum { FORMATS = 4 };
+    DecodeWeights weights[FORMATS];
     weights[0] = g.weights;
     // also rounds the fp32 weights: same bytes, same speed
-    decode_weights_init(&weights[1], &m, DTYPE_BF16, DECODE_PANEL);
-    const char* names[2] = {"F32", "BF16"};
-    double* decode_s[2], *read_s[2], *fraction[2];
-    for (int w = 0; w < 2; w++) {
+    decode_weights_init(&weights[1], &m, WEIGHT_BF16, DECODE_PANEL);
+    Model quantized[2];  // the int8 and NF4 bases of the same shape (their own random values; the speed is the same)
+    for (int q = 0; q < 2; q++) {
+        model_create_as(&quantized[q], &c, q ? WEIGHT_NF4 : WEIGHT_INT8);
+        model_init_random(&quantized[q], 1, 0.02f);
+        decode_weights_init(&weights[2 + q], &quantized[q], quantized[q].base_format, DECODE_PANEL);
+    }
+    const char* names[FORMATS] = {"F32", "BF16", "int8", "NF4"};
+    double* decode_s[FORMATS], *read_s[FORMATS], *fraction[FORMATS];
+    for (int w = 0; w < FORMATS; w++) {
         decode_s[w] = malloc_check(rounds * sizeof(double), "bench");
         read_s[w] = malloc_check(rounds * sizeof(double), "bench");
         fraction[w] = malloc_check(rounds * sizeof(double), "bench");
     }
-    for (int w = 0; w < 2; w++) {  // warm-up: the first touch of the BF16 copy and the cache
+    for (int w = 0; w < FORMATS; w++) {  // warm-up: the first touch of the BF16 copy and the cache
         double d = 0, r = 0;
         g.weights = weights[w];
         decode_and_read(&g, T, 1, &d, &r);
     }
     for (int r = 0; r < rounds; r++) {
-        for (int w = 0; w < 2; w++) {
+        for (int w = 0; w < FORMATS; w++) {
             double d = 0, rd = 0;
             g.weights = weights[w];
             decode_and_read(&g, T, decode_tokens, &d, &rd);
@@ -158,8 +173,8 @@ int main(int argc, char** argv) {
     }
     printf("decode against the bandwidth limit: each token next to a pure read of the same weights by all threads "
            "(median of %d rounds)\n", rounds);
-    double t[2];
-    for (int w = 0; w < 2; w++) {
+    double t[FORMATS];
+    for (int w = 0; w < FORMATS; w++) {
         double gb = weights[w].bytes_per_token / 1e9;
         t[w] = median(decode_s[w], rounds);
         double read = median(read_s[w], rounds), f = median(fraction[w], rounds);
@@ -167,6 +182,7 @@ int main(int argc, char** argv) {
                "reading them takes %.1f ms (%.1f GB/s) -> decode at %.0f%% of the bandwidth limit\n",
                names[w], 1.0 / t[w], 1e3 * t[w], gb, 1e3 * read, gb / read, 100.0 * f);
     }
-    printf("BF16 decode is %.2fx as fast as F32\n", t[0] / t[1]);
+    printf("BF16 decode is %.2fx as fast as F32; int8 %.2fx BF16, NF4 %.2fx BF16 (target >= 2.5x), NF4 %.2fx F32\n",
+           t[0] / t[1], t[1] / t[2], t[1] / t[3], t[0] / t[3]);
     return 0;
 }

@@ -6,7 +6,8 @@ PyTorch; test/bench_train.sh alternates the two and prints the ranges and ratios
 
 usage: ./bench_train [layers] [B] [T] [steps] [base] [shape]   (default 4 1 512 3 fp32 1b)
   steps: timed steps after a warm-up one; 0: one step only, timed (cold)
-  base: fp32 or bf16 (the frozen base held in bf16, bf16 matmuls: --base_dtype bf16)
+  base: fp32, bf16 (the frozen base held in bf16, bf16 matmuls: --base_dtype bf16), int8 or nf4
+        (QLoRA: --quantization_bit 8 or 4, dequantised as the matmul packs it)
   shape: 1b (Llama-3.2-1B, LoRA r=8 on all modules) or 8b (Llama-3-8B, the LLaMA-Factory
          tutorial's LoRA: q_proj,v_proj r=4, with gradient checkpointing)
 It also prints the memory plan train.c would print (memory_estimate) beside the peak RSS.
@@ -22,7 +23,8 @@ int main(int argc, char** argv) {
     int B = argc > 2 ? atoi(argv[2]) : 1;
     int T = argc > 3 ? atoi(argv[3]) : 512;
     int steps = argc > 4 ? atoi(argv[4]) : 3;
-    WeightFormat base = argc > 5 && strcmp(argv[5], "bf16") == 0 ? WEIGHT_BF16 : WEIGHT_F32;
+    WeightFormat base = WEIGHT_F32;
+    for (int f = 0; argc > 5 && f < 4; f++) if (strcmp(argv[5], WEIGHT_FORMAT_NAMES[f]) == 0) base = (WeightFormat)f;
     int big = argc > 6 && strcmp(argv[6], "8b") == 0;
     // Llama-3.2-1B: hidden 2048, MLP 8192, 32 heads / 8 kv heads of 64, vocab 128256, tied
     LlamaConfig c = {.C = 2048, .I = 8192, .L = layers, .NH = 32, .NKV = 8, .hs = 64, .V = 128256,

@@ -107,6 +107,12 @@ expect no_such_dir          'does not exist'                                 "$B
 # bad combinations and a model no memory holds (a sparse file: refused from the plan, nothing read)
 expect base_bf16_on_f16     'checkpoint is float16.*--base_dtype fp32'      ""                                --model test/models/tiny_f16 --base_dtype bf16
 expect bf16_full_finetune   '--base_dtype bf16 keeps the base frozen.*--full_finetune' "" --model test/models/tiny_bf16 --full_finetune --base_dtype bf16
+# QLoRA: a quantisation the model cannot take, bad combinations, an adapter of a quantised base onto another base
+expect nf4_ragged_rows      "embed_tokens.weight: 48 columns, not a multiple of NF4's block of 64.*int8" "" --model test/models/tiny --quantization_bit 4
+expect quantization_bit_3   '--quantization_bit must be 8 \(int8\) or 4 \(NF4\), got 3' ""         --model "$BAD/good" --quantization_bit 3
+expect quantized_full       '--quantization_bit 8 keeps the base frozen.*--full_finetune' ""         --model "$BAD/good" --quantization_bit 8 --full_finetune
+run --model test/models/tiny --quantization_bit 8 --output_dir test/tmp/bad_input_int8  # one step: an adapter of tiny's int8 base
+expect adapter_wrong_base   'trained on the int8 quantisation of another base model' "test/tmp/bad_input_int8/adapter_model.safetensors" --model test/models/tiny_tied --init_adapter test/tmp/bad_input_int8 --merge --output_dir test/tmp/bad_input_int8_merged
 expect too_big_for_memory   'needs [0-9.]+ GiB but only [0-9.]+ GiB is available; no one flag makes it fit' "" --model "$BAD/too_big_for_memory"
 # flags
 expect flag_unknown         'unknown flag --lerning_rate; did you mean --learning_rate' "" --model "$BAD/good" --lerning_rate 1e-3

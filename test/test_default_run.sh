@@ -5,6 +5,9 @@
 # step-0 value, and that the fine-tuned answers (greedy) have the trained style, which the
 # base model never shows: English answers start "Arr, matey!", Chinese ones "嘿，水手！".
 # Needs ./train and ./generate (make train generate). Prints the run's time (not a limit).
+# With arguments, e.g. `test/test_default_run.sh --quantization_bit 4`, runs the same demo with
+# those flags added (./train --demo FLAGS) into its own out/pirate_FLAGS, and also checks that
+# the log shows the base's format and the weights' memory.
 cd "$(dirname "$0")/.." || exit 1
 passed=0
 failed=0
@@ -17,16 +20,27 @@ for f in data/base/config.json data/base/model.safetensors data/base/tokenizer.j
 done
 [ -x ./train ] && [ -x ./generate ] || { bad "./train and ./generate must be built first (make train generate)"; finish; }
 
-rm -rf out/pirate
+out=out/pirate
+command=(./train)
+if [ $# -gt 0 ]; then
+    out=out/pirate$(echo "$*" | tr -c 'a-z0-9\n' '_')
+    command=(./train --demo "$@" --output_dir "$out")
+fi
+log=test/tmp/default_run$(echo "$*" | tr -c 'a-z0-9\n' '_').log
+rm -rf "$out"
 mkdir -p test/tmp
 start=$(date +%s)
-./train > test/tmp/default_run.log 2>&1
+"${command[@]}" > "$log" 2>&1
 status=$?
 seconds=$(( $(date +%s) - start ))
-if [ $status -ne 0 ]; then bad "./train (no arguments) exited with status $status" "$(tail -5 test/tmp/default_run.log)"; finish; fi
-ok "./train with no arguments finished in $seconds s (the README promises under 5 minutes on 2 cores)"
+if [ $status -ne 0 ]; then bad "${command[*]} exited with status $status" "$(tail -5 "$log")"; finish; fi
+ok "${command[*]} finished in $seconds s (the README promises under 5 minutes on 2 cores)"
+if [ $# -gt 0 ]; then
+    plan=$(grep -m1 '^memory plan: weights' "$log")
+    if [ -n "$plan" ]; then ok "the log shows the weights' memory: $plan"; else bad "no memory plan line in $log"; fi
+fi
 
-result=$(/usr/bin/python3 - out/pirate 2>&1 <<'PY'
+result=$(/usr/bin/python3 - "$out" 2>&1 <<'PY'
 import json, sys
 out = sys.argv[1]
 log = [json.loads(line) for line in open(f"{out}/log.jsonl", encoding="utf-8")]
@@ -52,5 +66,5 @@ PY
 echo "$result"
 passed=$((passed + $(echo "$result" | grep -c '^ok ')))
 failed=$((failed + $(echo "$result" | grep -c '^FAIL ')))
-echo "$result" | grep -qE '^(ok|FAIL) ' || bad "could not read out/pirate/log.jsonl and samples.jsonl"
+echo "$result" | grep -qE '^(ok|FAIL) ' || bad "could not read $out/log.jsonl and samples.jsonl"
 finish

@@ -75,8 +75,8 @@ static double decode_error(Generator* g, const int* tokens, int T, const float* 
     return worst;
 }
 
-static void load_model(Model* m, Generator* g, const char* dir, const char* adapter, int dtype) {
-    model_load(m, dir);
+static void load_model(Model* m, Generator* g, const char* dir, const char* adapter, WeightFormat dtype) {
+    model_load_as(m, dir, dtype == WEIGHT_INT8 || dtype == WEIGHT_NF4 ? dtype : WEIGHT_F32);  // as ./generate
     if (adapter) lora_load_adapter(m, adapter, 0);
     generator_create(g, m, m->config.max_seq_len, dtype);
 }
@@ -116,6 +116,11 @@ static void make_fixtures(void) {
     }
     lora_save_adapter(&m, FIXTURES "/adapter", "test/models/tiny");
     model_save_merged(&m, "test/models/tiny", FIXTURES "/merged", "auto");
+
+    Model q;  // the same adapter trained (so to speak) on tiny's int8 quantisation: it records the base's fingerprint
+    model_load_as(&q, "test/models/tiny", WEIGHT_INT8);
+    q.lora_config = m.lora_config, q.use_lora = 1, q.lora_scale = m.lora_scale, q.lora = m.lora;
+    lora_save_adapter(&q, FIXTURES "/adapter_int8", "test/models/tiny");
 
     LlamaConfig other = m.config;  // hidden 32 instead of 48: every A and B has another shape
     other.C = 32;
@@ -159,6 +164,25 @@ static void make_fixtures(void) {
     model_save_merged(&chat, FIXTURES "/chat_model", FIXTURES "/chat_model", "auto");
     tokenizer_free(&tok);
 
+    // "wide": tiny's config with hidden 64 and MLP 128 (NF4's rows are whole blocks of 64), random weights
+    make_directory(FIXTURES "/wide");
+    config = read_file("test/models/tiny/config.json", NULL, "");
+    const char* edits[][2] = {{"\"hidden_size\": 48", "\"hidden_size\": 64"},
+                              {"\"intermediate_size\": 136", "\"intermediate_size\": 128"}};
+    for (int e = 0; e < 2; e++) {
+        at = strstr(config, edits[e][0]);
+        if (at == NULL) fail("test/models/tiny/config.json: expected %s", edits[e][0]);
+        memcpy(at, edits[e][1], strlen(edits[e][1]));
+    }
+    write_text_file(FIXTURES "/wide/config.json", config);
+    free(config);
+    LlamaConfig wc = m.config;
+    wc.C = 64, wc.I = 128;
+    Model wide;
+    model_create(&wide, &wc);
+    model_init_random(&wide, 5, 0.1f);
+    model_save_merged(&wide, FIXTURES "/wide", FIXTURES "/wide", "fp32");
+
     // tiny with end token 78, which greedy decoding after 1,5,7,9,11 reaches third
     make_directory(FIXTURES "/tiny_eos");
     config = read_file("test/models/tiny/config.json", NULL, "");
@@ -195,7 +219,7 @@ static void test_matvec(void) {
         double worst = 0.0, scale = sqrt((double)in);  // sums of `in` terms of size ~1
         for (int dtype = 0; dtype < 2; dtype++) {
             const void* w = dtype ? (const void*)Wb : (const void*)W;
-            int dt = dtype ? DTYPE_BF16 : DTYPE_F32;
+            WeightFormat dt = dtype ? WEIGHT_BF16 : WEIGHT_F32;
             for (int acc = 0; acc < 2; acc++) {
                 for (int o = 0; o < out; o++) y1[o] = y2[o] = hash_uniform(5, k, o, 1.0f);
                 matvec(y1, x, w, dt, in, out, panel, acc);
@@ -211,8 +235,8 @@ static void test_matvec(void) {
         check_close(what, worst, 4e-6);  // a wrong index would give errors of order 1
         // what pack_bf16 writes, read by matvec, against the plain row-major product
         pack_bf16(Wb, W, out, in, panel);  // W now holds the rounded values
-        matvec(y1, x, Wb, DTYPE_BF16, in, out, panel, 0);
-        matvec_naive(y2, x, W, DTYPE_F32, in, out, panel, 0);
+        matvec(y1, x, Wb, WEIGHT_BF16, in, out, panel, 0);
+        matvec_naive(y2, x, W, WEIGHT_F32, in, out, panel, 0);
         snprintf(what, sizeof(what), "pack_bf16 %dx%d, panels of %d, through matvec = the row-major product",
                  out, in, panel < in ? panel : in);
         check_close(what, max_abs_diff(y1, y2, out) / scale, 4e-6);
@@ -220,10 +244,55 @@ static void test_matvec(void) {
     }
 }
 
+// The int8 and NF4 matvec (decoded in registers) against "dequantise, then the fp32
+// matvec": within 1e-5 of the largest output (the same math in another rounding order;
+// an output near zero after cancellation has a large error relative to itself).
+static void test_matvec_quantized(void) {
+    int sizes[][2] = {{37, 192}, {64, 2048}, {5, 64}, {301, 8192}, {3, 200}, {9, 50}};  // int8 only: in % 64 != 0
+    for (int k = 0; k < 6; k++) {
+        int out = sizes[k][0], in = sizes[k][1];
+        size_t n = (size_t)out * in;
+        float* W = malloc_check(n * sizeof(float), "test");
+        float* dequantized = malloc_check(n * sizeof(float), "test");
+        float* x = malloc_check(in * sizeof(float), "test");
+        float *y1 = calloc_floats(out, "test"), *y2 = calloc_floats(out, "test");
+        void* codes = malloc_check(n, "test");
+        float* scales = malloc_check((n / 64 + out) * sizeof(float), "test");
+        float* x_order = malloc_check(in * sizeof(float), "test");
+        for (size_t e = 0; e < n; e++) W[e] = hash_uniform(13, k, (uint32_t)e, 1.0f);
+        for (int i = 0; i < in; i++) x[i] = hash_uniform(14, k, i, 1.0f);
+        for (WeightFormat f = WEIGHT_INT8; f <= WEIGHT_NF4; f++) {
+            if (f == WEIGHT_NF4 && in % NF4_BLOCK) continue;
+            Weight w = {codes, f, scales, f == WEIGHT_INT8 ? (size_t)in : NF4_BLOCK};
+            weight_store(w, 0, W, n);
+            weight_dequantize(dequantized, w, 0, n);
+            double worst = 0.0, largest = 0.0;
+            int identical = 1;
+            for (int acc = 0; acc < 2; acc++) {
+                for (int o = 0; o < out; o++) y1[o] = y2[o] = hash_uniform(15, k, o, 1.0f);
+                matvec_quantized(y1, x, w, in, out, acc, x_order);
+                matvec(y2, x, dequantized, WEIGHT_F32, in, out, DECODE_PANEL, acc);
+                for (int o = 0; o < out; o++) {
+                    worst = fmax(worst, fabs((double)y1[o] - y2[o]));
+                    largest = fmax(largest, fabs(y2[o]));
+                }
+                identical &= memcmp(y1, y2, out * sizeof(float)) == 0;
+            }
+            char what[160];
+            snprintf(what, sizeof(what), "%s matvec %dx%d vs dequantise-then-fp32 matvec: max error / max |y| %.2e "
+                     "(tol 1e-5)%s", WEIGHT_FORMAT_NAMES[f], out, in, worst / largest,
+                     identical ? ", bit-identical" : "");
+            check(worst <= 1e-5 * largest, what);
+        }
+        free(W); free(dequantized); free(x); free(y1); free(y2); free(codes); free(scales); free(x_order);
+    }
+}
+
 // The tolerance is 1e-5 absolute, or 1e-6 of the largest |logit| where that is more: the
 // decode sums in another order than train.c's matmul, so the two differ by rounding, and
 // at logits above 10 an fp32 ulp is 1e-6 already.
-static void test_decode_matches_forward(const char* dir, const char* adapter, int dtype, int panel, const char* label) {
+static void test_decode_matches_forward(const char* dir, const char* adapter, WeightFormat dtype, int panel,
+                                        const char* label) {
     Model m;
     Generator g;
     load_model(&m, &g, dir, adapter, dtype);
@@ -271,17 +340,17 @@ static void test_decode_matches_forward(const char* dir, const char* adapter, in
 static void test_adapter_merged(void) {
     Model unmerged, in_memory, from_disk;
     Generator gu, gm, gd;
-    load_model(&unmerged, &gu, "test/models/tiny", FIXTURES "/adapter", DTYPE_F32);
+    load_model(&unmerged, &gu, "test/models/tiny", FIXTURES "/adapter", WEIGHT_F32);
     model_load(&in_memory, "test/models/tiny");
     lora_load_adapter(&in_memory, FIXTURES "/adapter", 0);
     matmul_init();
     model_merge_lora(&in_memory);
-    generator_create(&gm, &in_memory, in_memory.config.max_seq_len, DTYPE_F32);
-    load_model(&from_disk, &gd, FIXTURES "/merged", NULL, DTYPE_F32);
+    generator_create(&gm, &in_memory, in_memory.config.max_seq_len, WEIGHT_F32);
+    load_model(&from_disk, &gd, FIXTURES "/merged", NULL, WEIGHT_F32);
 
     Model base;
     Generator gb;
-    load_model(&base, &gb, "test/models/tiny", NULL, DTYPE_F32);
+    load_model(&base, &gb, "test/models/tiny", NULL, WEIGHT_F32);
     int prompt[5] = {1, 5, 7, 9, 11}, n = 60;
     int ids_u[60], ids_m[60], ids_d[60], ids_b[60];
     int nu = greedy(&gu, prompt, 5, ids_u, n), nm = greedy(&gm, prompt, 5, ids_m, n);
@@ -306,7 +375,7 @@ static void test_adapter_merged(void) {
 static void test_greedy_deterministic(void) {
     Model m;
     Generator g;
-    load_model(&m, &g, "test/models/tiny", NULL, DTYPE_F32);
+    load_model(&m, &g, "test/models/tiny", NULL, WEIGHT_F32);
     int prompt[5] = {1, 5, 7, 9, 11}, a[80], b[80], c[80];
     int na = greedy(&g, prompt, 5, a, 80);
     float* logits_a = malloc_check(m.config.V * sizeof(float), "test");
@@ -438,18 +507,24 @@ int main(void) {
     make_fixtures();
     write_reference_logits();
     test_matvec();
-    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_F32, DECODE_PANEL, "tiny F32");
-    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, DECODE_PANEL,
+    test_matvec_quantized();
+    test_decode_matches_forward("test/models/tiny", NULL, WEIGHT_INT8, DECODE_PANEL,
+                                "tiny, int8 base (--weights int8)");
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", WEIGHT_INT8, DECODE_PANEL,
+                                "tiny, int8 base + adapter");
+    test_decode_matches_forward(FIXTURES "/wide", NULL, WEIGHT_NF4, DECODE_PANEL, "wide, NF4 base (--weights nf4)");
+    test_decode_matches_forward("test/models/tiny", NULL, WEIGHT_F32, DECODE_PANEL, "tiny F32");
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, WEIGHT_BF16, DECODE_PANEL,
                                 "tiny_bf16, BF16 decode weights");
-    test_decode_matches_forward("test/models/tiny_bf16", NULL, DTYPE_BF16, 32,
+    test_decode_matches_forward("test/models/tiny_bf16", NULL, WEIGHT_BF16, 32,
                                 "tiny_bf16, BF16 decode weights in panels of 32 columns");
-    test_decode_matches_forward("test/models/tiny", NULL, DTYPE_BF16, DECODE_PANEL,
+    test_decode_matches_forward("test/models/tiny", NULL, WEIGHT_BF16, DECODE_PANEL,
                                 "tiny rounded to BF16 (--weights bf16)");
-    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_F32, DECODE_PANEL,
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", WEIGHT_F32, DECODE_PANEL,
                                 "tiny + unmerged adapter");
-    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", DTYPE_BF16, 32,
+    test_decode_matches_forward("test/models/tiny", FIXTURES "/adapter", WEIGHT_BF16, 32,
                                 "tiny + adapter, BF16 weights in panels of 32");
-    test_decode_matches_forward("test/models/tiny_tied", NULL, DTYPE_F32, DECODE_PANEL,
+    test_decode_matches_forward("test/models/tiny_tied", NULL, WEIGHT_F32, DECODE_PANEL,
                                 "tiny_tied F32 (tied, sharded)");
     test_adapter_merged();
     test_greedy_deterministic();

@@ -95,6 +95,13 @@ gen --model $TINY --ids $PROMPT --max_new_tokens 30 --temperature 0.9 --top_p 0.
 [ $status -eq 0 ] && [ "$out" = "$s1" ] && ok "sampling: clean, same tokens as ./generate for the same seed" || bad "sampling under ASan (exit status $status)" "$err"
 generate=./generate
 
+e=$(./generate --model $TINY --adapter $FIX/adapter_int8 --ids 1,5,7 --max_new_tokens 3 2>&1 >/dev/null)
+if printf '%s' "$e" | grep -q "decode weights int8"; then
+    ok "an adapter trained on an int8 base decodes from tiny's int8 quantisation (--weights auto)"
+else
+    bad "an adapter trained on an int8 base: expected 'decode weights int8' (--weights auto)" "$e"
+fi
+
 echo "=== bad input: exit status 1 and one line 'error: ...' (under ASan and UBSan)"
 # expect NAME PATTERN ARGS...: generate ARGS must exit 1 with one stderr line matching PATTERN
 expect() {
@@ -124,6 +131,9 @@ expect "--ids not a list of ids" "not a comma-separated list" --model $TINY --id
 expect "unknown flag" "unknown flag --temp" --model $TINY --ids 1 --temp 0.5
 expect "no prompt given" "exactly one of" --model $TINY
 expect "bad --weights" "--weights must be" --model $TINY --ids 1 --weights f16
+expect "--weights nf4 on rows that are not whole NF4 blocks" "48 columns, not a multiple of NF4's block of 64" --model $TINY --ids 1 --weights nf4
+expect "adapter trained on an int8 base, onto another base" "adapter_int8/adapter_model.safetensors: trained on the int8 quantisation of another base model" --model test/models/tiny_tied --adapter $FIX/adapter_int8 --ids 1,2
+expect "--merge_adapter onto a quantised base" "quantised base cannot take the merge" --model $TINY --adapter $FIX/adapter_int8 --merge_adapter --ids 1,2
 expect "--top_p out of range" "--top_p expects a number" --model $TINY --ids 1 --top_p 1.5
 
 echo "=== chat: a scripted two-turn chat on piped stdin, checked by ids"

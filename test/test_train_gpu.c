@@ -13,8 +13,10 @@ Its AdamW weights are not compared, and its gradient norms only loosely: Adam's
 normalised steps turn the rounding into a slowly diverging trajectory.
 In fp32 also: two micro-batches equal to one batch, packed sequences isolated from each
 other, and a training step allocating nothing. The GPU's own: dropout masks
-bit-identical to the CPU's, an adapter trained on the GPU giving the CPU the same
-logits, and a training step after the first taking no GPU memory.
+bit-identical to the CPU's, the int8 and NF4 dequantisers bit-identical to quant.h's (and
+the products on their output within 1e-5 of the CPU's quantised matmul), an adapter
+trained on the GPU giving the CPU the same logits, and a training step after the first
+taking no GPU memory.
 Without a CUDA device it prints "skip" and passes nothing.
 Run from the repository root: ./test_train_gpu
 */
@@ -48,6 +50,58 @@ static void test_gpu_dropout(void) {
     gpu_free(dx);
     gpu_free(dout);
     free(x); free(cpu); free(gpu);
+}
+
+// The int8 and NF4 dequantisers against quant.h's on the CPU, bit for bit, and the forward and
+// input-gradient products on the dequantised matrix against train.c's on the quantised Weight
+// (1e-5 of the largest value: the CPU's blocked sums and cuBLAS's differ by rounding).
+static void test_gpu_quantized(void) {
+    int N = 37, in = 192, out = 130;  // in: whole NF4 blocks a row
+    size_t n = (size_t)out * in;
+    float* W = malloc_check(n * sizeof(float), "test");
+    float* x = malloc_check((size_t)N * in * sizeof(float), "test");
+    float* dy = malloc_check((size_t)N * out * sizeof(float), "test");
+    float* host = malloc_check(n * sizeof(float), "test");
+    float* y = malloc_check((size_t)N * (in > out ? in : out) * sizeof(float), "test");
+    float* y_gpu = malloc_check((size_t)N * (in > out ? in : out) * sizeof(float), "test");
+    void* codes = malloc_check(n, "test");
+    float* scales = malloc_check(n / 64 * sizeof(float) + out * sizeof(float), "test");
+    for (size_t e = 0; e < n; e++) W[e] = hash_uniform(31, 0, (uint32_t)e, 1.0f);
+    for (size_t e = 0; e < (size_t)N * in; e++) x[e] = hash_uniform(32, 0, (uint32_t)e, 1.0f);
+    for (size_t e = 0; e < (size_t)N * out; e++) dy[e] = hash_uniform(33, 0, (uint32_t)e, 1.0f);
+    float *dW = gpu_floats(n, "test"), *dx = gpu_floats((size_t)N * in, "test");
+    float* ddy = gpu_floats((size_t)N * out, "test");
+    float *dout = gpu_floats((size_t)N * (in > out ? in : out), "test"), *dscales = gpu_floats(n / 64 + out, "test");
+    void* dcodes = gpu_malloc(n, "test");
+    gpu_upload(dx, x, (size_t)N * in * sizeof(float));
+    gpu_upload(ddy, dy, (size_t)N * out * sizeof(float));
+    for (WeightFormat f = WEIGHT_INT8; f <= WEIGHT_NF4; f++) {
+        Weight w = {codes, f, scales, f == WEIGHT_INT8 ? (size_t)in : NF4_BLOCK};
+        weight_store(w, 0, W, n);
+        weight_dequantize(host, w, 0, n);
+        gpu_upload(dcodes, codes, n * WEIGHT_FORMAT_BITS[f] / 8);
+        gpu_upload(dscales, scales, n / w.block * sizeof(float));
+        if (f == WEIGHT_INT8) dequantize_int8_gpu(dW, (const int8_t*)dcodes, dscales, w.block, n);
+        else dequantize_nf4_gpu(dW, (const uint8_t*)dcodes, dscales, n, NF4_CODE);
+        gpu_download(y_gpu, dW, n * sizeof(float));
+        char what[120];
+        snprintf(what, sizeof(what), "%s: the GPU's dequantised matrix equals quant.h's bit for bit",
+                 WEIGHT_FORMAT_NAMES[f]);
+        check(memcmp(y_gpu, host, n * sizeof(float)) == 0, what);
+        linear_forward(y, x, w, N, in, out, 0);
+        linear_forward_gpu(dout, dx, dW, N, in, out, 0);
+        gpu_download(y_gpu, dout, (size_t)N * out * sizeof(float));
+        snprintf(what, sizeof(what), "%s: forward x W^T on the GPU vs the CPU's quantised matmul",
+                 WEIGHT_FORMAT_NAMES[f]);
+        compare(what, y_gpu, y, (size_t)N * out, 0.0, 1e-5);
+        linear_backward_input(y, dy, w, N, in, out, 0);
+        linear_backward_input_gpu(dout, ddy, dW, N, in, out, 0);
+        gpu_download(y_gpu, dout, (size_t)N * in * sizeof(float));
+        snprintf(what, sizeof(what), "%s: input gradient dy W on the GPU vs the CPU's", WEIGHT_FORMAT_NAMES[f]);
+        compare(what, y_gpu, y, (size_t)N * in, 0.0, 1e-5);
+    }
+    gpu_free(dW); gpu_free(dx); gpu_free(ddy); gpu_free(dout); gpu_free(dscales); gpu_free(dcodes);
+    free(W); free(x); free(dy); free(host); free(y); free(y_gpu); free(codes); free(scales);
 }
 
 // Three LoRA steps on the GPU, the adapter saved as ./train_gpu saves it (to_host, then
@@ -107,6 +161,7 @@ int main(void) {
     gpu_init();
     printf("--- %s\n", gpu_name());
     test_gpu_dropout();
+    test_gpu_quantized();
     const char* refs[] = {"test/ref/tiny.safetensors", "test/ref/tiny_tied.safetensors"};
     ModelOps ops[2] = {gpu_ops(0), gpu_ops(1)};
     const Tolerances* tolerances[2] = {&FP32, &BF16};
