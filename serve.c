@@ -113,17 +113,34 @@ static int job_cancelled(Server* s, Job* j) {
     return cancelled;
 }
 
+// A chat.completion object or chunk with its id, object name, time and model, and its one
+// choice (index 0), returned in *choice for the caller to fill.
+static cJSON* completion_object(const Server* s, const Job* j, const char* object, cJSON** choice) {
+    cJSON* o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)j->created);
+    cJSON_AddStringToObject(o, "model", s->model_name);
+    *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(*choice, "index", 0);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), *choice);
+    return o;
+}
+
+// The token counts of a finished answer.
+static void add_usage(cJSON* o, const Job* j, int n_out) {
+    cJSON* usage = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", j->n_prompt);
+    cJSON_AddNumberToObject(usage, "completion_tokens", n_out);
+    cJSON_AddNumberToObject(usage, "total_tokens", j->n_prompt + n_out);
+}
+
 // One server-sent event: "data: {chunk}\n\n", a chat.completion.chunk with the content
 // delta (NULL: none; "": the opening chunk, which names the role) and, on the last one,
 // the finish reason and the token counts.
 static void send_chunk(Server* s, Job* j, const char* content, size_t len, const char* finish, int n_out) {
-    cJSON* chunk = cJSON_CreateObject();
-    cJSON_AddStringToObject(chunk, "id", j->id);
-    cJSON_AddStringToObject(chunk, "object", "chat.completion.chunk");
-    cJSON_AddNumberToObject(chunk, "created", (double)j->created);
-    cJSON_AddStringToObject(chunk, "model", s->model_name);
-    cJSON* choice = cJSON_CreateObject();
-    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON* choice;
+    cJSON* chunk = completion_object(s, j, "chat.completion.chunk", &choice);
     cJSON* delta = cJSON_AddObjectToObject(choice, "delta");
     if (content) {
         char* text = strndup(content, len);
@@ -134,14 +151,7 @@ static void send_chunk(Server* s, Job* j, const char* content, size_t len, const
     }
     if (finish) cJSON_AddStringToObject(choice, "finish_reason", finish);
     else cJSON_AddNullToObject(choice, "finish_reason");
-    cJSON* choices = cJSON_AddArrayToObject(chunk, "choices");
-    cJSON_AddItemToArray(choices, choice);
-    if (finish) {
-        cJSON* usage = cJSON_AddObjectToObject(chunk, "usage");
-        cJSON_AddNumberToObject(usage, "prompt_tokens", j->n_prompt);
-        cJSON_AddNumberToObject(usage, "completion_tokens", n_out);
-        cJSON_AddNumberToObject(usage, "total_tokens", j->n_prompt + n_out);
-    }
+    if (finish) add_usage(chunk, j, n_out);
     char* json = cJSON_PrintUnformatted(chunk);
     if (json == NULL) fail("out of memory");
     TextBuffer event = {0};
@@ -156,22 +166,13 @@ static void send_chunk(Server* s, Job* j, const char* content, size_t len, const
 
 // The whole answer as one chat.completion object, when not streaming.
 static void send_completion(Server* s, Job* j, const char* answer, const char* finish, int n_out) {
-    cJSON* body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "id", j->id);
-    cJSON_AddStringToObject(body, "object", "chat.completion");
-    cJSON_AddNumberToObject(body, "created", (double)j->created);
-    cJSON_AddStringToObject(body, "model", s->model_name);
-    cJSON* choice = cJSON_CreateObject();
-    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON* choice;
+    cJSON* body = completion_object(s, j, "chat.completion", &choice);
     cJSON* message = cJSON_AddObjectToObject(choice, "message");
     cJSON_AddStringToObject(message, "role", "assistant");
     cJSON_AddStringToObject(message, "content", answer);
     cJSON_AddStringToObject(choice, "finish_reason", finish);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "choices"), choice);
-    cJSON* usage = cJSON_AddObjectToObject(body, "usage");
-    cJSON_AddNumberToObject(usage, "prompt_tokens", j->n_prompt);
-    cJSON_AddNumberToObject(usage, "completion_tokens", n_out);
-    cJSON_AddNumberToObject(usage, "total_tokens", j->n_prompt + n_out);
+    add_usage(body, j, n_out);
     char* json = cJSON_PrintUnformatted(body);
     if (json == NULL) fail("out of memory");
     job_append(s, j, json, strlen(json));
