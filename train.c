@@ -694,6 +694,7 @@ typedef struct {
     int B, T;                    // sizes the activations were allocated for
     int logits_chunk;            // tokens per lm_head + loss chunk when training; 0: the whole (N,V) logits
     int checkpointing;           // keep only each layer's input; the backward recomputes the layer
+    float* dlnf_unscaled;        // scratch.dln when the last forward took (softmax - onehot) W_lm, else NULL
     uint32_t seed;
     long step;                   // optimizer steps taken (dropout streams and Adam bias correction)
     int first_token;             // tokens of this optimizer step before the current micro-batch (dropout masks)
@@ -1002,9 +1003,14 @@ static void layer_forward(Model* m, int l, const int* pos, int B, int T, int tra
 
 // The lm_head and the loss run over chunks of logits_chunk tokens (0: all N at once), so
 // the (N,V) logits need not exist whole: a chunk's logits live in acts.logits only until
-// its losses are taken, and the backward recomputes them, bit for bit (each row of a
-// matmul is the same whatever rows are beside it). A chunk without a trained target is
-// skipped. logits_rows(m, N) is the chunk.
+// its losses are taken. A chunk without a trained target is skipped. logits_rows(m, N) is
+// the chunk.
+// The loss gradient of the final norm's output is dlnf = dloss (softmax - onehot) W_lm, with
+// dloss = 1/tokens_in_step known only to the backward. A LoRA training forward on chunks
+// takes the unscaled (softmax - onehot) W_lm of each chunk while its logits are at hand, and
+// the backward scales it; so the lm_head runs once each way. Full fine-tuning needs the
+// scaled dlogits for W_lm's own gradient, so its backward recomputes each chunk's logits, bit
+// for bit (each row of a matmul is the same whatever rows are beside it).
 static int logits_rows(const Model* m, int N) {
     return m->logits_chunk > 0 && m->logits_chunk < N ? m->logits_chunk : N;
 }
@@ -1014,29 +1020,46 @@ static int any_target(const int* targets, int n) {
     return 0;
 }
 
-// losses (N) of the final norm's output lnf (N,C); returns the unmasked tokens
-static int lm_head_loss_forward(Model* m, const int* targets, int N) {
+// The loss gradient of a chunk of n tokens whose logits (n,V) are in acts.logits:
+// dlnf (n,C) = dlogits W_lm with dlogits = (softmax - onehot) dloss, made in place of the
+// logits; and dW_lm += dlogits^T lnf (n,C) when training every weight.
+static void lm_head_chunk_backward(Model* m, float* dlnf, const float* lnf, const int* targets, int n, float dloss) {
+    const LlamaConfig* c = &m->config;
+    float* dlogits = m->acts.logits;
+    crossentropy_backward(dlogits, targets, n, c->V, dloss);
+    linear_backward_input(dlnf, dlogits, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
+    if (m->full_finetune) linear_backward_weight(m->grads.wlm, dlogits, lnf, n, c->C, c->V);
+}
+
+// losses (N) of the final norm's output lnf (N,C); returns the unmasked tokens. With
+// dlnf_unscaled (N,C) (LoRA training on chunks), each chunk's (softmax - onehot) W_lm too.
+static int lm_head_loss_forward(Model* m, const int* targets, int N, float* dlnf_unscaled) {
     const LlamaConfig* c = &m->config;
     ActivationTensors* a = &m->acts;
     int rows = logits_rows(m, N), count = 0;
     for (int n0 = 0; n0 < N; n0 += rows) {
         int n = N - n0 < rows ? N - n0 : rows;
+        const float* lnf = a->lnf + (size_t)n0 * c->C;
         if (rows < N && !any_target(targets + n0, n)) {
             memset(a->losses + n0, 0, n * sizeof(float));
+            if (dlnf_unscaled) memset(dlnf_unscaled + (size_t)n0 * c->C, 0, (size_t)n * c->C * sizeof(float));
             continue;
         }
-        linear_forward(a->logits, a->lnf + (size_t)n0 * c->C, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
+        linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
         count += crossentropy_forward(a->losses + n0, a->logits, targets + n0, n, c->V);
+        if (dlnf_unscaled) lm_head_chunk_backward(m, dlnf_unscaled + (size_t)n0 * c->C, lnf, targets + n0, n, 1.0f);
     }
     return count;
 }
 
-// dlnf (N,C) = dlogits W_lm, and dW_lm += dlogits^T lnf when training every weight
+// dlnf (N,C) = dloss (softmax - onehot) W_lm, and dW_lm += dlogits^T lnf when training every
+// weight. Without full fine-tuning dlnf is taken unscaled and then scaled (in the forward
+// already when it ran on chunks: m->dlnf_unscaled), so chunks and whole logits agree to the bit.
 static void lm_head_loss_backward(Model* m, float* dlnf, const int* targets, int N, float dloss) {
     const LlamaConfig* c = &m->config;
     ActivationTensors* a = &m->acts;
     int rows = logits_rows(m, N);
-    for (int n0 = 0; n0 < N; n0 += rows) {
+    for (int n0 = 0; n0 < N && !m->dlnf_unscaled; n0 += rows) {
         int n = N - n0 < rows ? N - n0 : rows;
         const float* lnf = a->lnf + (size_t)n0 * c->C;
         if (rows < N) {
@@ -1046,11 +1069,13 @@ static void lm_head_loss_backward(Model* m, float* dlnf, const int* targets, int
             }
             linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
         }
-        crossentropy_backward(a->logits, targets + n0, n, c->V, dloss);
-        float* dlogits = a->logits;
-        linear_backward_input(dlnf + (size_t)n0 * c->C, dlogits, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
-        if (m->full_finetune) linear_backward_weight(m->grads.wlm, dlogits, lnf, n, c->C, c->V);
+        lm_head_chunk_backward(m, dlnf + (size_t)n0 * c->C, lnf, targets + n0, n, m->full_finetune ? dloss : 1.0f);
     }
+    m->dlnf_unscaled = NULL;
+    if (m->full_finetune) return;
+    size_t count = (size_t)N * c->C;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) dlnf[i] *= dloss;
 }
 
 // tokens, targets, pos (B,T). targets < 0 are not trained on; pos NULL means 0..T-1 in
@@ -1069,6 +1094,7 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
     for (int l = 0; l < c->L; l++) layer_forward(m, l, pos, B, T, training);
     rmsnorm_forward(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, m->params.lnf, N, C, c->norm_eps);
     m->num_tokens = 0;
+    m->dlnf_unscaled = NULL;
     m->loss = 0.0f;
     if (targets == NULL) {
         if (logits_rows(m, N) < N) fail("internal error: the logits of %d tokens from a model that keeps %d", N,
@@ -1081,7 +1107,9 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
             fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
         }
     }
-    m->num_tokens = lm_head_loss_forward(m, targets, N);
+    int take_gradient = training && !m->full_finetune && logits_rows(m, N) < N;
+    m->dlnf_unscaled = take_gradient ? m->scratch.dln : NULL;
+    m->num_tokens = lm_head_loss_forward(m, targets, N, m->dlnf_unscaled);
     double sum = 0.0;
     for (int n = 0; n < N; n++) sum += a->losses[n];
     m->loss = m->num_tokens > 0 ? (float)(sum / m->num_tokens) : 0.0f;
