@@ -872,8 +872,9 @@ typedef struct {
 } MemoryEstimate;
 
 // Tokens per chunk of the lm_head and loss in training runs (acts.logits holds LOGITS_CHUNK x V):
-// a multiple of the matmul's MR rows; 192 x 128256 floats are 94 MiB.
-#define LOGITS_CHUNK 192
+// 256 cuts the usual sequence lengths (512, 1024, 2048) into equal chunks; 256 x 128256 floats
+// are 125 MiB. (192 was 3% slower on the 1B shape: the lm_head's weights are packed once a chunk.)
+#define LOGITS_CHUNK 256
 
 // Bytes a run will hold (lc NULL: no LoRA), computed from the config before anything
 // is allocated.
