@@ -321,8 +321,41 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
     }
 }
 
-// Cross-entropy per token: losses (N) = logsumexp(logits) - logits[target], 0 where
-// the target is masked (< 0). Returns the number of unmasked tokens.
+// Cross-entropy per token n with an unmasked target (>= 0), from its logits row z (V):
+//   loss = logsumexp(z) - z[target],  dz = (softmax(z) - onehot(target)) * dloss.
+// A row's exponentials are summed in 16 lanes (so the loop vectorizes), then the lanes in
+// order: a fixed summation order, whatever the thread count.
+enum { CE_LANES = 16 };
+
+// max of z (V), and lanes[j] = sum of exp(z[i] - max) over i = j mod CE_LANES; with `exps`
+// the exponentials are also written there (exps may be z itself)
+static float row_exp_sums(const float* z, float* exps, int V, float lanes[CE_LANES]) {
+    float maxv = -INFINITY;
+    for (int i = 0; i < V; i++) maxv = fmaxf(maxv, z[i]);
+    for (int j = 0; j < CE_LANES; j++) lanes[j] = 0.0f;
+    int i = 0;
+    for (; i + CE_LANES <= V; i += CE_LANES) {
+        for (int j = 0; j < CE_LANES; j++) {
+            float e = fast_exp(z[i + j] - maxv);
+            if (exps) exps[i + j] = e;
+            lanes[j] += e;
+        }
+    }
+    for (; i < V; i++) {
+        float e = fast_exp(z[i] - maxv);
+        if (exps) exps[i] = e;
+        lanes[i % CE_LANES] += e;
+    }
+    return maxv;
+}
+
+static float lanes_sum(const float lanes[CE_LANES]) {
+    float sum = 0.0f;
+    for (int j = 0; j < CE_LANES; j++) sum += lanes[j];
+    return sum;
+}
+
+// losses (N): each token's loss, 0 where the target is masked. Returns the unmasked tokens.
 int crossentropy_forward(float* losses, const float* logits, const int* targets, int N, int V) {
     int count = 0;
     #pragma omp parallel for schedule(static) reduction(+:count)
@@ -330,37 +363,38 @@ int crossentropy_forward(float* losses, const float* logits, const int* targets,
         losses[n] = 0.0f;
         if (targets[n] < 0) continue;
         const float* row = logits + (size_t)n * V;
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++) maxv = row[i] > maxv ? row[i] : maxv;
-        float sum = 0.0f;
-        for (int i = 0; i < V; i++) sum += expf(row[i] - maxv);
-        losses[n] = maxv + logf(sum) - row[targets[n]];
+        float lanes[CE_LANES];
+        float maxv = row_exp_sums(row, NULL, V, lanes);
+        losses[n] = maxv + logf(lanes_sum(lanes)) - row[targets[n]];
         count++;
     }
     return count;
 }
 
-// In place: logits (N,V) become dlogits = (softmax - onehot(target)) * dloss, zero
-// for masked tokens. dloss = 1 / (unmasked tokens in the whole optimizer step).
-void crossentropy_backward(float* logits, const int* targets, int N, int V, float dloss) {
-    #pragma omp parallel for schedule(static)
+// In place: logits (N,V) become dlogits, zero for masked tokens; dloss = 1 / (unmasked tokens
+// in the whole optimizer step), or 1 for the gradient scaled later. With `losses` (N), the
+// losses of crossentropy_forward too, bit for bit, taken on the way (one pass fewer).
+// Returns the unmasked tokens.
+int crossentropy_backward(float* logits, float* losses, const int* targets, int N, int V, float dloss) {
+    int count = 0;
+    #pragma omp parallel for schedule(static) reduction(+:count)
     for (int n = 0; n < N; n++) {
         float* row = logits + (size_t)n * V;
+        if (losses) losses[n] = 0.0f;
         if (targets[n] < 0) {
             memset(row, 0, V * sizeof(float));
             continue;
         }
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++) maxv = row[i] > maxv ? row[i] : maxv;
-        float sum = 0.0f;
-        for (int i = 0; i < V; i++) {
-            row[i] = expf(row[i] - maxv);
-            sum += row[i];
-        }
+        float target_logit = row[targets[n]], lanes[CE_LANES];
+        float maxv = row_exp_sums(row, row, V, lanes);
+        float sum = lanes_sum(lanes);
+        if (losses) losses[n] = maxv + logf(sum) - target_logit;
         float norm = dloss / sum;
         for (int i = 0; i < V; i++) row[i] *= norm;
         row[targets[n]] -= dloss;
+        count++;
     }
+    return count;
 }
 
 // ----------------------------------------------------------------------------
@@ -1023,13 +1057,16 @@ static int any_target(const int* targets, int n) {
 
 // The loss gradient of a chunk of n tokens whose logits (n,V) are in acts.logits:
 // dlnf (n,C) = dlogits W_lm with dlogits = (softmax - onehot) dloss, made in place of the
-// logits; and dW_lm += dlogits^T lnf (n,C) when training every weight.
-static void lm_head_chunk_backward(Model* m, float* dlnf, const float* lnf, const int* targets, int n, float dloss) {
+// logits; and dW_lm += dlogits^T lnf (n,C) when training every weight. With `losses` (n),
+// their losses too. Returns the unmasked tokens.
+static int lm_head_chunk_backward(Model* m, float* dlnf, float* losses, const float* lnf, const int* targets, int n,
+                                  float dloss) {
     const LlamaConfig* c = &m->config;
     float* dlogits = m->acts.logits;
-    crossentropy_backward(dlogits, targets, n, c->V, dloss);
+    int count = crossentropy_backward(dlogits, losses, targets, n, c->V, dloss);
     linear_backward_input(dlnf, dlogits, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
     if (m->full_finetune) linear_backward_weight(m->grads.wlm, dlogits, lnf, n, c->C, c->V);
+    return count;
 }
 
 // losses (N) of the final norm's output lnf (N,C); returns the unmasked tokens. With
@@ -1047,8 +1084,12 @@ static int lm_head_loss_forward(Model* m, const int* targets, int N, float* dlnf
             continue;
         }
         linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
-        count += crossentropy_forward(a->losses + n0, a->logits, targets + n0, n, c->V);
-        if (dlnf_unscaled) lm_head_chunk_backward(m, dlnf_unscaled + (size_t)n0 * c->C, lnf, targets + n0, n, 1.0f);
+        if (dlnf_unscaled) {
+            count += lm_head_chunk_backward(m, dlnf_unscaled + (size_t)n0 * c->C, a->losses + n0, lnf, targets + n0,
+                                            n, 1.0f);
+        } else {
+            count += crossentropy_forward(a->losses + n0, a->logits, targets + n0, n, c->V);
+        }
     }
     return count;
 }
@@ -1070,7 +1111,8 @@ static void lm_head_loss_backward(Model* m, float* dlnf, const int* targets, int
             }
             linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
         }
-        lm_head_chunk_backward(m, dlnf + (size_t)n0 * c->C, lnf, targets + n0, n, m->full_finetune ? dloss : 1.0f);
+        lm_head_chunk_backward(m, dlnf + (size_t)n0 * c->C, NULL, lnf, targets + n0, n,
+                               m->full_finetune ? dloss : 1.0f);
     }
     m->dlnf_unscaled = NULL;
     if (m->full_finetune) return;
