@@ -276,6 +276,33 @@ static inline __m512i round_pairs(const float* x) {
     return _mm512_permutex2var_epi16(lo, take_high, hi);
 }
 
+// r[0..15], 16 words each, transposed in place: word c of r[a] goes to word a of r[c].
+// Words pair up (32-bit unpacks), then pairs (64-bit unpacks), which transposes each
+// 128-bit lane's 4 x 4 block; then the 4 x 4 blocks of lanes move (two rounds of
+// shuffle_i32x4): s[4g + q] lane j, rows 4g..4g+3 of column 4j + q, becomes r[4j + q] lane g.
+static inline void transpose16_words(__m512i r[16]) {
+    __m512i t[16], s[16];
+    for (int a = 0; a < 16; a += 2) {
+        t[a] = _mm512_unpacklo_epi32(r[a], r[a + 1]);
+        t[a + 1] = _mm512_unpackhi_epi32(r[a], r[a + 1]);
+    }
+    for (int a = 0; a < 16; a += 4) {
+        s[a] = _mm512_unpacklo_epi64(t[a], t[a + 2]);
+        s[a + 1] = _mm512_unpackhi_epi64(t[a], t[a + 2]);
+        s[a + 2] = _mm512_unpacklo_epi64(t[a + 1], t[a + 3]);
+        s[a + 3] = _mm512_unpackhi_epi64(t[a + 1], t[a + 3]);
+    }
+    for (int q = 0; q < 4; q++) {
+        __m512i lanes01 = _mm512_shuffle_i32x4(s[q], s[4 + q], 0x44), lanes23 = _mm512_shuffle_i32x4(s[q], s[4 + q], 0xEE);
+        __m512i high01 = _mm512_shuffle_i32x4(s[8 + q], s[12 + q], 0x44);
+        __m512i high23 = _mm512_shuffle_i32x4(s[8 + q], s[12 + q], 0xEE);
+        r[q] = _mm512_shuffle_i32x4(lanes01, high01, 0x88);
+        r[4 + q] = _mm512_shuffle_i32x4(lanes01, high01, 0xDD);
+        r[8 + q] = _mm512_shuffle_i32x4(lanes23, high23, 0x88);
+        r[12 + q] = _mm512_shuffle_i32x4(lanes23, high23, 0xDD);
+    }
+}
+
 // The fast paths of pack_pairs for the trainer's layouts; return the columns (w) done.
 // Rows along k (k_stride 1): an fp32 row is rounded 32 values at a time, a bf16 row already
 // holds its pairs as 32-bit words. Either way column w's words go to dst[kk*width + w].
@@ -285,8 +312,20 @@ static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict s
     if (src_format == WEIGHT_BF16 && (((uintptr_t)src | (uintptr_t)(w_stride * 2)) & 3)) return 0;
     const __m512i spread = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                _mm512_set1_epi32(width));
+    // bf16, 16 columns at a time: 16 x 16 blocks of pair words, transposed in registers
+    int blocked_w = src_format == WEIGHT_BF16 ? valid / 16 * 16 : 0, blocked_kk = kc / 32 * 16;
+    for (int w0 = 0; w0 < blocked_w; w0 += 16) {
+        for (int kk0 = 0; kk0 < blocked_kk; kk0 += 16) {
+            __m512i r[16];
+            for (int a = 0; a < 16; a++) {
+                r[a] = _mm512_loadu_si512((const uint32_t*)((const uint16_t*)src + (w0 + a) * w_stride) + kk0);
+            }
+            transpose16_words(r);
+            for (int c = 0; c < 16; c++) _mm512_storeu_si512(dst + (size_t)(kk0 + c) * width + w0, r[c]);
+        }
+    }
     for (int w = 0; w < valid; w++) {
-        int kk = 0;
+        int kk = w < blocked_w ? blocked_kk : 0;
         if (src_format == WEIGHT_F32) {
             const float* row = (const float*)src + w * w_stride;
             for (; kk < whole; kk += 16) {
