@@ -728,7 +728,7 @@ typedef struct {
     int B, T;                    // sizes the activations were allocated for
     int logits_chunk;            // tokens per lm_head + loss chunk when training; 0: the whole (N,V) logits
     int checkpointing;           // keep only each layer's input; the backward recomputes the layer
-    float* dlnf_unscaled;        // scratch.dln when the last forward took (softmax - onehot) W_lm, else NULL
+    int loss_gradient_taken;     // the last forward left the unscaled (softmax - onehot) W_lm in scratch.dln
     uint32_t seed;
     long step;                   // optimizer steps taken (dropout streams and Adam bias correction)
     int first_token;             // tokens of this optimizer step before the current micro-batch (dropout masks)
@@ -1094,27 +1094,30 @@ static int lm_head_loss_forward(Model* m, const int* targets, int N, float* dlnf
     return count;
 }
 
-// dlnf (N,C) = dloss (softmax - onehot) W_lm, and dW_lm += dlogits^T lnf when training every
-// weight. Without full fine-tuning dlnf is taken unscaled and then scaled (in the forward
-// already when it ran on chunks: m->dlnf_unscaled), so chunks and whole logits agree to the bit.
-static void lm_head_loss_backward(Model* m, float* dlnf, const int* targets, int N, float dloss) {
+// dlnf (N,C) = dloss (softmax - onehot) W_lm in scratch.dln, and dW_lm += dlogits^T lnf when
+// training every weight. Without full fine-tuning dlnf is taken unscaled and then scaled (taken
+// in the forward already when it ran on chunks), so chunks and whole logits agree to the bit.
+static void lm_head_loss_backward(Model* m, const int* targets, int N, float dloss) {
     const LlamaConfig* c = &m->config;
     ActivationTensors* a = &m->acts;
+    float* dlnf = m->scratch.dln;
     int rows = logits_rows(m, N);
-    for (int n0 = 0; n0 < N && !m->dlnf_unscaled; n0 += rows) {
-        int n = N - n0 < rows ? N - n0 : rows;
-        const float* lnf = a->lnf + (size_t)n0 * c->C;
-        if (rows < N) {
-            if (!any_target(targets + n0, n)) {
-                memset(dlnf + (size_t)n0 * c->C, 0, (size_t)n * c->C * sizeof(float));
-                continue;
+    if (!m->loss_gradient_taken) {
+        for (int n0 = 0; n0 < N; n0 += rows) {
+            int n = N - n0 < rows ? N - n0 : rows;
+            const float* lnf = a->lnf + (size_t)n0 * c->C;
+            if (rows < N) {
+                if (!any_target(targets + n0, n)) {
+                    memset(dlnf + (size_t)n0 * c->C, 0, (size_t)n * c->C * sizeof(float));
+                    continue;
+                }
+                linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
             }
-            linear_forward(a->logits, lnf, m->frozen[PARAMETER_LM_HEAD], n, c->C, c->V, 0);
+            lm_head_chunk_backward(m, dlnf + (size_t)n0 * c->C, NULL, lnf, targets + n0, n,
+                                   m->full_finetune ? dloss : 1.0f);
         }
-        lm_head_chunk_backward(m, dlnf + (size_t)n0 * c->C, NULL, lnf, targets + n0, n,
-                               m->full_finetune ? dloss : 1.0f);
     }
-    m->dlnf_unscaled = NULL;
+    m->loss_gradient_taken = 0;
     if (m->full_finetune) return;
     size_t count = (size_t)N * c->C;
     #pragma omp parallel for schedule(static)
@@ -1137,7 +1140,7 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
     for (int l = 0; l < c->L; l++) layer_forward(m, l, pos, B, T, training);
     rmsnorm_forward(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, m->params.lnf, N, C, c->norm_eps);
     m->num_tokens = 0;
-    m->dlnf_unscaled = NULL;
+    m->loss_gradient_taken = 0;
     m->loss = 0.0f;
     if (targets == NULL) {
         if (logits_rows(m, N) < N) fail("internal error: the logits of %d tokens from a model that keeps %d", N,
@@ -1150,9 +1153,8 @@ void model_forward(Model* m, const int* tokens, const int* targets, const int* p
             fail("target id %d at position %d is outside the vocabulary [0, %d)", targets[n], n, c->V);
         }
     }
-    int take_gradient = training && !m->full_finetune && logits_rows(m, N) < N;
-    m->dlnf_unscaled = take_gradient ? m->scratch.dln : NULL;
-    m->num_tokens = lm_head_loss_forward(m, targets, N, m->dlnf_unscaled);
+    m->loss_gradient_taken = training && !m->full_finetune && logits_rows(m, N) < N;
+    m->num_tokens = lm_head_loss_forward(m, targets, N, m->loss_gradient_taken ? m->scratch.dln : NULL);
     double sum = 0.0;
     for (int n = 0; n < N; n++) sum += a->losses[n];
     m->loss = m->num_tokens > 0 ? (float)(sum / m->num_tokens) : 0.0f;
@@ -1170,7 +1172,7 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
     int N = B * T, C = c->C, I = c->I;
     if (pos == NULL) pos = m->default_pos;  // filled by the forward
 
-    lm_head_loss_backward(m, s->dln, targets, N, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
+    lm_head_loss_backward(m, targets, N, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
     memset(s->dx, 0, (size_t)N * C * sizeof(float));
     rmsnorm_backward(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
 

@@ -313,9 +313,9 @@ static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict s
     const __m512i spread = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                _mm512_set1_epi32(width));
     // bf16, 16 columns at a time: 16 x 16 blocks of pair words, transposed in registers
-    int blocked_w = src_format == WEIGHT_BF16 ? valid / 16 * 16 : 0, blocked_kk = kc / 32 * 16;
+    int blocked_w = src_format == WEIGHT_BF16 ? valid / 16 * 16 : 0;
     for (int w0 = 0; w0 < blocked_w; w0 += 16) {
-        for (int kk0 = 0; kk0 < blocked_kk; kk0 += 16) {
+        for (int kk0 = 0; kk0 < whole; kk0 += 16) {
             __m512i r[16];
             for (int a = 0; a < 16; a++) {
                 r[a] = _mm512_loadu_si512((const uint32_t*)((const uint16_t*)src + (w0 + a) * w_stride) + kk0);
@@ -325,7 +325,7 @@ static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict s
         }
     }
     for (int w = 0; w < valid; w++) {
-        int kk = w < blocked_w ? blocked_kk : 0;
+        int kk = w < blocked_w ? whole : 0;
         if (src_format == WEIGHT_F32) {
             const float* row = (const float*)src + w * w_stride;
             for (; kk < whole; kk += 16) {
