@@ -219,22 +219,79 @@ void matmul_init(void) {
 // ----------------------------------------------------------------------------
 // packing
 
+#if defined(__AVX512F__)
+// r[0..15], 16 words each, transposed in place: word c of r[a] goes to word a of r[c].
+// Words pair up (32-bit unpacks), then pairs (64-bit unpacks), which transposes each
+// 128-bit lane's 4 x 4 block; then the 4 x 4 blocks of lanes move (two rounds of
+// shuffle_i32x4): s[4g + q] lane j, rows 4g..4g+3 of column 4j + q, becomes r[4j + q] lane g.
+static inline void transpose16_words(__m512i r[16]) {
+    __m512i t[16], s[16];
+    for (int a = 0; a < 16; a += 2) {
+        t[a] = _mm512_unpacklo_epi32(r[a], r[a + 1]);
+        t[a + 1] = _mm512_unpackhi_epi32(r[a], r[a + 1]);
+    }
+    for (int a = 0; a < 16; a += 4) {
+        s[a] = _mm512_unpacklo_epi64(t[a], t[a + 2]);
+        s[a + 1] = _mm512_unpackhi_epi64(t[a], t[a + 2]);
+        s[a + 2] = _mm512_unpacklo_epi64(t[a + 1], t[a + 3]);
+        s[a + 3] = _mm512_unpackhi_epi64(t[a + 1], t[a + 3]);
+    }
+    for (int q = 0; q < 4; q++) {
+        __m512i lanes01 = _mm512_shuffle_i32x4(s[q], s[4 + q], 0x44), lanes23 = _mm512_shuffle_i32x4(s[q], s[4 + q], 0xEE);
+        __m512i high01 = _mm512_shuffle_i32x4(s[8 + q], s[12 + q], 0x44);
+        __m512i high23 = _mm512_shuffle_i32x4(s[8 + q], s[12 + q], 0xEE);
+        r[q] = _mm512_shuffle_i32x4(lanes01, high01, 0x88);
+        r[4 + q] = _mm512_shuffle_i32x4(lanes01, high01, 0xDD);
+        r[8 + q] = _mm512_shuffle_i32x4(lanes23, high23, 0x88);
+        r[12 + q] = _mm512_shuffle_i32x4(lanes23, high23, 0xDD);
+    }
+}
+
+#endif
+
 // Packs a kc x width panel: dst[k*width + w] = src[k*k_stride + w*w_stride]
 // for w < valid, zero for valid <= w < width. Loops run along whichever
-// source stride is 1 so the reads are contiguous.
+// source stride is 1 so the reads are contiguous; with AVX-512 a row of the panel is
+// copied 16 lanes at a time, and source rows along k are transposed 16 x 16 in registers.
 static inline void pack_panel(float* restrict dst, const float* restrict src, int kc,
                               int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
+    int k = 0;
+#if defined(__AVX512F__)
     if (w_stride == 1) {
-        for (int k = 0; k < kc; k++) {
+        for (; k < kc; k++) {
+            for (int w0 = 0; w0 < width; w0 += 16) {
+                int lanes = width - w0 < 16 ? width - w0 : 16, present = valid - w0 < lanes ? valid - w0 : lanes;
+                __m512 row = _mm512_maskz_loadu_ps(present > 0 ? (__mmask16)((1u << present) - 1) : 0,
+                                                   src + k * k_stride + w0);
+                _mm512_mask_storeu_ps(dst + k * width + w0, (__mmask16)((1u << lanes) - 1), row);
+            }
+        }
+        return;
+    }
+    if (k_stride == 1) {
+        for (; k + 16 <= kc; k += 16) {
+            for (int w0 = 0; w0 < width; w0 += 16) {
+                int lanes = width - w0 < 16 ? width - w0 : 16;
+                __m512i r[16];
+                for (int a = 0; a < 16; a++) {
+                    r[a] = w0 + a < valid ? _mm512_loadu_si512(src + (w0 + a) * w_stride + k) : _mm512_setzero_si512();
+                }
+                transpose16_words(r);
+                for (int c = 0; c < 16; c++) {
+                    _mm512_mask_storeu_epi32(dst + (k + c) * width + w0, (__mmask16)((1u << lanes) - 1), r[c]);
+                }
+            }
+        }
+    }
+#endif
+    if (w_stride == 1) {
+        for (; k < kc; k++) {
             for (int w = 0; w < valid; w++) { dst[k * width + w] = src[k * k_stride + w]; }
             for (int w = valid; w < width; w++) { dst[k * width + w] = 0.0f; }
         }
     } else {
-        for (int w = 0; w < valid; w++) {
-            for (int k = 0; k < kc; k++) { dst[k * width + w] = src[w * w_stride + k * k_stride]; }
-        }
-        for (int w = valid; w < width; w++) {
-            for (int k = 0; k < kc; k++) { dst[k * width + w] = 0.0f; }
+        for (int w = 0; w < width; w++) {
+            for (int kk = k; kk < kc; kk++) { dst[kk * width + w] = w < valid ? src[w * w_stride + kk * k_stride] : 0.0f; }
         }
     }
 }
@@ -274,33 +331,6 @@ static inline __m512i round_pairs(const float* x) {
     const __m512i take_high = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
                                                31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     return _mm512_permutex2var_epi16(lo, take_high, hi);
-}
-
-// r[0..15], 16 words each, transposed in place: word c of r[a] goes to word a of r[c].
-// Words pair up (32-bit unpacks), then pairs (64-bit unpacks), which transposes each
-// 128-bit lane's 4 x 4 block; then the 4 x 4 blocks of lanes move (two rounds of
-// shuffle_i32x4): s[4g + q] lane j, rows 4g..4g+3 of column 4j + q, becomes r[4j + q] lane g.
-static inline void transpose16_words(__m512i r[16]) {
-    __m512i t[16], s[16];
-    for (int a = 0; a < 16; a += 2) {
-        t[a] = _mm512_unpacklo_epi32(r[a], r[a + 1]);
-        t[a + 1] = _mm512_unpackhi_epi32(r[a], r[a + 1]);
-    }
-    for (int a = 0; a < 16; a += 4) {
-        s[a] = _mm512_unpacklo_epi64(t[a], t[a + 2]);
-        s[a + 1] = _mm512_unpackhi_epi64(t[a], t[a + 2]);
-        s[a + 2] = _mm512_unpacklo_epi64(t[a + 1], t[a + 3]);
-        s[a + 3] = _mm512_unpackhi_epi64(t[a + 1], t[a + 3]);
-    }
-    for (int q = 0; q < 4; q++) {
-        __m512i lanes01 = _mm512_shuffle_i32x4(s[q], s[4 + q], 0x44), lanes23 = _mm512_shuffle_i32x4(s[q], s[4 + q], 0xEE);
-        __m512i high01 = _mm512_shuffle_i32x4(s[8 + q], s[12 + q], 0x44);
-        __m512i high23 = _mm512_shuffle_i32x4(s[8 + q], s[12 + q], 0xEE);
-        r[q] = _mm512_shuffle_i32x4(lanes01, high01, 0x88);
-        r[4 + q] = _mm512_shuffle_i32x4(lanes01, high01, 0xDD);
-        r[8 + q] = _mm512_shuffle_i32x4(lanes23, high23, 0x88);
-        r[12 + q] = _mm512_shuffle_i32x4(lanes23, high23, 0xDD);
-    }
 }
 
 // The fast paths of pack_pairs for the trainer's layouts; return the columns (w) done.
