@@ -194,13 +194,51 @@ static inline float fast_exp(float x) {
     return p * two_n.f;
 }
 
+// Sums over a row in 16 lanes (so the loops vectorize), then the lanes in order: a fixed
+// summation order, whatever the thread count.
+enum { SUM_LANES = 16 };
+
+// max of z (n), and lanes[j] = sum of exp(z[i] - max) over i = j mod SUM_LANES; with `exps`
+// the exponentials are also written there (exps may be z itself)
+static float row_exp_sums(const float* z, float* exps, int n, float lanes[SUM_LANES]) {
+    float maxes[SUM_LANES];
+    for (int j = 0; j < SUM_LANES; j++) maxes[j] = -INFINITY;
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES) {
+        for (int j = 0; j < SUM_LANES; j++) maxes[j] = z[i + j] > maxes[j] ? z[i + j] : maxes[j];
+    }
+    for (; i < n; i++) maxes[0] = z[i] > maxes[0] ? z[i] : maxes[0];
+    float maxv = -INFINITY;
+    for (int j = 0; j < SUM_LANES; j++) maxv = maxes[j] > maxv ? maxes[j] : maxv;
+    for (int j = 0; j < SUM_LANES; j++) lanes[j] = 0.0f;
+    for (i = 0; i + SUM_LANES <= n; i += SUM_LANES) {
+        for (int j = 0; j < SUM_LANES; j++) {
+            float e = fast_exp(z[i + j] - maxv);
+            if (exps) exps[i + j] = e;
+            lanes[j] += e;
+        }
+    }
+    for (; i < n; i++) {
+        float e = fast_exp(z[i] - maxv);
+        if (exps) exps[i] = e;
+        lanes[i % SUM_LANES] += e;
+    }
+    return maxv;
+}
+
+static float lanes_sum(const float lanes[SUM_LANES]) {
+    float sum = 0.0f;
+    for (int j = 0; j < SUM_LANES; j++) sum += lanes[j];
+    return sum;
+}
+
 // Row p (n) of raw scores -> probabilities in place: softmax of scale * p[lo..hi], 0 outside
 // (keys the query may not see). Returns the log-sum-exp of the scaled scores.
 static float masked_softmax_row(float* p, int lo, int hi, int n, float scale) {
-    float maxv = -INFINITY, sum = 0.0f;
-    for (int s = lo; s <= hi; s++) maxv = scale * p[s] > maxv ? scale * p[s] : maxv;
-    for (int s = lo; s <= hi; s++) p[s] = fast_exp(scale * p[s] - maxv);
-    for (int s = lo; s <= hi; s++) sum += p[s];
+    for (int s = lo; s <= hi; s++) p[s] *= scale;
+    float lanes[SUM_LANES];
+    float maxv = row_exp_sums(p + lo, p + lo, hi - lo + 1, lanes);
+    float sum = lanes_sum(lanes);
     for (int s = lo; s <= hi; s++) p[s] /= sum;
     for (int s = 0; s < lo; s++) p[s] = 0.0f;
     for (int s = hi + 1; s < n; s++) p[s] = 0.0f;
@@ -322,38 +360,8 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 }
 
 // Cross-entropy per token n with an unmasked target (>= 0), from its logits row z (V):
-//   loss = logsumexp(z) - z[target],  dz = (softmax(z) - onehot(target)) * dloss.
-// A row's exponentials are summed in 16 lanes (so the loop vectorizes), then the lanes in
-// order: a fixed summation order, whatever the thread count.
-enum { CE_LANES = 16 };
-
-// max of z (V), and lanes[j] = sum of exp(z[i] - max) over i = j mod CE_LANES; with `exps`
-// the exponentials are also written there (exps may be z itself)
-static float row_exp_sums(const float* z, float* exps, int V, float lanes[CE_LANES]) {
-    float maxv = -INFINITY;
-    for (int i = 0; i < V; i++) maxv = fmaxf(maxv, z[i]);
-    for (int j = 0; j < CE_LANES; j++) lanes[j] = 0.0f;
-    int i = 0;
-    for (; i + CE_LANES <= V; i += CE_LANES) {
-        for (int j = 0; j < CE_LANES; j++) {
-            float e = fast_exp(z[i + j] - maxv);
-            if (exps) exps[i + j] = e;
-            lanes[j] += e;
-        }
-    }
-    for (; i < V; i++) {
-        float e = fast_exp(z[i] - maxv);
-        if (exps) exps[i] = e;
-        lanes[i % CE_LANES] += e;
-    }
-    return maxv;
-}
-
-static float lanes_sum(const float lanes[CE_LANES]) {
-    float sum = 0.0f;
-    for (int j = 0; j < CE_LANES; j++) sum += lanes[j];
-    return sum;
-}
+//   loss = logsumexp(z) - z[target],  dz = (softmax(z) - onehot(target)) * dloss,
+// with the row's sums in lanes (row_exp_sums).
 
 // losses (N): each token's loss, 0 where the target is masked. Returns the unmasked tokens.
 int crossentropy_forward(float* losses, const float* logits, const int* targets, int N, int V) {
@@ -363,7 +371,7 @@ int crossentropy_forward(float* losses, const float* logits, const int* targets,
         losses[n] = 0.0f;
         if (targets[n] < 0) continue;
         const float* row = logits + (size_t)n * V;
-        float lanes[CE_LANES];
+        float lanes[SUM_LANES];
         float maxv = row_exp_sums(row, NULL, V, lanes);
         losses[n] = maxv + logf(lanes_sum(lanes)) - row[targets[n]];
         count++;
@@ -385,7 +393,7 @@ int crossentropy_backward(float* logits, float* losses, const int* targets, int 
             memset(row, 0, V * sizeof(float));
             continue;
         }
-        float target_logit = row[targets[n]], lanes[CE_LANES];
+        float target_logit = row[targets[n]], lanes[SUM_LANES];
         float maxv = row_exp_sums(row, row, V, lanes);
         float sum = lanes_sum(lanes);
         if (losses) losses[n] = maxv + logf(sum) - target_logit;
