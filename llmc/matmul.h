@@ -170,7 +170,8 @@ typedef struct {
     const float* A;
     Weight B;
     int M, N, K;
-    ptrdiff_t a_rs, a_cs, b_rs, b_cs, ldc;
+    ptrdiff_t a_rs, a_cs, b_rs, b_cs;
+    ptrdiff_t c_rs, c_cs;  // element (i,j) of C is C[i*c_rs + j*c_cs]: row-major (c_cs 1), or transposed
     int accumulate;
 } MatmulProblem;
 
@@ -335,45 +336,43 @@ static inline __m512i round_pairs(const float* x) {
 
 // The fast paths of pack_pairs for the trainer's layouts; return the columns (w) done.
 // Rows along k (k_stride 1): an fp32 row is rounded 32 values at a time, a bf16 row already
-// holds its pairs as 32-bit words. Either way column w's words go to dst[kk*width + w].
+// holds its pairs as 32-bit words. Either way 16 rows' runs of 16 words are transposed in
+// registers, and column w's words go to dst[kk*width + w], 16 columns (lanes) at a time.
 static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict src, WeightFormat src_format,
                                   int kc, int width, int valid, ptrdiff_t w_stride) {
     int kp = (kc + 1) / 2, whole = kc / 32 * 16;  // pair words of whole 32-value pieces
     if (src_format == WEIGHT_BF16 && (((uintptr_t)src | (uintptr_t)(w_stride * 2)) & 3)) return 0;
-    const __m512i spread = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                               _mm512_set1_epi32(width));
-    // bf16, 16 columns at a time: 16 x 16 blocks of pair words, transposed in registers
-    int blocked_w = src_format == WEIGHT_BF16 ? valid / 16 * 16 : 0;
-    for (int w0 = 0; w0 < blocked_w; w0 += 16) {
+    for (int w0 = 0; w0 < width; w0 += 16) {
+        int lanes = width - w0 < 16 ? width - w0 : 16;
         for (int kk0 = 0; kk0 < whole; kk0 += 16) {
             __m512i r[16];
             for (int a = 0; a < 16; a++) {
-                r[a] = _mm512_loadu_si512((const uint32_t*)((const uint16_t*)src + (w0 + a) * w_stride) + kk0);
+                if (w0 + a >= valid) {
+                    r[a] = _mm512_setzero_si512();
+                } else if (src_format == WEIGHT_F32) {
+                    r[a] = round_pairs((const float*)src + (w0 + a) * w_stride + 2 * kk0);
+                } else {
+                    r[a] = _mm512_loadu_si512((const uint32_t*)((const uint16_t*)src + (w0 + a) * w_stride) + kk0);
+                }
             }
             transpose16_words(r);
-            for (int c = 0; c < 16; c++) _mm512_storeu_si512(dst + (size_t)(kk0 + c) * width + w0, r[c]);
+            for (int c = 0; c < 16; c++) {
+                _mm512_mask_storeu_epi32(dst + (size_t)(kk0 + c) * width + w0, (__mmask16)((1u << lanes) - 1), r[c]);
+            }
         }
     }
-    for (int w = 0; w < valid; w++) {
-        int kk = w < blocked_w ? whole : 0;
-        if (src_format == WEIGHT_F32) {
-            const float* row = (const float*)src + w * w_stride;
-            for (; kk < whole; kk += 16) {
-                _mm512_i32scatter_epi32(dst + (size_t)kk * width + w, spread, round_pairs(row + 2 * kk), 4);
+    for (int w = 0; w < width; w++) {  // the last kc - 2 whole values (fewer than 32), a word at a time
+        for (int kk = whole; kk < kp; kk++) {
+            uint32_t lo = 0, hi = 0;
+            if (w < valid && src_format == WEIGHT_F32) {
+                const float* row = (const float*)src + w * w_stride;
+                lo = float_to_bf16(row[2 * kk]), hi = 2 * kk + 1 < kc ? float_to_bf16(row[2 * kk + 1]) : 0;
+            } else if (w < valid) {
+                const uint16_t* row = (const uint16_t*)src + w * w_stride;
+                lo = row[2 * kk], hi = 2 * kk + 1 < kc ? row[2 * kk + 1] : 0;
             }
-            for (; kk < kp; kk++) {
-                uint32_t lo = float_to_bf16(row[2 * kk]), hi = 2 * kk + 1 < kc ? float_to_bf16(row[2 * kk + 1]) : 0;
-                dst[(size_t)kk * width + w] = lo | hi << 16;
-            }
-        } else {
-            const uint16_t* row = (const uint16_t*)src + w * w_stride;
-            const uint32_t* words = (const uint32_t*)row;
-            for (; kk < kc / 2; kk++) dst[(size_t)kk * width + w] = words[kk];
-            if (kc % 2) dst[(size_t)kk * width + w] = row[kc - 1];
+            dst[(size_t)kk * width + w] = lo | hi << 16;
         }
-    }
-    for (int w = valid; w < width; w++) {
-        for (int kk = 0; kk < kp; kk++) dst[(size_t)kk * width + w] = 0;
     }
     return width;
 }
@@ -535,14 +534,15 @@ static inline void tile_kernel(int bf16, int kc, const float* a, const float* b,
     micro_kernel(kc, a, b, c, ldc, load_c);
 }
 
-// partial tile (m < MR or n < NR): compute the full tile aside, add the valid part
+// partial tile (m < MR or n < NR) or a transposed C: compute the full tile aside, add the
+// valid part
 static void edge_kernel(int bf16, int m, int n, int kc, const float* a, const float* b,
-                        float* c, ptrdiff_t ldc, int load_c) {
+                        float* c, ptrdiff_t c_rs, ptrdiff_t c_cs, int load_c) {
     float tile[MR * NR];
     tile_kernel(bf16, kc, a, b, tile, NR, 0);
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < n; j++) {
-            float* c_ij = c + i * ldc + j;
+            float* c_ij = c + i * c_rs + j * c_cs;
             *c_ij = load_c ? *c_ij + tile[i * NR + j] : tile[i * NR + j];
         }
     }
@@ -550,18 +550,18 @@ static void edge_kernel(int bf16, int m, int n, int kc, const float* a, const fl
 
 // C[0:mc, 0:nc] (+)= a_block (mc x kc) @ b_panel (kc x nc); bf16: panels of pairs
 static void macro_kernel(int bf16, int mc, int nc, int kc, const float* a_block, const float* b_panel,
-                         float* c, ptrdiff_t ldc, int load_c) {
+                         float* c, ptrdiff_t c_rs, ptrdiff_t c_cs, int load_c) {
     size_t panel_k = bf16 ? (size_t)(kc + 1) / 2 : (size_t)kc;  // 4-byte words per micro-panel row
     for (int j = 0; j < nc; j += NR) {
         for (int i = 0; i < mc; i += MR) {
             const float* a = a_block + i * panel_k;
             const float* b = b_panel + j * panel_k;
-            float* c_ij = c + i * ldc + j;
-            if (mc - i >= MR && nc - j >= NR) {
-                tile_kernel(bf16, kc, a, b, c_ij, ldc, load_c);
+            float* c_ij = c + i * c_rs + j * c_cs;
+            if (mc - i >= MR && nc - j >= NR && c_cs == 1) {
+                tile_kernel(bf16, kc, a, b, c_ij, c_rs, load_c);
             } else {
                 int m = mc - i < MR ? mc - i : MR, n = nc - j < NR ? nc - j : NR;
-                edge_kernel(bf16, m, n, kc, a, b, c_ij, ldc, load_c);
+                edge_kernel(bf16, m, n, kc, a, b, c_ij, c_rs, c_cs, load_c);
             }
         }
     }
@@ -582,7 +582,7 @@ static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
                 int mc = m1 - ic < MC ? m1 - ic : MC;
                 pack_a_block(s->a_block, p, ic, mc, pc, kc);
                 macro_kernel(bf16, mc, nc, kc, s->a_block, s->b_panel,
-                             p->C + ic * p->ldc + jc, p->ldc, load_c);
+                             p->C + ic * p->c_rs + jc * p->c_cs, p->c_rs, p->c_cs, load_c);
             }
         }
     }
@@ -606,16 +606,24 @@ static void split_work(const MatmulProblem* p, int t, int nt, const PackScratch*
 // ----------------------------------------------------------------------------
 // public API
 
+// A thin fp32 product (N below a micro-tile's width, M larger: a LoRA rank's r columns) is
+// computed as C^T (N,M) = op(B)^T op(A)^T, its N rows filling a micro-tile's MR rows far
+// better than its NR columns. Every element keeps its summation order: bit-identical.
 static MatmulProblem make_problem(float* C, const float* A, Weight B, int M, int N, int K,
                                   int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
-    MatmulProblem p = {C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate};
-    return p;
+    if (B.format == WEIGHT_F32 && N < NR && M > N) {
+        return (MatmulProblem){C, (const float*)B.data, weight_f32(A), N, M, K, b_cs, b_rs, a_cs, a_rs, 1, ldc,
+                               accumulate};
+    }
+    return (MatmulProblem){C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, 1, accumulate};
 }
 
 // K == 0: the product is empty, C = accumulate ? C : 0
 static void clear_c_if_needed(const MatmulProblem* p) {
     if (p->accumulate) { return; }
-    for (int i = 0; i < p->M; i++) { memset(p->C + i * p->ldc, 0, p->N * sizeof(float)); }
+    for (int i = 0; i < p->M; i++) {
+        for (int j = 0; j < p->N; j++) p->C[i * p->c_rs + j * p->c_cs] = 0.0f;
+    }
 }
 
 // Threads a parallel region that calls matmul_serial may use: one scratch each.
@@ -631,7 +639,7 @@ static void matmul_serial(float* C, const float* A, const float* B, int M, int N
                           int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     MatmulProblem p = make_problem(C, A, weight_f32(B), M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
     if (K == 0) { clear_c_if_needed(&p); return; }
-    gemm_blocked(&p, 0, M, 0, N, &pack_scratch[thread_id()]);
+    gemm_blocked(&p, 0, p.M, 0, p.N, &pack_scratch[thread_id()]);
 }
 
 // matmul with op(B) in any storage format
