@@ -445,32 +445,51 @@ void lora_forward(float* y, float* xa, float* xd, float* scaled, const float* x,
     linear_forward(y, scaled, weight_f32(Bw), N, r, out, 1);
 }
 
-// dB (out,r) += dy^T (s xa);  dxa (N,r) = s dy B;  dA (r,in) += dxa^T xd;
-// dx (N,in) += dropout(dxa A). xd, dxa and scaled (N,r) are scratch.
-void lora_backward(float* dx, float* dA, float* dB, float* xd, float* dxa, float* scaled,
-                   const float* dy, const float* x, const float* xa, const float* A,
-                   const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key, int first_token) {
-    uint32_t first = (uint32_t)first_token * (uint32_t)in;
+// dA (r,in) += dxa^T dropout(x);  dx (N,in) += dropout(dxa A), in one pass over x and dx that
+// makes each element's mask once. Threads own column blocks of LORA_COLUMNS, so dA's sums over
+// the tokens run in order whatever the thread count.
+enum { LORA_COLUMNS = 256 };
+static void lora_backward_down(float* dx, float* dA, const float* dxa, const float* x, const float* A, int N,
+                               int in, int r, float p, uint32_t key, uint32_t first) {
+    float keep_scale = 1.0f / (1.0f - p);
+    int blocks = (in + LORA_COLUMNS - 1) / LORA_COLUMNS;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        int i0 = b * LORA_COLUMNS, w = in - i0 < LORA_COLUMNS ? in - i0 : LORA_COLUMNS;
+        float scale[LORA_COLUMNS], xd[LORA_COLUMNS], dxd[LORA_COLUMNS];  // mask * keep_scale, dropout(x), dxa A
+        for (int n = 0; n < N; n++) {
+            const float* xn = x + (size_t)n * in + i0;
+            uint32_t e0 = first + (uint32_t)n * (uint32_t)in + (uint32_t)i0;
+            for (int i = 0; i < w; i++) {
+                scale[i] = p == 0.0f || dropout_keep(key, e0 + (uint32_t)i, p) ? keep_scale : 0.0f;
+                xd[i] = xn[i] * scale[i];
+                dxd[i] = 0.0f;
+            }
+            for (int j = 0; j < r; j++) {
+                float d = dxa[(size_t)n * r + j];
+                float* dAj = dA + (size_t)j * in + i0;
+                const float* Aj = A + (size_t)j * in + i0;
+                for (int i = 0; i < w; i++) {
+                    dAj[i] += d * xd[i];
+                    dxd[i] += d * Aj[i];
+                }
+            }
+            float* dxn = dx + (size_t)n * in + i0;
+            for (int i = 0; i < w; i++) dxn[i] += scale[i] != 0.0f ? dxd[i] * scale[i] : 0.0f;
+        }
+    }
+}
+
+// dB (out,r) += dy^T (s xa);  dxa (N,r) = s dy B;  then dA and dx (lora_backward_down).
+// dxa and scaled (N,r) are scratch.
+void lora_backward(float* dx, float* dA, float* dB, float* dxa, float* scaled, const float* dy, const float* x,
+                   const float* xa, const float* A, const float* Bw, int N, int in, int out, int r, float s, float p,
+                   uint32_t key, int first_token) {
     for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
     linear_backward_weight(dB, dy, scaled, N, r, out);
     linear_backward_input(dxa, dy, weight_f32(Bw), N, r, out, 0);
     for (size_t i = 0; i < (size_t)N * r; i++) dxa[i] *= s;
-    const float* xin = x;
-    if (p > 0.0f) {
-        dropout_apply(xd, x, (size_t)N * in, p, key, first);
-        xin = xd;
-    }
-    linear_backward_weight(dA, dxa, xin, N, in, r);
-    if (p > 0.0f) {
-        linear_backward_input(xd, dxa, weight_f32(A), N, in, r, 0);
-        float keep_scale = 1.0f / (1.0f - p);
-        #pragma omp parallel for schedule(static)
-        for (size_t e = 0; e < (size_t)N * in; e++) {
-            if (dropout_keep(key, first + (uint32_t)e, p)) dx[e] += xd[e] * keep_scale;
-        }
-    } else {
-        linear_backward_input(dx, dxa, weight_f32(A), N, in, r, 1);
-    }
+    lora_backward_down(dx, dA, dxa, x, A, N, in, r, p, key, (uint32_t)first_token * (uint32_t)in);
 }
 
 // W (out,in) += s B (out,r) @ A (r,in): the adapter folded into its base weight, for merged
@@ -998,8 +1017,7 @@ static void model_linear_backward(Model* m, int l, int mod, float* dx, const flo
     int r = m->lora_config.rank;
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
     lora_backward(dx, m->lora_grads.A[mod] + (size_t)l * r * in, m->lora_grads.B[mod] + (size_t)l * out * r,
-                  m->scratch.lora_xd, m->scratch.lora_r1, m->scratch.lora_r2, dy, x,
-                  m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->lora.A[mod] + (size_t)l * r * in,
+                  m->scratch.lora_r1, m->scratch.lora_r2, dy, x, m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->lora.A[mod] + (size_t)l * r * in,
                   m->lora.B[mod] + (size_t)l * out * r, N, in, out, m->lora_config.rank,
                   m->lora_scale, m->lora_config.dropout, key, m->first_token);
 }
