@@ -559,7 +559,7 @@ static void generator_linear(Generator* g, int l, int mod, float* y, const float
     }
     if (!m->use_lora || !m->lora_config.target[mod]) return;
     int r = m->lora_config.rank;
-    lora_forward(y, g->lora_xa, NULL, g->lora_scaled, x, m->lora.A[mod] + (size_t)l * r * in,
+    lora_forward(y, g->lora_xa, g->lora_scaled, x, m->lora.A[mod] + (size_t)l * r * in,
                  m->lora.B[mod] + (size_t)l * out * r, n, in, out, r, m->lora_scale, 0.0f, 0, 0);
 }
 

@@ -425,30 +425,46 @@ static inline int dropout_keep(uint32_t key, uint32_t e, float p) {
 // split into micro-batches drops the same elements.
 void dropout_apply(float* out, const float* x, size_t n, float p, uint32_t key, uint32_t first) {
     float keep_scale = 1.0f / (1.0f - p);
-    #pragma omp parallel for schedule(static)
     for (size_t e = 0; e < n; e++) out[e] = dropout_keep(key, first + (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;
 }
 
-// y (N,out) += s * xa @ B^T where xa (N,r) = xd @ A^T is kept for the backward;
-// xd (N,in) = dropout(x), computed into scratch when p > 0. scaled (N,r) is scratch.
-// x's first row is token first_token of the optimizer step (for the dropout mask).
-void lora_forward(float* y, float* xa, float* xd, float* scaled, const float* x, const float* A,
-                  const float* Bw, int N, int in, int out, int r, float s, float p, uint32_t key, int first_token) {
-    const float* xin = x;
-    uint32_t first = (uint32_t)first_token * (uint32_t)in;
-    if (p > 0.0f) {
-        dropout_apply(xd, x, (size_t)N * in, p, key, first);
-        xin = xd;
+// The adapter's thin products with x go over x once, LORA_COLUMNS columns of a row at a
+// time, its dropped-out values made on the stack and never stored.
+enum { LORA_COLUMNS = 256 };
+
+// xa (N,r) = dropout(x) @ A^T, a row per thread at a time
+static void lora_forward_down(float* xa, const float* x, const float* A, int N, int in, int r, float p,
+                              uint32_t key, uint32_t first) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float* xan = xa + (size_t)n * r;
+        for (int j = 0; j < r; j++) xan[j] = 0.0f;
+        for (int i0 = 0; i0 < in; i0 += LORA_COLUMNS) {
+            int w = in - i0 < LORA_COLUMNS ? in - i0 : LORA_COLUMNS;
+            const float* xd = x + (size_t)n * in + i0;
+            float dropped[LORA_COLUMNS];
+            if (p > 0.0f) {
+                dropout_apply(dropped, xd, w, p, key, first + (uint32_t)n * (uint32_t)in + (uint32_t)i0);
+                xd = dropped;
+            }
+            for (int j = 0; j < r; j++) xan[j] += dot_product(xd, A + (size_t)j * in + i0, w);
+        }
     }
-    linear_forward(xa, xin, weight_f32(A), N, in, r, 0);
+}
+
+// y (N,out) += s * xa @ B^T where xa (N,r) = dropout(x) @ A^T is kept for the backward;
+// scaled (N,r) is scratch. x's first row is token first_token of the optimizer step (for
+// the dropout mask).
+void lora_forward(float* y, float* xa, float* scaled, const float* x, const float* A, const float* Bw, int N,
+                  int in, int out, int r, float s, float p, uint32_t key, int first_token) {
+    lora_forward_down(xa, x, A, N, in, r, p, key, (uint32_t)first_token * (uint32_t)in);
     for (size_t i = 0; i < (size_t)N * r; i++) scaled[i] = s * xa[i];
     linear_forward(y, scaled, weight_f32(Bw), N, r, out, 1);
 }
 
-// dA (r,in) += dxa^T dropout(x);  dx (N,in) += dropout(dxa A), in one pass over x and dx that
-// makes each element's mask once. Threads own column blocks of LORA_COLUMNS, so dA's sums over
-// the tokens run in order whatever the thread count.
-enum { LORA_COLUMNS = 256 };
+// dA (r,in) += dxa^T dropout(x);  dx (N,in) += dropout(dxa A), each element's mask made once.
+// Threads own blocks of LORA_COLUMNS columns, so dA's sums over the tokens run in order
+// whatever the thread count.
 static void lora_backward_down(float* dx, float* dA, const float* dxa, const float* x, const float* A, int N,
                                int in, int r, float p, uint32_t key, uint32_t first) {
     float keep_scale = 1.0f / (1.0f - p);
@@ -715,7 +731,7 @@ typedef struct {
     float* dact;     // (B, T, I)
     float* dgate;    // (B, T, I)
     float* dup;      // (B, T, I)
-    float* lora_xd;  // (B, T, max(C, NH*hs, I)) dropout(x) for LoRA
+    float* lora_xd;  // (B, T, max(C, NH*hs, I)) dropout(x) for LoRA on the GPU (train_gpu.c)
     float* lora_r1;  // (B, T, r)
     float* lora_r2;  // (B, T, r)
 } ScratchTensors;
@@ -1000,7 +1016,7 @@ static void model_linear_forward(Model* m, int l, int mod, float* y, const float
     int r = m->lora_config.rank;
     float p = training ? m->lora_config.dropout : 0.0f;
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
-    lora_forward(y, m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->scratch.lora_xd, m->scratch.lora_r1, x,
+    lora_forward(y, m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->scratch.lora_r1, x,
                  m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r,
                  N, in, out, r, m->lora_scale, p, key, m->first_token);
 }
