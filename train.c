@@ -146,16 +146,25 @@ void rope_backward(float* dx, const int* pos, const float* cos_sin, int N, int n
     }
 }
 
-// a . b summed in 16 interleaved partial sums, which the compiler keeps in one vector
-// register (a plain running sum cannot be vectorised without reordering it).
-static float dot_product(const float* a, const float* b, int n) {
-    float partial[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        for (int j = 0; j < 16; j++) partial[j] += a[i + j] * b[i + j];
-    }
+// Sums over a row go in SUM_LANES interleaved partial sums, which the compiler keeps in one
+// vector register (a plain running sum cannot be vectorised without reordering it), then
+// the lanes in order: a fixed summation order, whatever the thread count.
+enum { SUM_LANES = 16 };
+
+static float lanes_sum(const float lanes[SUM_LANES]) {
     float sum = 0.0f;
-    for (int j = 0; j < 16; j++) sum += partial[j];
+    for (int j = 0; j < SUM_LANES; j++) sum += lanes[j];
+    return sum;
+}
+
+// a . b
+static float dot_product(const float* a, const float* b, int n) {
+    float lanes[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES) {
+        for (int j = 0; j < SUM_LANES; j++) lanes[j] += a[i + j] * b[i + j];
+    }
+    float sum = lanes_sum(lanes);
     for (; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
@@ -194,10 +203,6 @@ static inline float fast_exp(float x) {
     return p * two_n.f;
 }
 
-// Sums over a row in 16 lanes (so the loops vectorize), then the lanes in order: a fixed
-// summation order, whatever the thread count.
-enum { SUM_LANES = 16 };
-
 // max of z (n), and lanes[j] = sum of exp(z[i] - max) over i = j mod SUM_LANES; with `exps`
 // the exponentials are also written there (exps may be z itself)
 static float row_exp_sums(const float* z, float* exps, int n, float lanes[SUM_LANES]) {
@@ -224,12 +229,6 @@ static float row_exp_sums(const float* z, float* exps, int n, float lanes[SUM_LA
         lanes[i % SUM_LANES] += e;
     }
     return maxv;
-}
-
-static float lanes_sum(const float lanes[SUM_LANES]) {
-    float sum = 0.0f;
-    for (int j = 0; j < SUM_LANES; j++) sum += lanes[j];
-    return sum;
 }
 
 // Row p (n) of raw scores -> probabilities in place: softmax of scale * p[lo..hi], 0 outside

@@ -249,6 +249,12 @@ static inline void transpose16_words(__m512i r[16]) {
     }
 }
 
+// r[0..15] (16 rows of a panel's source, 16 words each) transposed and stored as the
+// panel's next 16 rows (width words apart), `lanes` (<= 16) words of each
+static inline void transpose16_store(void* dst, ptrdiff_t width, int lanes, __m512i r[16]) {
+    transpose16_words(r);
+    for (int c = 0; c < 16; c++) _mm512_mask_storeu_epi32((uint32_t*)dst + c * width, (__mmask16)((1u << lanes) - 1), r[c]);
+}
 #endif
 
 // Packs a kc x width panel: dst[k*width + w] = src[k*k_stride + w*w_stride]
@@ -278,10 +284,7 @@ static inline void pack_panel(float* restrict dst, const float* restrict src, in
                 for (int a = 0; a < 16; a++) {
                     r[a] = w0 + a < valid ? _mm512_loadu_si512(src + (w0 + a) * w_stride + k) : _mm512_setzero_si512();
                 }
-                transpose16_words(r);
-                for (int c = 0; c < 16; c++) {
-                    _mm512_mask_storeu_epi32(dst + (k + c) * width + w0, (__mmask16)((1u << lanes) - 1), r[c]);
-                }
+                transpose16_store(dst + k * width + w0, width, lanes, r);
             }
         }
     }
@@ -356,13 +359,10 @@ static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict s
                     r[a] = _mm512_loadu_si512((const uint32_t*)((const uint16_t*)src + (w0 + a) * w_stride) + kk0);
                 }
             }
-            transpose16_words(r);
-            for (int c = 0; c < 16; c++) {
-                _mm512_mask_storeu_epi32(dst + (size_t)(kk0 + c) * width + w0, (__mmask16)((1u << lanes) - 1), r[c]);
-            }
+            transpose16_store(dst + (size_t)kk0 * width + w0, width, lanes, r);
         }
     }
-    for (int w = 0; w < width; w++) {  // the last kc - 2 whole values (fewer than 32), a word at a time
+    for (int w = 0; w < width; w++) {  // k from 2 whole on (fewer than 32 values), a word at a time
         for (int kk = whole; kk < kp; kk++) {
             uint32_t lo = 0, hi = 0;
             if (w < valid && src_format == WEIGHT_F32) {
