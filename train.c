@@ -255,6 +255,8 @@ static float masked_softmax_row(float* p, int lo, int hi, int n, float scale) {
 // with the keys a query may not see at probability 0.
 // scratch (attention_scratch_size floats): one (ATT_BLOCK, T) block of scores per (b, head)
 // and two per (b, kv head) in the backward, so results do not depend on the thread count.
+// bf16 (with a bf16 base, as Hugging Face's bf16 attention): every matmul's two operands are
+// rounded to bf16 and their products summed in fp32; the softmax stays fp32.
 #define ATT_BLOCK 96  // queries per block: whole micro-tiles of rows (12 with AVX-512, 6 with AVX2)
 size_t attention_scratch_size(int B, int T, int NH, int NKV) {
     size_t slots = NH > 2 * NKV ? NH : 2 * NKV;
@@ -262,7 +264,7 @@ size_t attention_scratch_size(int B, int T, int NH, int NKV) {
 }
 
 void attention_forward(float* out, float* lse, float* scratch, const float* q, const float* k,
-                       const float* v, const int* pos, int B, int T, int NH, int NKV, int hs) {
+                       const float* v, const int* pos, int B, int T, int NH, int NKV, int hs, int bf16) {
     float scale = 1.0f / sqrtf((float)hs);
     int group = NH / NKV, slots = NH > 2 * NKV ? NH : 2 * NKV, q_rs = NH * hs, kv_rs = NKV * hs;
     #pragma omp parallel for collapse(2) schedule(static) num_threads(matmul_threads())
@@ -275,14 +277,14 @@ void attention_forward(float* out, float* lse, float* scratch, const float* q, c
                 int nq = T - t0 < ATT_BLOCK ? T - t0 : ATT_BLOCK;
                 int k0 = t0 - pos[b * T + t0], nk = t0 + nq - k0;
                 const float* q_blk = q + ((size_t)b * T + t0) * q_rs + h * hs;
-                matmul_serial(S, q_blk, k_h + (size_t)k0 * kv_rs, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0);
+                matmul_serial(S, q_blk, k_h + (size_t)k0 * kv_rs, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0, bf16);
                 for (int i = 0; i < nq; i++) {
                     int t = t0 + i;
                     lse[((size_t)b * NH + h) * T + t] =
                         masked_softmax_row(S + (size_t)i * nk, t - pos[b * T + t] - k0, t - k0, nk, scale);
                 }
                 matmul_serial(out + ((size_t)b * T + t0) * q_rs + h * hs, S, v_h + (size_t)k0 * kv_rs, nq, hs, nk,
-                              nk, 1, kv_rs, 1, q_rs, 0);
+                              nk, 1, kv_rs, 1, q_rs, 0, bf16);
             }
         }
     }
@@ -297,7 +299,7 @@ void attention_forward(float* out, float* lse, float* scratch, const float* q, c
 // fixed order. dq, dk, dv are overwritten; scratch as in attention_forward.
 void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
                         const float* out, const float* lse, const float* q, const float* k,
-                        const float* v, const int* pos, int B, int T, int NH, int NKV, int hs) {
+                        const float* v, const int* pos, int B, int T, int NH, int NKV, int hs, int bf16) {
     float scale = 1.0f / sqrtf((float)hs);
     int group = NH / NKV, slots = NH > 2 * NKV ? NH : 2 * NKV, q_rs = NH * hs, kv_rs = NKV * hs;
     #pragma omp parallel for collapse(2) schedule(static) num_threads(matmul_threads())
@@ -315,8 +317,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
                     int nq = T - t0 < ATT_BLOCK ? T - t0 : ATT_BLOCK;
                     int k0 = t0 - pos[b * T + t0], nk = t0 + nq - k0;
                     size_t q0 = ((size_t)b * T + t0) * q_rs + h * hs, keys = kv0 + (size_t)k0 * kv_rs;
-                    matmul_serial(P, q + q0, k + keys, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0);
-                    matmul_serial(dS, dout + q0, v + keys, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0);
+                    matmul_serial(P, q + q0, k + keys, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0, bf16);
+                    matmul_serial(dS, dout + q0, v + keys, nq, nk, hs, q_rs, 1, 1, kv_rs, nk, 0, bf16);
                     for (int i = 0; i < nq; i++) {
                         int t = t0 + i, lo = t - pos[b * T + t] - k0, hi = t - k0;
                         float* p = P + (size_t)i * nk;
@@ -328,9 +330,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
                             ds[s] = p[s] * (ds[s] - D) * scale;
                         }
                     }
-                    matmul_serial(dq + q0, dS, k + keys, nq, hs, nk, nk, 1, kv_rs, 1, q_rs, 0);
-                    matmul_serial(dk + keys, dS, q + q0, nk, hs, nq, 1, nk, q_rs, 1, kv_rs, 1);
-                    matmul_serial(dv + keys, P, dout + q0, nk, hs, nq, 1, nk, q_rs, 1, kv_rs, 1);
+                    matmul_serial(dq + q0, dS, k + keys, nq, hs, nk, nk, 1, kv_rs, 1, q_rs, 0, bf16);
+                    matmul_serial(dk + keys, dS, q + q0, nk, hs, nq, 1, nk, q_rs, 1, kv_rs, 1, bf16);
+                    matmul_serial(dv + keys, P, dout + q0, nk, hs, nq, 1, nk, q_rs, 1, kv_rs, 1, bf16);
                 }
             }
         }
@@ -1065,7 +1067,7 @@ static void layer_forward(Model* m, int l, const int* pos, int B, int T, int tra
     rope_forward(layer.q, pos, m->cos_sin, N, c->NH, c->hs);
     rope_forward(layer.k, pos, m->cos_sin, N, c->NKV, c->hs);
     attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T,
-                      c->NH, c->NKV, c->hs);
+                      c->NH, c->NKV, c->hs, m->base_format == WEIGHT_BF16);
     memcpy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
     model_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
 
@@ -1233,7 +1235,7 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
         // attention: s->dx now holds d x_mid
         model_linear_backward(m, l, LORA_O, s->datt, s->dx, layer.att, N, 0);
         attention_backward(s->dq, s->dk, s->dv, m->attention_scratch, s->datt, layer.att, layer.lse, layer.q, layer.k,
-                           layer.v, pos, B, T, c->NH, c->NKV, c->hs);
+                           layer.v, pos, B, T, c->NH, c->NKV, c->hs, m->base_format == WEIGHT_BF16);
         rope_backward(s->dq, pos, m->cos_sin, N, c->NH, c->hs);
         rope_backward(s->dk, pos, m->cos_sin, N, c->NKV, c->hs);
         model_linear_backward(m, l, LORA_Q, s->dln, s->dq, layer.ln1, N, 0);

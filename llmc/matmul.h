@@ -174,7 +174,11 @@ typedef struct {
     ptrdiff_t a_rs, a_cs, b_rs, b_cs;
     ptrdiff_t c_rs, c_cs;  // element (i,j) of C is C[i*c_rs + j*c_cs]: row-major (c_cs 1), or transposed
     int accumulate;
+    int round_bf16;  // fp32 A and B both rounded to bf16, multiplied as against a bf16 B (attention)
 } MatmulProblem;
+
+// bf16 products: B is bf16, or both operands are rounded to it
+static inline int bf16_products(const MatmulProblem* p) { return p->B.format == WEIGHT_BF16 || p->round_bf16; }
 
 typedef struct {
     float* a_block; // MC x KC: ceil(MC/MR) micro-panels, each kc x MR (bf16 pairs: kc/2 x MR words)
@@ -324,13 +328,17 @@ static inline void pack_panel_weight(float* restrict dst, Weight src, size_t at,
 }
 
 #if MATMUL_BF16_NATIVE
+// 16 fp32 bit patterns rounded to bf16 as float_to_bf16 rounds (nearest even): each lane's
+// high half is its bf16
+static inline __m512i round_bf16_high(__m512i x) {
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    return _mm512_add_epi32(x, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(x, 16), one)));
+}
+
 // 32 floats x[0..31] rounded to bf16 as float_to_bf16 does (nearest even), as 16 pair
 // words: word j = bf16(x[2j]) | bf16(x[2j+1]) << 16.
 static inline __m512i round_pairs(const float* x) {
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-    __m512i lo = _mm512_loadu_si512(x), hi = _mm512_loadu_si512(x + 16);
-    lo = _mm512_add_epi32(lo, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(lo, 16), one)));
-    hi = _mm512_add_epi32(hi, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(hi, 16), one)));
+    __m512i lo = round_bf16_high(_mm512_loadu_si512(x)), hi = round_bf16_high(_mm512_loadu_si512(x + 16));
     // the high half of every 32-bit lane, in order: 16-bit element e of the result is 2e + 1
     // of lo:hi (64 16-bit elements)
     const __m512i take_high = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
@@ -378,21 +386,33 @@ static inline int pack_pairs_rows(uint32_t* restrict dst, const void* restrict s
     return width;
 }
 
-// Columns along w (w_stride 1) of bf16, a whole panel of width 32: rows 2kk and 2kk+1
-// interleaved, 16-bit element by element, into the pair words of the 32 columns.
-static inline int pack_pairs_columns(uint32_t* restrict dst, const uint16_t* restrict src, int kc, int width,
-                                     int valid, ptrdiff_t k_stride) {
-    if (width != 32 || valid != 32) return 0;
-    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
-                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
+// Columns along w (w_stride 1): rows 2kk and 2kk+1 give the low and high halves of the pair
+// words, 16 columns at a time: bf16 values interleaved, fp32 ones rounded in their lanes.
+static inline void pack_pairs_columns(uint32_t* restrict dst, const void* restrict src, WeightFormat src_format,
+                                      int kc, int width, int valid, ptrdiff_t k_stride) {
+    const __m512i interleave = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                                39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i high_half = _mm512_set1_epi32((int)0xffff0000u);
+    size_t bytes = WEIGHT_FORMAT_BITS[src_format] / 8;
     for (int kk = 0; kk < (kc + 1) / 2; kk++) {
-        __m512i row0 = _mm512_loadu_si512(src + 2 * kk * k_stride);
-        __m512i row1 = 2 * kk + 1 < kc ? _mm512_loadu_si512(src + (2 * kk + 1) * k_stride) : _mm512_setzero_si512();
-        _mm512_store_si512(dst + (size_t)kk * 32, _mm512_permutex2var_epi16(row0, first, row1));
-        _mm512_store_si512(dst + (size_t)kk * 32 + 16, _mm512_permutex2var_epi16(row0, second, row1));
+        const char* row0 = (const char*)src + (size_t)(2 * kk) * k_stride * bytes;
+        const char* row1 = 2 * kk + 1 < kc ? row0 + k_stride * bytes : NULL;
+        for (int w0 = 0; w0 < width; w0 += 16) {
+            int lanes = width - w0 < 16 ? width - w0 : 16, present = valid - w0 < lanes ? valid - w0 : lanes;
+            __mmask16 load = (__mmask16)((1u << (present > 0 ? present : 0)) - 1);
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512(), words;
+            if (src_format == WEIGHT_BF16) {
+                lo = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(load, row0 + w0 * bytes));
+                if (row1) hi = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(load, row1 + w0 * bytes));
+                words = _mm512_permutex2var_epi16(lo, interleave, hi);
+            } else {
+                lo = round_bf16_high(_mm512_maskz_loadu_epi32(load, row0 + w0 * bytes));
+                if (row1) hi = round_bf16_high(_mm512_maskz_loadu_epi32(load, row1 + w0 * bytes));
+                words = _mm512_or_si512(_mm512_srli_epi32(lo, 16), _mm512_and_si512(hi, high_half));
+            }
+            _mm512_mask_storeu_epi32(dst + (size_t)kk * width + w0, (__mmask16)((1u << lanes) - 1), words);
+        }
     }
-    return width;
 }
 #endif
 
@@ -403,40 +423,29 @@ static inline void pack_pairs(uint32_t* restrict dst, const void* restrict src, 
                               int width, int valid, ptrdiff_t k_stride, ptrdiff_t w_stride) {
 #if MATMUL_BF16_NATIVE
     if (k_stride == 1 && pack_pairs_rows(dst, src, src_format, kc, width, valid, w_stride) == width) return;
-    if (w_stride == 1 && src_format == WEIGHT_BF16 &&
-        pack_pairs_columns(dst, (const uint16_t*)src, kc, width, valid, k_stride) == width) return;
-#endif
-    Weight s = {src, src_format, NULL, 0};
-    int kp = (kc + 1) / 2;
     if (w_stride == 1) {
-        for (int kk = 0; kk < kp; kk++) {
-            ptrdiff_t row0 = 2 * kk * k_stride, row1 = 2 * kk + 1 < kc ? row0 + k_stride : -1;
-            for (int w = 0; w < valid; w++) {
-                uint32_t lo = float_to_bf16(weight_get(s, row0 + w));
-                uint32_t hi = row1 >= 0 ? float_to_bf16(weight_get(s, row1 + w)) : 0;
-                dst[kk * width + w] = lo | hi << 16;
+        pack_pairs_columns(dst, src, src_format, kc, width, valid, k_stride);
+        return;
+    }
+#endif
+    Weight s = {src, src_format, NULL, 0};  // any other layout: a value at a time
+    for (int w = 0; w < width; w++) {
+        for (int kk = 0; kk < (kc + 1) / 2; kk++) {
+            uint32_t lo = 0, hi = 0;
+            if (w < valid) {
+                lo = float_to_bf16(weight_get(s, w * w_stride + 2 * kk * k_stride));
+                if (2 * kk + 1 < kc) hi = float_to_bf16(weight_get(s, w * w_stride + (2 * kk + 1) * k_stride));
             }
-            for (int w = valid; w < width; w++) { dst[kk * width + w] = 0; }
-        }
-    } else {
-        for (int w = 0; w < width; w++) {
-            for (int kk = 0; kk < kp; kk++) {
-                uint32_t lo = 0, hi = 0;
-                if (w < valid) {
-                    lo = float_to_bf16(weight_get(s, w * w_stride + 2 * kk * k_stride));
-                    if (2 * kk + 1 < kc) hi = float_to_bf16(weight_get(s, w * w_stride + (2 * kk + 1) * k_stride));
-                }
-                dst[kk * width + w] = lo | hi << 16;
-            }
+            dst[kk * width + w] = lo | hi << 16;
         }
     }
 }
 
-// op(A)[i0:i0+mc, k0:k0+kc] -> a_block, as ceil(mc/MR) micro-panels of kc x MR; against
-// a bf16 B rounded to bf16 (pairs when native, else widened back to fp32)
+// op(A)[i0:i0+mc, k0:k0+kc] -> a_block, as ceil(mc/MR) micro-panels of kc x MR; for bf16
+// products rounded to bf16 (pairs when native, else widened back to fp32)
 static void pack_a_block(float* restrict a_block, const MatmulProblem* p,
                          int i0, int mc, int k0, int kc) {
-    int bf16 = p->B.format == WEIGHT_BF16;
+    int bf16 = bf16_products(p);
     for (int i = 0; i < mc; i += MR) {
         const float* src = p->A + (i0 + i) * p->a_rs + k0 * p->a_cs;
         int valid = mc - i < MR ? mc - i : MR;
@@ -458,11 +467,15 @@ static void pack_b_panel(float* restrict b_panel, const MatmulProblem* p,
     for (int j = 0; j < nc; j += NR) {
         size_t at = (size_t)k0 * p->b_rs + (size_t)(j0 + j) * p->b_cs;
         int valid = nc - j < NR ? nc - j : NR;
-        if (p->B.format == WEIGHT_F32) {
-            pack_panel(b_panel + (size_t)j * kc, (const float*)p->B.data + at, kc, NR, valid, p->b_rs, p->b_cs);
-        } else if (p->B.format == WEIGHT_BF16 && MATMUL_BF16_NATIVE) {
-            pack_pairs((uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2), (const uint16_t*)p->B.data + at,
-                       WEIGHT_BF16, kc, NR, valid, p->b_rs, p->b_cs);
+        uint32_t* pairs = (uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2);
+        if (p->B.format == WEIGHT_BF16 && MATMUL_BF16_NATIVE) {  // each format's call its own: the packing inlined for it
+            pack_pairs(pairs, (const uint16_t*)p->B.data + at, WEIGHT_BF16, kc, NR, valid, p->b_rs, p->b_cs);
+        } else if (p->round_bf16 && MATMUL_BF16_NATIVE) {
+            pack_pairs(pairs, (const float*)p->B.data + at, WEIGHT_F32, kc, NR, valid, p->b_rs, p->b_cs);
+        } else if (p->B.format == WEIGHT_F32) {
+            float* dst = b_panel + (size_t)j * kc;
+            pack_panel(dst, (const float*)p->B.data + at, kc, NR, valid, p->b_rs, p->b_cs);
+            for (int e = 0; p->round_bf16 && e < kc * NR; e++) dst[e] = bf16_to_float(float_to_bf16(dst[e]));
         } else {
             pack_panel_weight(b_panel + (size_t)j * kc, p->B, at, kc, NR, valid, p->b_rs, p->b_cs);
         }
@@ -571,7 +584,7 @@ static void macro_kernel(int bf16, int mc, int nc, int kc, const float* a_block,
 // the serial BLIS loop nest (see banner) on the C block [m0,m1) x [n0,n1)
 static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
                          const PackScratch* s) {
-    int bf16 = MATMUL_BF16_NATIVE && p->B.format == WEIGHT_BF16;
+    int bf16 = MATMUL_BF16_NATIVE && bf16_products(p);
     int block_k = bf16 ? KC_BF16 : KC;
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
@@ -614,9 +627,9 @@ static MatmulProblem make_problem(float* C, const float* A, Weight B, int M, int
                                   int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     if (B.format == WEIGHT_F32 && N < NR && M > N) {
         return (MatmulProblem){C, (const float*)B.data, weight_f32(A), N, M, K, b_cs, b_rs, a_cs, a_rs, 1, ldc,
-                               accumulate};
+                               accumulate, 0};
     }
-    return (MatmulProblem){C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, 1, accumulate};
+    return (MatmulProblem){C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, 1, accumulate, 0};
 }
 
 // K == 0: the product is empty, C = accumulate ? C : 0
@@ -635,10 +648,12 @@ static int matmul_threads(void) {
 
 // matmul on the calling thread alone, with that thread's scratch: for the inside of a
 // parallel region of at most matmul_threads() threads. The same blocking and summation
-// order as matmul, so the result does not depend on which thread runs it.
+// order as matmul, so the result does not depend on which thread runs it. round_bf16:
+// both operands rounded to bf16 as they are packed, bf16 products summed in fp32.
 static void matmul_serial(float* C, const float* A, const float* B, int M, int N, int K,
-                          int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
+                          int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate, int round_bf16) {
     MatmulProblem p = make_problem(C, A, weight_f32(B), M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
+    p.round_bf16 = round_bf16;
     if (K == 0) { clear_c_if_needed(&p); return; }
     gemm_blocked(&p, 0, p.M, 0, p.N, &pack_scratch[thread_id()]);
 }

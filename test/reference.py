@@ -13,8 +13,9 @@ regenerates, deterministically:
   test/ref/tiny.safetensors       inputs, logits, loss, gradients, AdamW run
   test/ref/tiny_tied.safetensors  (same for the tied model)
   test/ref/tiny_bf16base.safetensors  logits, loss and LoRA gradients of tiny_bf16 with
-                                  train.c's bf16 base: weights in bf16, and the input of every
-                                  base matmul (x of x W^T, dy of dy W) rounded to bf16
+                                  train.c's bf16 base: weights in bf16, the input of every
+                                  base matmul (x of x W^T, dy of dy W) rounded to bf16, and
+                                  both operands of attention's matmuls
 
 The model is written from plain tensor ops (rmsnorm, rope, attention, mlp,
 lora) and differentiated with autograd.  All reference math runs in float64
@@ -365,11 +366,37 @@ def attention(q, k, v):
     k = k.repeat_interleave(group, dim=2)
     v = v.repeat_interleave(group, dim=2)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))         # (B,NH,T,hs)
+    if BF16_BASE:
+        out = Bf16Attention.apply(q, k, v)
+        return out.transpose(1, 2).reshape(Bn, Tn, NH * hs)
     scores = q @ k.transpose(-1, -2) / math.sqrt(hs)         # (B,NH,T,T)
     causal = torch.ones(Tn, Tn, dtype=torch.bool).tril()     # key s <= query t
     scores = scores.masked_fill(~causal, float("-inf"))
     out = torch.softmax(scores, dim=-1) @ v                  # (B,NH,T,hs)
     return out.transpose(1, 2).reshape(Bn, Tn, NH * hs)
+
+
+class Bf16Attention(torch.autograd.Function):
+    """Causal softmax(q k^T / sqrt(hs)) v as train.c computes it against a bf16 base: both
+    operands of every matmul, forward and backward, rounded to bf16 (the products summed in
+    fp32); the softmax and its gradient in fp32. q k v (B,NH,T,hs)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        r, scale, Tn = round_bf16, 1.0 / math.sqrt(q.shape[-1]), q.shape[2]
+        causal = torch.ones(Tn, Tn, dtype=torch.bool).tril()
+        p = torch.softmax((r(q) @ r(k).transpose(-1, -2) * scale).masked_fill(~causal, float("-inf")), dim=-1)
+        out = r(p) @ r(v)
+        ctx.save_for_backward(q, k, v, p, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, p, out = ctx.saved_tensors
+        r, scale = round_bf16, 1.0 / math.sqrt(q.shape[-1])
+        dp = r(dout) @ r(v).transpose(-1, -2)
+        ds = p * (dp - (dout * out).sum(-1, keepdim=True)) * scale
+        return r(ds) @ r(k), r(ds).transpose(-1, -2) @ r(q), r(p).transpose(-1, -2) @ r(dout)
 
 
 class Lora:
