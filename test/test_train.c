@@ -524,9 +524,11 @@ static void test_chunks(SafeTensors* ref) {
 }
 
 // The bf16 base (tiny_bf16 held in bf16, bf16 matmuls) against test/reference.py's bf16-base
-// case, which rounds the weights and every base matmul's input as the kernel does. The
-// reference runs in float64, train.c in fp32, so a value lying near a bf16 rounding boundary
-// may round the other way (one bf16 step, 2^-8 relative): the tolerances allow a few.
+// case, which rounds the weights, every base matmul's input and both operands of attention's
+// matmuls as the kernels do. The reference runs in float64, train.c in fp32, so a value lying
+// near a bf16 rounding boundary may round the other way (one bf16 step, 2^-8 relative): the
+// tolerances allow a few. The LoRA gradients meet the most such roundings (attention's
+// backward rounds dO, P and dS): 2e-2 of each tensor's largest value, about five steps.
 static void check_bf16_base(void) {
     SafeTensors ref;
     safetensors_open(&ref, "test/ref/tiny_bf16base.safetensors");
@@ -546,7 +548,7 @@ static void check_bf16_base(void) {
     forward_backward(&m, &CPU_OPS, &ref, logits);
     compare("bf16 base: logits", logits, ref_floats(&ref, "logits"), (size_t)N * m.config.V, 0.0, 5e-3);
     compare("bf16 base: loss", &m.loss, ref_floats(&ref, "loss"), 1, 1e-3, 0.0);
-    CompareContext cc = {&ref, "grad.lora.", 1e-2};
+    CompareContext cc = {&ref, "grad.lora.", 2e-2};
     lora_visit(&m.lora_grads, &m.config, &m.lora_config, compare_with_ref, &cc);
     float fp32_loss = m.loss;  // negative control: the fp32 reference's loss is further away than the tolerance
     check(fabsf(fp32_loss - 6.206484f) > 1e-4f, "bf16 base: its loss differs from the fp32 one (6.206484)");
