@@ -1034,9 +1034,9 @@ static void model_linear_backward(Model* m, int l, int mod, float* dx, const flo
     int r = m->lora_config.rank;
     uint32_t key = dropout_key(m->seed, m->step, l, c->L, mod);
     lora_backward(dx, m->lora_grads.A[mod] + (size_t)l * r * in, m->lora_grads.B[mod] + (size_t)l * out * r,
-                  m->scratch.lora_r1, m->scratch.lora_r2, dy, x, m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r, m->lora.A[mod] + (size_t)l * r * in,
-                  m->lora.B[mod] + (size_t)l * out * r, N, in, out, m->lora_config.rank,
-                  m->lora_scale, m->lora_config.dropout, key, m->first_token);
+                  m->scratch.lora_r1, m->scratch.lora_r2, dy, x, m->lora_xa[mod] + (size_t)layer_slot(m, l) * N * r,
+                  m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r, N, in, out,
+                  m->lora_config.rank, m->lora_scale, m->lora_config.dropout, key, m->first_token);
 }
 
 static void check_batch(const Model* m, const int* tokens, const int* pos, int B, int T) {
@@ -1053,6 +1053,9 @@ static void check_batch(const Model* m, const int* tokens, const int* pos, int B
     }
 }
 
+// Attention's matmuls run in bf16 with a bf16 base (as Hugging Face's bf16 attention), else fp32.
+static int attention_in_bf16(const Model* m) { return m->base_format == WEIGHT_BF16; }
+
 // Layer l: its input x[l] (N,C) to x[l+1], keeping what its backward needs.
 static void layer_forward(Model* m, int l, const int* pos, int B, int T, int training) {
     const LlamaConfig* c = &m->config;
@@ -1067,7 +1070,7 @@ static void layer_forward(Model* m, int l, const int* pos, int B, int T, int tra
     rope_forward(layer.q, pos, m->cos_sin, N, c->NH, c->hs);
     rope_forward(layer.k, pos, m->cos_sin, N, c->NKV, c->hs);
     attention_forward(layer.att, layer.lse, m->attention_scratch, layer.q, layer.k, layer.v, pos, B, T,
-                      c->NH, c->NKV, c->hs, m->base_format == WEIGHT_BF16);
+                      c->NH, c->NKV, c->hs, attention_in_bf16(m));
     memcpy(layer.x_mid, layer.x, (size_t)N * C * sizeof(float));  // residual: x_mid = x + o_proj(att)
     model_linear_forward(m, l, LORA_O, layer.x_mid, layer.att, N, 1, training);
 
@@ -1235,7 +1238,7 @@ void model_backward(Model* m, const int* tokens, const int* targets, const int* 
         // attention: s->dx now holds d x_mid
         model_linear_backward(m, l, LORA_O, s->datt, s->dx, layer.att, N, 0);
         attention_backward(s->dq, s->dk, s->dv, m->attention_scratch, s->datt, layer.att, layer.lse, layer.q, layer.k,
-                           layer.v, pos, B, T, c->NH, c->NKV, c->hs, m->base_format == WEIGHT_BF16);
+                           layer.v, pos, B, T, c->NH, c->NKV, c->hs, attention_in_bf16(m));
         rope_backward(s->dq, pos, m->cos_sin, N, c->NH, c->hs);
         rope_backward(s->dk, pos, m->cos_sin, N, c->NKV, c->hs);
         model_linear_backward(m, l, LORA_Q, s->dln, s->dq, layer.ln1, N, 0);

@@ -253,11 +253,14 @@ static inline void transpose16_words(__m512i r[16]) {
     }
 }
 
+// the mask of a vector's first n lanes (none for n <= 0, all 16 for n >= 16)
+static inline __mmask16 first_lanes(int n) { return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1); }
+
 // r[0..15] (16 rows of a panel's source, 16 words each) transposed and stored as the
 // panel's next 16 rows (width words apart), `lanes` (<= 16) words of each
 static inline void transpose16_store(void* dst, ptrdiff_t width, int lanes, __m512i r[16]) {
     transpose16_words(r);
-    for (int c = 0; c < 16; c++) _mm512_mask_storeu_epi32((uint32_t*)dst + c * width, (__mmask16)((1u << lanes) - 1), r[c]);
+    for (int c = 0; c < 16; c++) _mm512_mask_storeu_epi32((uint32_t*)dst + c * width, first_lanes(lanes), r[c]);
 }
 #endif
 
@@ -273,9 +276,8 @@ static inline void pack_panel(float* restrict dst, const float* restrict src, in
         for (; k < kc; k++) {
             for (int w0 = 0; w0 < width; w0 += 16) {
                 int lanes = width - w0 < 16 ? width - w0 : 16, present = valid - w0 < lanes ? valid - w0 : lanes;
-                __m512 row = _mm512_maskz_loadu_ps(present > 0 ? (__mmask16)((1u << present) - 1) : 0,
-                                                   src + k * k_stride + w0);
-                _mm512_mask_storeu_ps(dst + k * width + w0, (__mmask16)((1u << lanes) - 1), row);
+                __m512 row = _mm512_maskz_loadu_ps(first_lanes(present), src + k * k_stride + w0);
+                _mm512_mask_storeu_ps(dst + k * width + w0, first_lanes(lanes), row);
             }
         }
         return;
@@ -399,7 +401,7 @@ static inline void pack_pairs_columns(uint32_t* restrict dst, const void* restri
         const char* row1 = 2 * kk + 1 < kc ? row0 + k_stride * bytes : NULL;
         for (int w0 = 0; w0 < width; w0 += 16) {
             int lanes = width - w0 < 16 ? width - w0 : 16, present = valid - w0 < lanes ? valid - w0 : lanes;
-            __mmask16 load = (__mmask16)((1u << (present > 0 ? present : 0)) - 1);
+            __mmask16 load = first_lanes(present);
             __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512(), words;
             if (src_format == WEIGHT_BF16) {
                 lo = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(load, row0 + w0 * bytes));
@@ -410,7 +412,7 @@ static inline void pack_pairs_columns(uint32_t* restrict dst, const void* restri
                 if (row1) hi = round_bf16_high(_mm512_maskz_loadu_epi32(load, row1 + w0 * bytes));
                 words = _mm512_or_si512(_mm512_srli_epi32(lo, 16), _mm512_and_si512(hi, high_half));
             }
-            _mm512_mask_storeu_epi32(dst + (size_t)kk * width + w0, (__mmask16)((1u << lanes) - 1), words);
+            _mm512_mask_storeu_epi32(dst + (size_t)kk * width + w0, first_lanes(lanes), words);
         }
     }
 }
