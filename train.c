@@ -157,6 +157,22 @@ static float lanes_sum(const float lanes[SUM_LANES]) {
     return sum;
 }
 
+// SUM_LANES floats as one value (a GCC/Clang vector: one AVX-512 register, two AVX2 ones),
+// for loops that keep several running sums at once, which plain arrays would leave in
+// memory. A part of w < SUM_LANES floats (a row's end) loads zero-filled; loops call their
+// body with w = SUM_LANES, a constant, for the whole parts, so those are single loads.
+typedef float Lanes __attribute__((vector_size(SUM_LANES * sizeof(float))));
+// Builds without AVX-512 (the sanitizer builds) warn that returning a Lanes has no fixed
+// ABI there; these functions are static and inlined, so no ABI is crossed.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+static inline Lanes load_lanes(const float* p, int w) {
+    Lanes v = {0};
+    memcpy(&v, p, (size_t)w * sizeof(float));
+    return v;
+}
+static inline void store_lanes(float* p, const Lanes* v, int w) { memcpy(p, v, (size_t)w * sizeof(float)); }
+
 // a . b
 static float dot_product(const float* a, const float* b, int n) {
     float lanes[SUM_LANES] = {0};
@@ -429,26 +445,50 @@ void dropout_apply(float* out, const float* x, size_t n, float p, uint32_t key, 
     for (size_t e = 0; e < n; e++) out[e] = dropout_keep(key, first + (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;
 }
 
-// The adapter's thin products with x go over x once, LORA_COLUMNS columns of a row at a
-// time, its dropped-out values made on the stack and never stored.
-enum { LORA_COLUMNS = 256 };
+// The adapter's thin products with x go over x once, SUM_LANES columns at a time, with the
+// sums of up to LORA_RANKS ranks in registers (all of them at the usual ranks 4, 8); each
+// element's dropout mask is made when it is read (once a group of LORA_RANKS ranks), never stored.
+enum { LORA_RANKS = 8 };
+
+// keep / (1-p) or 0 for the SUM_LANES elements first, first+1, ... of the step's input
+static inline Lanes dropout_scales(uint32_t key, uint32_t first, float p) {
+    float keep_scale = 1.0f / (1.0f - p), scales[SUM_LANES];
+    for (int i = 0; i < SUM_LANES; i++) {
+        scales[i] = p == 0.0f || dropout_keep(key, first + (uint32_t)i, p) ? keep_scale : 0.0f;
+    }
+    return load_lanes(scales, SUM_LANES);
+}
+
+// sums[j] += dropout(x)[i0:i0+w] * A[j][i0:i0+w] for the ranks < LORA_RANKS of a group
+// (x, A at column i0 of a row, of the group's first rank; e: x's element number)
+static inline void lora_forward_part(Lanes sums[LORA_RANKS], const float* x, const float* A, int in, int ranks,
+                                     int w, float p, uint32_t key, uint32_t e) {
+    Lanes xd = load_lanes(x, w) * dropout_scales(key, e, p);
+    for (int j = 0; j < LORA_RANKS; j++) {
+        if (j < ranks) sums[j] += xd * load_lanes(A + (size_t)j * in, w);
+    }
+}
 
 // xa (N,r) = dropout(x) @ A^T, a row per thread at a time
 static void lora_forward_down(float* xa, const float* x, const float* A, int N, int in, int r, float p,
                               uint32_t key, uint32_t first) {
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        float* xan = xa + (size_t)n * r;
-        for (int j = 0; j < r; j++) xan[j] = 0.0f;
-        for (int i0 = 0; i0 < in; i0 += LORA_COLUMNS) {
-            int w = in - i0 < LORA_COLUMNS ? in - i0 : LORA_COLUMNS;
-            const float* xd = x + (size_t)n * in + i0;
-            float dropped[LORA_COLUMNS];
-            if (p > 0.0f) {
-                dropout_apply(dropped, xd, w, p, key, first + (uint32_t)n * (uint32_t)in + (uint32_t)i0);
-                xd = dropped;
+        const float* xn = x + (size_t)n * in;
+        uint32_t e = first + (uint32_t)n * (uint32_t)in;
+        for (int g = 0; g < r; g += LORA_RANKS) {
+            int ranks = r - g < LORA_RANKS ? r - g : LORA_RANKS, i0 = 0;
+            const float* Ag = A + (size_t)g * in;
+            Lanes sums[LORA_RANKS] = {{0}};
+            for (; i0 + SUM_LANES <= in; i0 += SUM_LANES) {
+                lora_forward_part(sums, xn + i0, Ag + i0, in, ranks, SUM_LANES, p, key, e + (uint32_t)i0);
             }
-            for (int j = 0; j < r; j++) xan[j] += dot_product(xd, A + (size_t)j * in + i0, w);
+            if (i0 < in) lora_forward_part(sums, xn + i0, Ag + i0, in, ranks, in - i0, p, key, e + (uint32_t)i0);
+            for (int j = 0; j < ranks; j++) {
+                float lanes[SUM_LANES];
+                store_lanes(lanes, &sums[j], SUM_LANES);
+                xa[(size_t)n * r + g + j] = lanes_sum(lanes);
+            }
         }
     }
 }
@@ -463,36 +503,47 @@ void lora_forward(float* y, float* xa, float* scaled, const float* x, const floa
     linear_forward(y, scaled, weight_f32(Bw), N, r, out, 1);
 }
 
-// dA (r,in) += dxa^T dropout(x);  dx (N,in) += dropout(dxa A), each element's mask made once.
-// Threads own blocks of LORA_COLUMNS columns, so dA's sums over the tokens run in order
-// whatever the thread count.
+// lora_backward_down on the w <= SUM_LANES columns at i0 and the ranks g.. g+ranks-1: the
+// tokens walked in order, dA and A for these columns and ranks held in registers
+static inline void lora_backward_strip(float* dx, float* dA, const float* dxa, const float* x, const float* A,
+                                       int N, int in, int r, int i0, int w, int g, int ranks, float p,
+                                       uint32_t key, uint32_t first) {
+    Lanes dA_sums[LORA_RANKS] = {{0}}, A_lanes[LORA_RANKS] = {{0}};
+    for (int j = 0; j < ranks; j++) {
+        dA_sums[j] = load_lanes(dA + (size_t)(g + j) * in + i0, w);
+        A_lanes[j] = load_lanes(A + (size_t)(g + j) * in + i0, w);
+    }
+    for (int n = 0; n < N; n++) {
+        Lanes scale = dropout_scales(key, first + (uint32_t)n * (uint32_t)in + (uint32_t)i0, p);
+        Lanes xd = load_lanes(x + (size_t)n * in + i0, w) * scale, dxd = {0};  // dropout(x), dxa A
+        for (int j = 0; j < LORA_RANKS; j++) {
+            float d = j < ranks ? dxa[(size_t)n * r + g + j] : 0.0f;
+            dA_sums[j] += d * xd;
+            dxd += d * A_lanes[j];
+        }
+        float* dxn = dx + (size_t)n * in + i0;
+        Lanes updated = load_lanes(dxn, w) + dxd * scale;
+        store_lanes(dxn, &updated, w);
+    }
+    for (int j = 0; j < ranks; j++) store_lanes(dA + (size_t)(g + j) * in + i0, &dA_sums[j], w);
+}
+
+// dA (r,in) += dxa^T dropout(x);  dx (N,in) += dropout(dxa A). A thread takes SUM_LANES
+// columns at a time and walks the tokens down them, so dA's sums over the tokens run in
+// order whatever the thread count.
 static void lora_backward_down(float* dx, float* dA, const float* dxa, const float* x, const float* A, int N,
                                int in, int r, float p, uint32_t key, uint32_t first) {
-    float keep_scale = 1.0f / (1.0f - p);
-    int blocks = (in + LORA_COLUMNS - 1) / LORA_COLUMNS;
+    int strips = (in + SUM_LANES - 1) / SUM_LANES;
     #pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; b++) {
-        int i0 = b * LORA_COLUMNS, w = in - i0 < LORA_COLUMNS ? in - i0 : LORA_COLUMNS;
-        float scale[LORA_COLUMNS], xd[LORA_COLUMNS], dxd[LORA_COLUMNS];  // mask * keep_scale, dropout(x), dxa A
-        for (int n = 0; n < N; n++) {
-            const float* xn = x + (size_t)n * in + i0;
-            uint32_t e0 = first + (uint32_t)n * (uint32_t)in + (uint32_t)i0;
-            for (int i = 0; i < w; i++) {
-                scale[i] = p == 0.0f || dropout_keep(key, e0 + (uint32_t)i, p) ? keep_scale : 0.0f;
-                xd[i] = xn[i] * scale[i];
-                dxd[i] = 0.0f;
+    for (int s = 0; s < strips; s++) {
+        int i0 = s * SUM_LANES, w = in - i0;
+        for (int g = 0; g < r; g += LORA_RANKS) {
+            int ranks = r - g < LORA_RANKS ? r - g : LORA_RANKS;
+            if (w >= SUM_LANES) {
+                lora_backward_strip(dx, dA, dxa, x, A, N, in, r, i0, SUM_LANES, g, ranks, p, key, first);
+            } else {
+                lora_backward_strip(dx, dA, dxa, x, A, N, in, r, i0, w, g, ranks, p, key, first);
             }
-            for (int j = 0; j < r; j++) {
-                float d = dxa[(size_t)n * r + j];
-                float* dAj = dA + (size_t)j * in + i0;
-                const float* Aj = A + (size_t)j * in + i0;
-                for (int i = 0; i < w; i++) {
-                    dAj[i] += d * xd[i];
-                    dxd[i] += d * Aj[i];
-                }
-            }
-            float* dxn = dx + (size_t)n * in + i0;
-            for (int i = 0; i < w; i++) dxn[i] += scale[i] != 0.0f ? dxd[i] * scale[i] : 0.0f;
         }
     }
 }

@@ -557,6 +557,94 @@ static void check_bf16_base(void) {
     safetensors_close(&ref);
 }
 
+// lora_forward and lora_backward with dropout against the obvious loops in double on a
+// materialised dropout(x) (dropout_apply: the mask's definition): in 40 and 19 leave a
+// ragged end of a 16-column piece, rank 12 a second group of ranks. Errors relative to
+// 1 + |value|; bit-identical with 1 thread and with all.
+static void test_lora_dropout(void) {
+    int cases[][4] = {{5, 40, 24, 12}, {9, 19, 7, 3}, {33, 64, 48, 8}};  // N, in, out, r
+    enum { Y, DX, DA, DB, OUTPUTS };
+    const float p = 0.25f;
+    double worst = 0.0;
+    int identical = 1;
+    for (int c = 0; c < 3; c++) {
+        int N = cases[c][0], in = cases[c][1], out = cases[c][2], r = cases[c][3], first = 7;
+        float s = 2.0f / r;
+        uint32_t key = 1234u + (uint32_t)c;
+        size_t sizes[OUTPUTS] = {(size_t)N * out, (size_t)N * in, (size_t)r * in, (size_t)out * r};
+        float *x = malloc_check((size_t)N * in * sizeof(float), "test"), *xd = malloc_check((size_t)N * in * sizeof(float), "test");
+        float* scales = malloc_check((size_t)N * in * sizeof(float), "test");
+        float *dy = malloc_check(sizes[Y] * sizeof(float), "test"), *A = malloc_check(sizes[DA] * sizeof(float), "test");
+        float* Bw = malloc_check(sizes[DB] * sizeof(float), "test");
+        float *xa = malloc_check((size_t)N * (in > r ? in : r) * sizeof(float), "test"), *dxa = malloc_check((size_t)N * r * sizeof(float), "test");
+        float* scaled = malloc_check((size_t)N * r * sizeof(float), "test");
+        float *start[OUTPUTS], *got[OUTPUTS], *one_thread[OUTPUTS];
+        double* ref[OUTPUTS];
+        for (int o = 0; o < OUTPUTS; o++) {
+            start[o] = malloc_check(sizes[o] * sizeof(float), "test");
+            got[o] = malloc_check(sizes[o] * sizeof(float), "test");
+            one_thread[o] = malloc_check(sizes[o] * sizeof(float), "test");
+            ref[o] = malloc_check(sizes[o] * sizeof(double), "test");
+            for (size_t e = 0; e < sizes[o]; e++) start[o][e] = hash_uniform(5, (uint32_t)o, (uint32_t)e, 1.0f);
+            for (size_t e = 0; e < sizes[o]; e++) ref[o][e] = start[o][e];
+        }
+        for (size_t e = 0; e < (size_t)N * in; e++) x[e] = hash_uniform(6, 0, (uint32_t)e, 1.0f);
+        for (size_t e = 0; e < sizes[Y]; e++) dy[e] = hash_uniform(6, 1, (uint32_t)e, 1.0f);
+        for (size_t e = 0; e < sizes[DA]; e++) A[e] = hash_uniform(6, 2, (uint32_t)e, 1.0f);
+        for (size_t e = 0; e < sizes[DB]; e++) Bw[e] = hash_uniform(6, 3, (uint32_t)e, 1.0f);
+        // the oracle: xa = xd A^T, y += s xa B^T, dB += dy^T s xa, dxa = s dy B, dA += dxa^T xd,
+        // dx += dropout(dxa A) (the elements of x dropped, scaled by 1/(1-p))
+        float* ones = xa;  // scratch: scales[e] = 1/(1-p) where element e is kept, else 0
+        for (size_t e = 0; e < (size_t)N * in; e++) ones[e] = 1.0f;
+        dropout_apply(scales, ones, (size_t)N * in, p, key, (uint32_t)first * (uint32_t)in);
+        for (size_t e = 0; e < (size_t)N * in; e++) xd[e] = x[e] * scales[e];
+        for (int n = 0; n < N; n++) {
+            double xa_ref[16] = {0}, dxa_ref[16] = {0};
+            for (int j = 0; j < r; j++) {
+                for (int i = 0; i < in; i++) xa_ref[j] += (double)xd[(size_t)n * in + i] * A[(size_t)j * in + i];
+                for (int o = 0; o < out; o++) dxa_ref[j] += s * (double)dy[(size_t)n * out + o] * Bw[(size_t)o * r + j];
+            }
+            for (int o = 0; o < out; o++) {
+                for (int j = 0; j < r; j++) {
+                    ref[Y][(size_t)n * out + o] += s * xa_ref[j] * Bw[(size_t)o * r + j];
+                    ref[DB][(size_t)o * r + j] += dy[(size_t)n * out + o] * s * xa_ref[j];
+                }
+            }
+            for (int i = 0; i < in; i++) {
+                double dxi = 0.0;
+                for (int j = 0; j < r; j++) {
+                    ref[DA][(size_t)j * in + i] += dxa_ref[j] * xd[(size_t)n * in + i];
+                    dxi += dxa_ref[j] * A[(size_t)j * in + i];
+                }
+                ref[DX][(size_t)n * in + i] += dxi * scales[(size_t)n * in + i];
+            }
+        }
+        int saved = omp_get_max_threads();
+        for (int threads = 1; threads <= 2; threads++) {  // one thread, then all
+            omp_set_num_threads(threads == 1 ? 1 : saved);
+            for (int o = 0; o < OUTPUTS; o++) memcpy(got[o], start[o], sizes[o] * sizeof(float));
+            lora_forward(got[Y], xa, scaled, x, A, Bw, N, in, out, r, s, p, key, first);
+            lora_backward(got[DX], got[DA], got[DB], dxa, scaled, dy, x, xa, A, Bw, N, in, out, r, s, p, key, first);
+            for (int o = 0; o < OUTPUTS; o++) {
+                for (size_t e = 0; e < sizes[o]; e++) {
+                    double err = fabs(got[o][e] - ref[o][e]) / (1.0 + fabs(ref[o][e]));
+                    if (!(err <= worst)) worst = err;
+                }
+                if (threads == 1) memcpy(one_thread[o], got[o], sizes[o] * sizeof(float));
+                else identical &= memcmp(one_thread[o], got[o], sizes[o] * sizeof(float)) == 0;
+            }
+        }
+        omp_set_num_threads(saved);
+        for (int o = 0; o < OUTPUTS; o++) { free(start[o]); free(got[o]); free(one_thread[o]); free(ref[o]); }
+        free(x); free(xd); free(scales); free(dy); free(A); free(Bw); free(xa); free(dxa); free(scaled);
+    }
+    char what[200];
+    snprintf(what, sizeof(what), "LoRA with dropout 0.25 vs loops in double on dropout_apply's x, 3 shapes: y, dx, dA, dB "
+             "max error %.2e relative to 1+|value| (tol 1e-5)", worst);
+    check(worst <= 1e-5, what);
+    check(identical, "LoRA with dropout: y, dx, dA, dB bit-identical with 1 thread and with all");
+}
+
 // operand x of an attention matmul as the bf16 path rounds it, or as it is
 static double operand(double x, int bf16) { return bf16 ? bf16_to_float(float_to_bf16((float)x)) : x; }
 
@@ -665,6 +753,7 @@ int main(void) {
     test_merge_quantized();
     test_attention_blocks(0);
     test_attention_blocks(1);
+    test_lora_dropout();
     test_schedules();
     for (int i = 0; i < 2; i++) {
         SafeTensors ref;
