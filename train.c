@@ -1025,6 +1025,14 @@ MemoryEstimate memory_estimate(const LlamaConfig* c, const LoraConfig* lc, int B
     size_t trainable = m.num_lora_parameters + (full_finetune ? m.num_parameters : 0);
     MemoryEstimate e = {weight_bytes, trainable * 4, trainable * 8,
                         activations_point(&m, B, T, NULL) * 4 + (size_t)B * T * sizeof(int)};
+    // and the matmul's shared A: the largest left operand packed whole (x or dy of a linear
+    // layer, deep C or I; a chunk of dlogits, deep V), where one fits
+    int N = B * T, bf16 = base == WEIGHT_BF16, chunk = N < LOGITS_CHUNK ? N : LOGITS_CHUNK;
+    size_t shared[] = {matmul_shared_a_bytes(N, c->C, bf16), matmul_shared_a_bytes(N, c->I, bf16),
+                       matmul_shared_a_bytes(chunk, c->V, bf16)};
+    size_t largest = 0;
+    for (int i = 0; i < 3; i++) largest = shared[i] > largest ? shared[i] : largest;
+    e.activations += largest;
     return e;
 }
 

@@ -175,6 +175,7 @@ typedef struct {
     ptrdiff_t c_rs, c_cs;  // element (i,j) of C is C[i*c_rs + j*c_cs]: row-major (c_cs 1), or transposed
     int accumulate;
     int round_bf16;  // fp32 A and B both rounded to bf16, multiplied as against a bf16 B (attention)
+    const float* a_packed;  // all of op(A) packed at once (shared_a_fits), or NULL: a block at a time
 } MatmulProblem;
 
 // bf16 products: B is bf16, or both operands are rounded to it
@@ -187,6 +188,10 @@ typedef struct {
 
 static PackScratch* pack_scratch = NULL;  // one per thread, from matmul_init
 static int pack_scratch_threads = 0;
+// All of op(A) packed once for every thread (see matmul_weight), up to SHARED_A_BYTES;
+// pages are only touched as far as a product uses them.
+#define SHARED_A_BYTES ((size_t)64 << 20)
+static float* shared_a = NULL;
 
 static int thread_id(void) {
 #ifdef _OPENMP
@@ -220,6 +225,7 @@ void matmul_init(void) {
         pack_scratch[t].a_block = malloc_check((size_t)MC * KC * sizeof(float), "matmul scratch");
         pack_scratch[t].b_panel = malloc_check((size_t)KC * NC * sizeof(float), "matmul scratch");
     }
+    shared_a = malloc_check(SHARED_A_BYTES, "matmul scratch");
 }
 
 // ----------------------------------------------------------------------------
@@ -463,23 +469,30 @@ static void pack_a_block(float* restrict a_block, const MatmulProblem* p,
 }
 
 // op(B)[k0:k0+kc, j0:j0+nc] -> b_panel, as ceil(nc/NR) micro-panels of kc x NR: the one
-// place that reads B's storage format
+// place that reads B's storage format. When B's rows are contiguous (b_cs 1: the backward's
+// W), PACK_ROWS rows at a time go across all the micro-panels, so each row is read front to
+// back (a micro-panel at a time would take a cache line from each of kc rows, a page apart).
+enum { PACK_ROWS = 16 };
 static void pack_b_panel(float* restrict b_panel, const MatmulProblem* p,
                          int k0, int kc, int j0, int nc) {
-    for (int j = 0; j < nc; j += NR) {
-        size_t at = (size_t)k0 * p->b_rs + (size_t)(j0 + j) * p->b_cs;
-        int valid = nc - j < NR ? nc - j : NR;
-        uint32_t* pairs = (uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2);
-        if (p->B.format == WEIGHT_BF16 && MATMUL_BF16_NATIVE) {  // each format's call its own: the packing inlined for it
-            pack_pairs(pairs, (const uint16_t*)p->B.data + at, WEIGHT_BF16, kc, NR, valid, p->b_rs, p->b_cs);
-        } else if (p->round_bf16 && MATMUL_BF16_NATIVE) {
-            pack_pairs(pairs, (const float*)p->B.data + at, WEIGHT_F32, kc, NR, valid, p->b_rs, p->b_cs);
-        } else if (p->B.format == WEIGHT_F32) {
-            float* dst = b_panel + (size_t)j * kc;
-            pack_panel(dst, (const float*)p->B.data + at, kc, NR, valid, p->b_rs, p->b_cs);
-            for (int e = 0; p->round_bf16 && e < kc * NR; e++) dst[e] = bf16_to_float(float_to_bf16(dst[e]));
-        } else {
-            pack_panel_weight(b_panel + (size_t)j * kc, p->B, at, kc, NR, valid, p->b_rs, p->b_cs);
+    int rows = p->b_cs == 1 ? PACK_ROWS : kc;
+    for (int r0 = 0; r0 < kc; r0 += rows) {
+        int rc = kc - r0 < rows ? kc - r0 : rows;
+        for (int j = 0; j < nc; j += NR) {
+            size_t at = (size_t)(k0 + r0) * p->b_rs + (size_t)(j0 + j) * p->b_cs;
+            int valid = nc - j < NR ? nc - j : NR;
+            uint32_t* pairs = (uint32_t*)b_panel + (size_t)j * ((kc + 1) / 2) + (size_t)r0 / 2 * NR;
+            float* dst = b_panel + (size_t)j * kc + (size_t)r0 * NR;
+            if (p->B.format == WEIGHT_BF16 && MATMUL_BF16_NATIVE) {  // each format's call its own: the packing inlined for it
+                pack_pairs(pairs, (const uint16_t*)p->B.data + at, WEIGHT_BF16, rc, NR, valid, p->b_rs, p->b_cs);
+            } else if (p->round_bf16 && MATMUL_BF16_NATIVE) {
+                pack_pairs(pairs, (const float*)p->B.data + at, WEIGHT_F32, rc, NR, valid, p->b_rs, p->b_cs);
+            } else if (p->B.format == WEIGHT_F32) {
+                pack_panel(dst, (const float*)p->B.data + at, rc, NR, valid, p->b_rs, p->b_cs);
+                for (int e = 0; p->round_bf16 && e < rc * NR; e++) dst[e] = bf16_to_float(float_to_bf16(dst[e]));
+            } else {
+                pack_panel_weight(dst, p->B, at, rc, NR, valid, p->b_rs, p->b_cs);
+            }
         }
     }
 }
@@ -564,10 +577,22 @@ static void edge_kernel(int bf16, int m, int n, int kc, const float* a, const fl
     }
 }
 
+// 4-byte words per micro-panel row: MR floats, or MR pairs of bf16
+static inline size_t panel_words(int bf16, int kc) { return bf16 ? (size_t)(kc + 1) / 2 : (size_t)kc; }
+
+// Where the block of rows i0.. and K from k0 (kc deep) starts in shared_a, in words: the K
+// blocks one after another, each all of op(A)'s micro-panels (rows rounded up to MR); with
+// i0 = 0 and k0 = K, the words all of op(A) takes.
+static inline size_t shared_a_offset(const MatmulProblem* p, int bf16, int i0, int k0, int kc) {
+    int block_k = bf16 ? KC_BF16 : KC;
+    size_t rows = (size_t)(p->M + MR - 1) / MR * MR;
+    return rows * ((size_t)(k0 / block_k) * KC + panel_words(bf16, k0 % block_k)) + (size_t)i0 * panel_words(bf16, kc);
+}
+
 // C[0:mc, 0:nc] (+)= a_block (mc x kc) @ b_panel (kc x nc); bf16: panels of pairs
 static void macro_kernel(int bf16, int mc, int nc, int kc, const float* a_block, const float* b_panel,
                          float* c, ptrdiff_t c_rs, ptrdiff_t c_cs, int load_c) {
-    size_t panel_k = bf16 ? (size_t)(kc + 1) / 2 : (size_t)kc;  // 4-byte words per micro-panel row
+    size_t panel_k = panel_words(bf16, kc);
     for (int j = 0; j < nc; j += NR) {
         for (int i = 0; i < mc; i += MR) {
             const float* a = a_block + i * panel_k;
@@ -596,8 +621,10 @@ static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
             pack_b_panel(s->b_panel, p, pc, kc, jc, nc);
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = m1 - ic < MC ? m1 - ic : MC;
-                pack_a_block(s->a_block, p, ic, mc, pc, kc);
-                macro_kernel(bf16, mc, nc, kc, s->a_block, s->b_panel,
+                const float* a_block = s->a_block;
+                if (p->a_packed) a_block = p->a_packed + shared_a_offset(p, bf16, ic, pc, kc);
+                else pack_a_block(s->a_block, p, ic, mc, pc, kc);
+                macro_kernel(bf16, mc, nc, kc, a_block, s->b_panel,
                              p->C + ic * p->c_rs + jc * p->c_cs, p->c_rs, p->c_cs, load_c);
             }
         }
@@ -629,9 +656,9 @@ static MatmulProblem make_problem(float* C, const float* A, Weight B, int M, int
                                   int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     if (B.format == WEIGHT_F32 && N < NR && M > N) {
         return (MatmulProblem){C, (const float*)B.data, weight_f32(A), N, M, K, b_cs, b_rs, a_cs, a_rs, 1, ldc,
-                               accumulate, 0};
+                               accumulate, 0, NULL};
     }
-    return (MatmulProblem){C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, 1, accumulate, 0};
+    return (MatmulProblem){C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, 1, accumulate, 0, NULL};
 }
 
 // K == 0: the product is empty, C = accumulate ? C : 0
@@ -660,16 +687,47 @@ static void matmul_serial(float* C, const float* A, const float* B, int M, int N
     gemm_blocked(&p, 0, p.M, 0, p.N, &pack_scratch[thread_id()]);
 }
 
-// matmul with op(B) in any storage format
+// The bytes of shared_a that all of an op(A) of M rows and depth K packs into (bf16: as
+// bf16 pairs where they are native), or 0 when it does not fit and is packed a block at a time
+size_t matmul_shared_a_bytes(int M, int K, int bf16) {
+    MatmulProblem p = {.M = M, .K = K};
+    size_t bytes = shared_a_offset(&p, bf16 && MATMUL_BF16_NATIVE, 0, K, 0) * sizeof(float);
+    return bytes <= SHARED_A_BYTES ? bytes : 0;
+}
+
+// Thread t of nt packs its share of op(A)'s micro-panels (every K block) into shared_a.
+static void pack_shared_a(const MatmulProblem* p, int t, int nt) {
+    int bf16 = MATMUL_BF16_NATIVE && bf16_products(p), block_k = bf16 ? KC_BF16 : KC;
+    int tiles = (p->M + MR - 1) / MR, i0 = tiles * t / nt * MR, i1 = tiles * (t + 1) / nt * MR;
+    if (i1 > p->M) i1 = p->M;
+    for (int pc = 0; pc < p->K && i0 < i1; pc += block_k) {
+        int kc = p->K - pc < block_k ? p->K - pc : block_k;
+        pack_a_block(shared_a + shared_a_offset(p, bf16, i0, pc, kc), p, i0, i1 - i0, pc, kc);
+    }
+}
+
+// matmul with op(B) in any storage format. When the threads would pack the same rows of
+// op(A) more than once between them (they split C's columns, or a thread's columns take
+// more than one NC block), op(A) is packed once into shared_a first, if it fits.
 void matmul_weight(float* C, const float* A, Weight B, int M, int N, int K,
                    int a_rs, int a_cs, int b_rs, int b_cs, int ldc, int accumulate) {
     MatmulProblem p = make_problem(C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
     if (K == 0) { clear_c_if_needed(&p); return; }
     matmul_init();  // once; not from inside a parallel region
+    int threads = matmul_threads(), repacked = (p.M < p.N && threads > 1) || p.N > NC;
+    if (repacked && matmul_shared_a_bytes(p.M, p.K, bf16_products(&p)) > 0) p.a_packed = shared_a;
 #ifdef _OPENMP
-    #pragma omp parallel num_threads(matmul_threads())
+    #pragma omp parallel num_threads(threads)
 #endif
-    split_work(&p, thread_id(), team_size(), &pack_scratch[thread_id()]);
+    {
+        if (p.a_packed) {
+            pack_shared_a(&p, thread_id(), team_size());
+#ifdef _OPENMP
+            #pragma omp barrier
+#endif
+        }
+        split_work(&p, thread_id(), team_size(), &pack_scratch[thread_id()]);
+    }
 }
 
 void matmul(float* C, const float* A, const float* B, int M, int N, int K,

@@ -221,9 +221,10 @@ static void test_schedules(void) {
 
 // The blocked matmul against the naive oracle, on awkward shapes and all stride patterns.
 static void test_matmul(void) {
-    // {64, 4, 520} and {1000, 8, 300} are thin (N < NR): computed transposed
+    // {64, 4, 520} and {1000, 8, 300} are thin (N < NR): computed transposed; {50, 2100, 1037}
+    // packs A once for both threads (shared_a) across several NC blocks and K blocks
     int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {40, 301, 48}, {129, 67, 259}, {64, 4, 520}, {7, 1000, 3},
-                       {300, 200, 1100}, {1000, 8, 300}};
+                       {300, 200, 1100}, {1000, 8, 300}, {50, 2100, 1037}};
     double worst = 0.0;
     uint32_t seed = 1;
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -259,7 +260,7 @@ static void test_matmul(void) {
 // for 1 and 2 threads. Built with AVX-512 BF16 this is vdpbf16ps, else the widening fallback.
 static void test_matmul_bf16(void) {
     int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {40, 301, 48}, {129, 67, 259}, {64, 4, 520}, {7, 1000, 3},
-                       {300, 200, 1100}, {13, 70, 1025}};
+                       {300, 200, 1100}, {13, 70, 1025}, {50, 2100, 1037}};
     double worst = 0.0;
     int identical = 1;
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -291,8 +292,9 @@ static void test_matmul_bf16(void) {
         free(A); free(Bm); free(C1); free(C2); free(C3);
     }
     char what[200];
-    snprintf(what, sizeof(what), "bf16 matmul (%s) vs naive on 8 shapes x 4 stride patterns: max error/sqrt(K) "
-             "%.2e (tol 1e-5)", MATMUL_BF16_NATIVE ? "AVX-512 BF16" : "widened to fp32", worst);
+    snprintf(what, sizeof(what), "bf16 matmul (%s) vs naive on %d shapes x 4 stride patterns: max error/sqrt(K) "
+             "%.2e (tol 1e-5)", MATMUL_BF16_NATIVE ? "AVX-512 BF16" : "widened to fp32",
+             (int)(sizeof(shapes) / sizeof(shapes[0])), worst);
     check(worst <= 1e-5, what);
     check(identical, "bf16 matmul bit-identical with 1 thread and with all");
 }
