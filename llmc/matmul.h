@@ -527,6 +527,9 @@ static void micro_kernel(int kc, const float* restrict a, const float* restrict 
 #if MATMUL_BF16_NATIVE
 // micro_kernel on bf16 pairs: a (kp x MR words), b (kp x NR words), kp = ceil(kc/2);
 // each vdpbf16ps adds a[2kk]*b[2kk] + a[2kk+1]*b[2kk+1] to the fp32 accumulator.
+// C's tile, added to at the end, is fetched PREFETCH_C pair rows before the end (it is
+// often out of L2: a big product's C is visited once a K block); 2% off the 1B step.
+enum { PREFETCH_C = 32 };
 static void micro_kernel_bf16(int kp, const uint32_t* restrict a, const uint32_t* restrict b,
                               float* restrict c, ptrdiff_t ldc, int load_c) {
     __m512 acc[MR][NV];
@@ -534,6 +537,11 @@ static void micro_kernel_bf16(int kp, const uint32_t* restrict a, const uint32_t
         for (int v = 0; v < NV; v++) { acc[i][v] = _mm512_setzero_ps(); }
     }
     for (int kk = 0; kk < kp; kk++, a += MR, b += NR) {
+        if (kk == kp - PREFETCH_C && load_c) {
+            for (int i = 0; i < MR; i++) {
+                for (int v = 0; v < NV; v++) _mm_prefetch((const char*)(c + i * ldc + v * VLEN), _MM_HINT_T0);
+            }
+        }
         __m512bh b_row[NV];
         for (int v = 0; v < NV; v++) { b_row[v] = (__m512bh)_mm512_load_si512(b + v * VLEN); }
         for (int i = 0; i < MR; i++) {
