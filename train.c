@@ -439,7 +439,8 @@ static inline int dropout_keep(uint32_t key, uint32_t e, float p) {
 }
 
 // out (n) = x * keep / (1-p); x[i] is element first + i of the step's input, so a batch
-// split into micro-batches drops the same elements.
+// split into micro-batches drops the same elements. The LoRA loops below make the same
+// scales inline (dropout_scales); the tests check them, and the GPU's mask, against this.
 void dropout_apply(float* out, const float* x, size_t n, float p, uint32_t key, uint32_t first) {
     float keep_scale = 1.0f / (1.0f - p);
     for (size_t e = 0; e < n; e++) out[e] = dropout_keep(key, first + (uint32_t)e, p) ? x[e] * keep_scale : 0.0f;

@@ -32,7 +32,8 @@
 //    pc: K in blocks of KC, always in order 0, KC, 2KC, ...
 //        pack op(B)[pc:pc+KC, jc:jc+NC] -> b_panel (KC x NC, lives in L3)
 //     ic: C rows in blocks of MC
-//         pack op(A)[ic:ic+MC, pc:pc+KC] -> a_block (MC x KC, lives in L2)
+//         pack op(A)[ic:ic+MC, pc:pc+KC] -> a_block (MC x KC, lives in L2), unless
+//         all of op(A) was packed once before (shared_a, when threads would repeat it)
 //      jr: NR-wide micro-panels of b_panel (KC x NR, stays in L1)
 //       ir: MR-tall micro-panels of a_block (MR x KC, streamed from L2)
 //           micro_kernel: C[MR x NR] += a_micro @ b_micro in registers
@@ -48,7 +49,7 @@
 // AVX2 and plain-C builds differ in the last bits).
 //
 // Scratch: matmul_init() allocates one a_block + b_panel per thread (sized by
-// the fixed block sizes); matmul calls never allocate.
+// the fixed block sizes) and the shared_a all threads read; matmul calls never allocate.
 //
 // Narrow weights: op(B) is a Weight, a matrix in a storage format (fp32, bf16, int8, NF4).
 // Only the packing of B reads it, so a format joins by adding its pack routine. int8 and
@@ -175,7 +176,7 @@ typedef struct {
     ptrdiff_t c_rs, c_cs;  // element (i,j) of C is C[i*c_rs + j*c_cs]: row-major (c_cs 1), or transposed
     int accumulate;
     int round_bf16;  // fp32 A and B both rounded to bf16, multiplied as against a bf16 B (attention)
-    const float* a_packed;  // all of op(A) packed at once (shared_a_fits), or NULL: a block at a time
+    const float* a_packed;  // all of op(A) packed at once (shared_a, see matmul_weight), or NULL: a block at a time
 } MatmulProblem;
 
 // bf16 products: B is bf16, or both operands are rounded to it
@@ -641,7 +642,8 @@ static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
 
 // Thread t of nt computes a contiguous share of C: the larger of M, N is cut
 // into nt near-equal ranges of whole micro-tiles. (Cutting N makes threads
-// re-pack A, cutting M makes them re-pack B; cutting the larger dim costs less.)
+// read the same A, packed once into shared_a where it fits; cutting M makes them each
+// pack all of B; cutting the larger dim costs less.)
 static void split_work(const MatmulProblem* p, int t, int nt, const PackScratch* s) {
     if (p->M >= p->N) {
         int tiles = (p->M + MR - 1) / MR;
