@@ -3,9 +3,10 @@
 #  1. Llama-3.2-1B shape (16 layers, vocab 128256, LoRA r=8 on all seven modules, 1 x 1024
 #     tokens): train.c's fp32 base, train.c's bf16 base, PyTorch fp32 (its AVX-512 OpenBLAS
 #     kernel: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from its environment only, as in
-#     test/bench_train.sh) and PyTorch with a bf16 base (oneDNN's bf16 matmuls). One training
-#     step each after a warm-up; tokens/s, GFLOP/s as a fraction of the bf16 roof measured in
-#     the same train.c run (test/roofline.h), peak memory.
+#     test/bench_train.sh) and PyTorch with a bf16 base (oneDNN's bf16 matmuls). After a
+#     warm-up step, train.c's step time is the median of three (the host's other tenants can
+#     slow a single step by 15%), PyTorch's one step (it takes minutes); tokens/s, GFLOP/s as
+#     a fraction of the bf16 roof measured in the same train.c run (test/roofline.h), peak memory.
 #     Targets (issue 15): bf16 >= 1.7x fp32 tokens/s, ahead of PyTorch bf16, >= 70% of the bf16 roof.
 #  2. Llama-3-8B shape (hidden 4096, MLP 14336, 32 layers, 32/8 heads of 128, vocab 128256,
 #     untied), the LLaMA-Factory tutorial's LoRA (q_proj,v_proj r=4), 1 x 512 tokens, gradient
@@ -23,14 +24,18 @@ pytorch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 if [ -z "${OMP_WAIT_POLICY}${GOMP_SPINCOUNT}" ]; then
     pytorch_env+=(GOMP_SPINCOUNT="$(sed -n 's/^#define THREADS_SPINCOUNT "\([0-9]*\)"/\1/p' llmc/threads.h)")
 fi
-step_of() { echo "$1" | grep ' steps ' | sed -E 's/.* steps ([0-9.]+) s;.*/\1/'; }
+# a run's step time: the median of its timed steps ("steps 7.9 8.1 8.0 s;")
+step_of() {
+    echo "$1" | grep ' steps ' | sed -E 's/.* steps ([0-9. ]+) s;.*/\1/' | tr ' ' '\n' | grep . | sort -n |
+        awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 field() { echo "$1" | sed -E "s/.*$2 ([0-9.]+).*/\1/"; }
 
 echo "== bf16 base, Llama-3.2-1B shape: $layers layers, 1 x $T tokens, LoRA r=8 on all modules, $threads threads;" \
      "$(load_line) before"
-measure c32 env OMP_NUM_THREADS="$threads" ./bench_train "$layers" 1 "$T" 1 fp32 1b 2>/dev/null
+measure c32 env OMP_NUM_THREADS="$threads" ./bench_train "$layers" 1 "$T" 3 fp32 1b 2>/dev/null
 echo "$c32; others used $others of the CPUs"
-measure c16 env OMP_NUM_THREADS="$threads" ./bench_train "$layers" 1 "$T" 1 bf16 1b 2>/dev/null
+measure c16 env OMP_NUM_THREADS="$threads" ./bench_train "$layers" 1 "$T" 3 bf16 1b 2>/dev/null
 echo "$c16; others used $others of the CPUs"
 measure p32 "${pytorch_env[@]}" /usr/bin/python3 test/bench_train.py "$layers" 1 "$T" 1 "$threads" fp32 2>/dev/null
 echo "$(echo "$p32" | tail -1); others used $others of the CPUs"
