@@ -181,6 +181,8 @@ typedef struct {
 
 // bf16 products: B is bf16, or both operands are rounded to it
 static inline int bf16_products(const MatmulProblem* p) { return p->B.format == WEIGHT_BF16 || p->round_bf16; }
+// ... and with AVX-512 BF16 they run on panels of bf16 pairs (else the bf16 values are widened)
+static inline int on_pairs(const MatmulProblem* p) { return MATMUL_BF16_NATIVE && bf16_products(p); }
 
 typedef struct {
     float* a_block; // MC x KC: ceil(MC/MR) micro-panels, each kc x MR (bf16 pairs: kc/2 x MR words)
@@ -458,7 +460,7 @@ static void pack_a_block(float* restrict a_block, const MatmulProblem* p,
     for (int i = 0; i < mc; i += MR) {
         const float* src = p->A + (i0 + i) * p->a_rs + k0 * p->a_cs;
         int valid = mc - i < MR ? mc - i : MR;
-        if (bf16 && MATMUL_BF16_NATIVE) {
+        if (on_pairs(p)) {
             pack_pairs((uint32_t*)a_block + (size_t)i * ((kc + 1) / 2), src, WEIGHT_F32, kc, MR, valid,
                        p->a_cs, p->a_rs);
             continue;
@@ -588,12 +590,14 @@ static void edge_kernel(int bf16, int m, int n, int kc, const float* a, const fl
 
 // 4-byte words per micro-panel row: MR floats, or MR pairs of bf16
 static inline size_t panel_words(int bf16, int kc) { return bf16 ? (size_t)(kc + 1) / 2 : (size_t)kc; }
+// K per block: KC floats, or KC pair words (KC_BF16 values)
+static inline int block_depth(int bf16) { return bf16 ? KC_BF16 : KC; }
 
 // Where the block of rows i0.. and K from k0 (kc deep) starts in shared_a, in words: the K
 // blocks one after another, each all of op(A)'s micro-panels (rows rounded up to MR); with
 // i0 = 0 and k0 = K, the words all of op(A) takes.
 static inline size_t shared_a_offset(const MatmulProblem* p, int bf16, int i0, int k0, int kc) {
-    int block_k = bf16 ? KC_BF16 : KC;
+    int block_k = block_depth(bf16);
     size_t rows = (size_t)(p->M + MR - 1) / MR * MR;
     return rows * ((size_t)(k0 / block_k) * KC + panel_words(bf16, k0 % block_k)) + (size_t)i0 * panel_words(bf16, kc);
 }
@@ -620,8 +624,7 @@ static void macro_kernel(int bf16, int mc, int nc, int kc, const float* a_block,
 // the serial BLIS loop nest (see banner) on the C block [m0,m1) x [n0,n1)
 static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
                          const PackScratch* s) {
-    int bf16 = MATMUL_BF16_NATIVE && bf16_products(p);
-    int block_k = bf16 ? KC_BF16 : KC;
+    int bf16 = on_pairs(p), block_k = block_depth(bf16);
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
         for (int pc = 0; pc < p->K; pc += block_k) {
@@ -644,8 +647,9 @@ static void gemm_blocked(const MatmulProblem* p, int m0, int m1, int n0, int n1,
 // into nt near-equal ranges of whole micro-tiles. (Cutting N makes threads
 // read the same A, packed once into shared_a where it fits; cutting M makes them each
 // pack all of B; cutting the larger dim costs less.)
+static inline int splits_columns(const MatmulProblem* p) { return p->M < p->N; }
 static void split_work(const MatmulProblem* p, int t, int nt, const PackScratch* s) {
-    if (p->M >= p->N) {
+    if (!splits_columns(p)) {
         int tiles = (p->M + MR - 1) / MR;
         int m0 = tiles * t / nt * MR, m1 = tiles * (t + 1) / nt * MR;
         gemm_blocked(p, m0, m1 < p->M ? m1 : p->M, 0, p->N, s);
@@ -700,14 +704,14 @@ static void matmul_serial(float* C, const float* A, const float* B, int M, int N
 // The bytes of shared_a that all of an op(A) of M rows and depth K packs into (bf16: as
 // bf16 pairs where they are native), or 0 when it does not fit and is packed a block at a time
 size_t matmul_shared_a_bytes(int M, int K, int bf16) {
-    MatmulProblem p = {.M = M, .K = K};
-    size_t bytes = shared_a_offset(&p, bf16 && MATMUL_BF16_NATIVE, 0, K, 0) * sizeof(float);
+    MatmulProblem p = {.M = M, .K = K, .round_bf16 = bf16};
+    size_t bytes = shared_a_offset(&p, on_pairs(&p), 0, K, 0) * sizeof(float);
     return bytes <= SHARED_A_BYTES ? bytes : 0;
 }
 
 // Thread t of nt packs its share of op(A)'s micro-panels (every K block) into shared_a.
 static void pack_shared_a(const MatmulProblem* p, int t, int nt) {
-    int bf16 = MATMUL_BF16_NATIVE && bf16_products(p), block_k = bf16 ? KC_BF16 : KC;
+    int bf16 = on_pairs(p), block_k = block_depth(bf16);
     int tiles = (p->M + MR - 1) / MR, i0 = tiles * t / nt * MR, i1 = tiles * (t + 1) / nt * MR;
     if (i1 > p->M) i1 = p->M;
     for (int pc = 0; pc < p->K && i0 < i1; pc += block_k) {
@@ -724,7 +728,7 @@ void matmul_weight(float* C, const float* A, Weight B, int M, int N, int K,
     MatmulProblem p = make_problem(C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, ldc, accumulate);
     if (K == 0) { clear_c_if_needed(&p); return; }
     matmul_init();  // once; not from inside a parallel region
-    int threads = matmul_threads(), repacked = (p.M < p.N && threads > 1) || p.N > NC;
+    int threads = matmul_threads(), repacked = (splits_columns(&p) && threads > 1) || p.N > NC;
     if (repacked && matmul_shared_a_bytes(p.M, p.K, bf16_products(&p)) > 0) p.a_packed = shared_a;
 #ifdef _OPENMP
     #pragma omp parallel num_threads(threads)
