@@ -28,14 +28,18 @@ static jmp_buf* fail_jump = NULL;
 static int fail_rank = -1;
 static void (*fail_exit)(void) = NULL;
 
+// The line is written with one fputs: under mpirun, separate writes of one rank's line can be
+// forwarded apart, with another rank's output between "rank 1: " and "error: ".
 static inline void fail(const char* fmt, ...) {
+    char line[8192];
+    int n = fail_rank >= 0 ? snprintf(line, sizeof line, "rank %d: error: ", fail_rank)
+                           : snprintf(line, sizeof line, "error: ");
     va_list ap;
     va_start(ap, fmt);
-    if (fail_rank >= 0) fprintf(stderr, "rank %d: ", fail_rank);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
+    strcat(line, "\n");
+    fputs(line, stderr);
     if (fail_jump != NULL) longjmp(*fail_jump, 1);
     if (fail_exit != NULL) fail_exit();
     exit(EXIT_FAILURE);
