@@ -7,8 +7,9 @@ its model_forward in one batch (prefill). The keys and values model_forward keep
 (acts.k, acts.v) fill a KV cache, and each new token then goes through a cached forward
 built from the same layer functions (rmsnorm_forward, rope_forward, swiglu_forward,
 lora_forward) with two additions: attention of new queries against the cache, and a
-matrix-vector product that reads the weights at the memory's speed, from fp32, from a
-packed BF16 copy, or from an int8 or NF4 base (QLoRA's, loaded with --weights int8|nf4),
+matrix-vector product that reads the model's frozen base in place at the memory's speed,
+in the format it was loaded in: fp32, BF16 (a bfloat16 checkpoint stays BF16, and the
+prefill runs train.c's bf16 kernel on it), or int8 or NF4 (QLoRA's, --weights int8|nf4),
 so that decoding, which reads every weight once per token, can move a half, a quarter or
 an eighth of fp32's bytes.
 
@@ -32,50 +33,27 @@ I MLP size, V vocabulary, L layers, r LoRA rank; n tokens in a chunk, maxT the c
 #endif
 
 // ----------------------------------------------------------------------------
-// matvec: y (out) (+)= W (out,in) @ x (in), W fp32 or BF16. Decoding one token reads
-// every weight once and does 2 FLOPs with it, so speed is set by memory bandwidth; a
-// BF16 copy of the weights halves the bytes. Each output's sum runs in a fixed order,
-// so results do not depend on the thread count.
-//
-// fp32 weights are the model's parameters, used in place: W row-major.
-// BF16 weights are a copy, packed so that the loop reads them at the memory's speed
-// (plain BF16 rows ran 5-17% below it, rows of 8192 columns 22-38%):
-//  - Column panels of `panel` columns (DECODE_PANEL = 2048): panel j holds columns
-//    [j*panel, j*panel + width) of every row, width = min(panel, in - j*panel), and the
-//    panels follow one another. The 8 KB of x one panel multiplies stays in L1 while its
-//    weights stream by; x of 8192 columns (down_proj of Llama-3.2-1B) does not.
-//  - Within a panel, rows go in pairs, and the two rows of a pair alternate in pieces of
-//    16 columns: row 2k's columns 0-15, row 2k+1's 0-15, row 2k's 16-31, ... So each
-//    piece of x is loaded once for two rows. Columns past the last multiple of 16 follow
-//    as row 2k's rest, then row 2k+1's; an odd last row is stored alone.
+// matvec: y (out) (+)= W (out,in) @ x (in), W fp32 or BF16, row-major: the model's own
+// weights, read in place (a BF16 checkpoint stays BF16 in memory, 2 bytes a parameter,
+// and the prefill's matmul reads the same copy). With BF16 weights x is rounded to BF16
+// first, as train.c's bf16 matmul rounds its input, so decode and the prefill multiply
+// the same numbers (the products are exact in fp32). Decoding one token reads every
+// weight once and does 2 FLOPs with it, so speed is set by memory bandwidth; BF16 halves
+// the bytes. A thread takes its rows one after another, front to back: one stream from
+// memory, with x in L1. BF16 rows go through vdpbf16ps, 32 weights an instruction
+// (widening them to fp32 first, or taking 8 rows side by side, decoded 5-15% slower).
+// Each output's sum runs in a fixed order, so results do not depend on the thread count.
 
-#define DECODE_PANEL 2048
-#define PIECE 16
-
-// Where W[o][i] is in the packed BF16 layout; *run (if not NULL) is how many columns
-// from i on follow it contiguously there (the rest of its piece, or of its row).
-static size_t packed_index(int o, int i, int in, int out, int panel, int* run) {
-    int start = i - i % panel, width = in - start < panel ? in - start : panel, j = i - start;
-    int whole = width - width % PIECE, alone = o == out - 1 && out % 2;  // an odd last row is stored alone
-    if (run) *run = alone || j >= whole ? width - j : PIECE - j % PIECE;
-    size_t at = (size_t)start * out;                                     // the panels before
-    if (alone) return at + (size_t)o * width + j;
-    at += (size_t)(o - o % 2) * width;                                   // the pairs before
-    if (j < whole) return at + (size_t)(j / PIECE) * 2 * PIECE + (o % 2) * PIECE + j % PIECE;
-    return at + 2 * (size_t)whole + (o % 2) * (width - whole) + (j - whole);  // the rests
+// x[i] as the products with W see it
+static inline float matvec_input(Weight W, float x) {
+    return W.format == WEIGHT_BF16 ? bf16_to_float(float_to_bf16(x)) : x;
 }
 
 // The readable version, and the test oracle of the fast one.
-void matvec_naive(float* y, const float* x, const void* W, WeightFormat format, int in, int out, int panel,
-                  int accumulate) {
+void matvec_naive(float* y, const float* x, Weight W, int in, int out, int accumulate) {
     for (int o = 0; o < out; o++) {
         float sum = 0.0f;
-        for (int i = 0; i < in; i++) {
-            float w = format == WEIGHT_BF16
-                          ? bf16_to_float(((const uint16_t*)W)[packed_index(o, i, in, out, panel, NULL)])
-                          : ((const float*)W)[(size_t)o * in + i];
-            sum += w * x[i];
-        }
+        for (int i = 0; i < in; i++) sum += weight_get(W, (size_t)o * in + i) * matvec_input(W, x[i]);
         y[o] = accumulate ? y[o] + sum : sum;
     }
 }
@@ -86,135 +64,80 @@ static inline __m512 load16_bf16(const uint16_t* p) {
     __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
-static inline __m512 load16(const void* W, WeightFormat format, size_t e) {
-    return format == WEIGHT_BF16 ? load16_bf16((const uint16_t*)W + e) : _mm512_loadu_ps((const float*)W + e);
+static inline __m512 load16(Weight W, size_t e) {
+    return W.format == WEIGHT_BF16 ? load16_bf16((const uint16_t*)W.data + e) : _mm512_loadu_ps((const float*)W.data + e);
 }
-// A row's dot product with x (n). Four independent accumulators of 16 lanes keep enough
-// loads in flight to stream at memory speed.
-static float dot_row(const void* W, WeightFormat format, size_t row_start, const float* x, int n) {
+// Row o of W with x (n). Four independent accumulators of 16 lanes keep enough loads in
+// flight to stream at memory speed.
+static float dot_row(Weight W, int o, const float* x, int n) {
+    size_t row = (size_t)o * n;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     int i = 0;
     for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_fmadd_ps(load16(W, format, row_start + i), _mm512_loadu_ps(x + i), acc0);
-        acc1 = _mm512_fmadd_ps(load16(W, format, row_start + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
-        acc2 = _mm512_fmadd_ps(load16(W, format, row_start + i + 32), _mm512_loadu_ps(x + i + 32), acc2);
-        acc3 = _mm512_fmadd_ps(load16(W, format, row_start + i + 48), _mm512_loadu_ps(x + i + 48), acc3);
+        acc0 = _mm512_fmadd_ps(load16(W, row + i), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(load16(W, row + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
+        acc2 = _mm512_fmadd_ps(load16(W, row + i + 32), _mm512_loadu_ps(x + i + 32), acc2);
+        acc3 = _mm512_fmadd_ps(load16(W, row + i + 48), _mm512_loadu_ps(x + i + 48), acc3);
     }
-    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load16(W, format, row_start + i), _mm512_loadu_ps(x + i), acc0);
+    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load16(W, row + i), _mm512_loadu_ps(x + i), acc0);
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
-    for (; i < n; i++) {
-        float w = format == WEIGHT_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
-                                      : ((const float*)W)[row_start + i];
-        sum += w * x[i];
-    }
+    for (; i < n; i++) sum += weight_get(W, row + i) * x[i];
     return sum;
-}
-// Pins v to a register. Without it GCC folds the load of x into each row's FMA, loading
-// it twice, and decode ran 3-5% slower.
-#define IN_REGISTER(v) __asm__("" : "+v"(v))
-// The dot products of a packed BF16 row pair (2*n values at pair) with x (n).
-static void dot_pair(const uint16_t* pair, const float* x, int n, float* sum0, float* sum1) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-    int i = 0;
-    for (; i + 2 * PIECE <= n; i += 2 * PIECE, pair += 4 * PIECE) {
-        __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + PIECE);
-        IN_REGISTER(x0);
-        IN_REGISTER(x1);
-        a0 = _mm512_fmadd_ps(load16_bf16(pair), x0, a0);
-        b0 = _mm512_fmadd_ps(load16_bf16(pair + PIECE), x0, b0);
-        a1 = _mm512_fmadd_ps(load16_bf16(pair + 2 * PIECE), x1, a1);
-        b1 = _mm512_fmadd_ps(load16_bf16(pair + 3 * PIECE), x1, b1);
-    }
-    if (i + PIECE <= n) {
-        __m512 x0 = _mm512_loadu_ps(x + i);
-        a0 = _mm512_fmadd_ps(load16_bf16(pair), x0, a0);
-        b0 = _mm512_fmadd_ps(load16_bf16(pair + PIECE), x0, b0);
-        i += PIECE;
-        pair += 2 * PIECE;
-    }
-    float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
-    int rest = n - i;  // row 0's rest, then row 1's
-    for (int j = 0; j < rest; j++) {
-        s0 += bf16_to_float(pair[j]) * x[i + j];
-        s1 += bf16_to_float(pair[rest + j]) * x[i + j];
-    }
-    *sum0 = s0;
-    *sum1 = s1;
 }
 #else
 // Portable: interleaved partial sums, which the compiler keeps in vector registers.
-static float dot_row(const void* W, WeightFormat format, size_t row_start, const float* x, int n) {
-    float partial[64] = {0};
+static float dot_row(Weight W, int o, const float* x, int n) {
+    size_t row = (size_t)o * n;
+    float partial[16] = {0}, w[16], sum = 0.0f;
     int i = 0;
-    if (format == WEIGHT_BF16) {
-        const uint16_t* w = (const uint16_t*)W + row_start;
-        for (; i + 64 <= n; i += 64) for (int j = 0; j < 64; j++) partial[j] += bf16_to_float(w[i + j]) * x[i + j];
-    } else {
-        const float* w = (const float*)W + row_start;
-        for (; i + 64 <= n; i += 64) for (int j = 0; j < 64; j++) partial[j] += w[i + j] * x[i + j];
+    for (; i + 16 <= n; i += 16) {
+        weight_dequantize(w, W, row + i, 16);
+        for (int j = 0; j < 16; j++) partial[j] += w[j] * x[i + j];
     }
-    float sum = 0.0f;
-    for (int j = 0; j < 64; j++) sum += partial[j];
-    for (; i < n; i++) {
-        float w = format == WEIGHT_BF16 ? bf16_to_float(((const uint16_t*)W)[row_start + i])
-                                      : ((const float*)W)[row_start + i];
-        sum += w * x[i];
-    }
+    for (int j = 0; j < 16; j++) sum += partial[j];
+    for (; i < n; i++) sum += weight_get(W, row + i) * x[i];
     return sum;
-}
-static void dot_pair(const uint16_t* pair, const float* x, int n, float* sum0, float* sum1) {
-    float p0[PIECE] = {0}, p1[PIECE] = {0};
-    int i = 0;
-    for (; i + PIECE <= n; i += PIECE, pair += 2 * PIECE) {
-        for (int j = 0; j < PIECE; j++) {
-            p0[j] += bf16_to_float(pair[j]) * x[i + j];
-            p1[j] += bf16_to_float(pair[PIECE + j]) * x[i + j];
-        }
-    }
-    float s0 = 0.0f, s1 = 0.0f;
-    for (int j = 0; j < PIECE; j++) {
-        s0 += p0[j];
-        s1 += p1[j];
-    }
-    int rest = n - i;  // row 0's rest, then row 1's
-    for (int j = 0; j < rest; j++) {
-        s0 += bf16_to_float(pair[j]) * x[i + j];
-        s1 += bf16_to_float(pair[rest + j]) * x[i + j];
-    }
-    *sum0 = s0;
-    *sum1 = s1;
 }
 #endif
 
-// fp32: one row per output. BF16: panel by panel, a row pair at a time, each panel
-// adding its part of the rows' sums to y. The static schedule gives a thread the same
-// rows in every panel, so it owns their sums and runs through the panels without
-// waiting for the other threads.
-void matvec(float* y, const float* x, const void* W, WeightFormat format, int in, int out, int panel, int accumulate) {
-    if (format != WEIGHT_BF16) {
-        #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)  // threads only pay off on big ones
-        for (int o = 0; o < out; o++) {
-            float sum = dot_row(W, format, (size_t)o * in, x, in);
-            y[o] = accumulate ? y[o] + sum : sum;
+// Row o of BF16 W with x in BF16 (xb, n), on CPUs with AVX-512 BF16: each vdpbf16ps adds
+// 16 pairs of products to 16 lanes; a last piece of fewer than 32 columns is loaded under
+// a mask (zeros). Elsewhere dot_row with x rounded (xr): the same products.
+static float dot_row_bf16(Weight W, int o, const float* xr, const uint16_t* xb, int n) {
+#if MATMUL_BF16_NATIVE
+    (void)xr;
+    const uint16_t* row = (const uint16_t*)W.data + (size_t)o * n;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int i = 0;
+    for (; i + 128 <= n; i += 128) {
+        for (int v = 0; v < 4; v++) {
+            acc[v] = _mm512_dpbf16_ps(acc[v], (__m512bh)_mm512_loadu_si512(row + i + 32 * v),
+                                      (__m512bh)_mm512_loadu_si512(xb + i + 32 * v));
         }
-        return;
     }
-    #pragma omp parallel if ((size_t)in * out >= 65536)
-    for (int start = 0; start < in; start += panel) {
-        int width = in - start < panel ? in - start : panel, add = accumulate || start > 0;
-        size_t block = (size_t)start * out;  // elements of the panels before this one
-        #pragma omp for schedule(static) nowait
-        for (int o = 0; o < out; o += 2) {
-            float s0, s1;
-            if (o + 1 == out) {  // an odd last row, alone
-                s0 = dot_row(W, WEIGHT_BF16, block + (size_t)o * width, x + start, width);
-                y[o] = add ? y[o] + s0 : s0;
-                continue;
-            }
-            dot_pair((const uint16_t*)W + block + (size_t)o * width, x + start, width, &s0, &s1);
-            y[o] = add ? y[o] + s0 : s0;
-            y[o + 1] = add ? y[o + 1] + s1 : s1;
-        }
+    for (; i < n; i += 32) {
+        __mmask32 m = n - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (n - i)) - 1;
+        acc[0] = _mm512_dpbf16_ps(acc[0], (__m512bh)_mm512_maskz_loadu_epi16(m, row + i),
+                                  (__m512bh)_mm512_maskz_loadu_epi16(m, xb + i));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+#else
+    (void)xb;
+    return dot_row(W, o, xr, n);
+#endif
+}
+
+void matvec(float* y, const float* x, Weight W, int in, int out, int accumulate) {
+    float xr[in];     // x as the products see it
+    uint16_t xb[in];  // the same in BF16, for dot_row_bf16
+    for (int i = 0; i < in; i++) {
+        xr[i] = matvec_input(W, x[i]);
+        xb[i] = float_to_bf16(xr[i]);
+    }
+    #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)  // threads only pay off on big ones
+    for (int o = 0; o < out; o++) {
+        float sum = W.format == WEIGHT_BF16 ? dot_row_bf16(W, o, xr, xb, in) : dot_row(W, o, xr, in);
+        y[o] = accumulate ? y[o] + sum : sum;
     }
 }
 
@@ -310,84 +233,33 @@ void matvec_quantized(float* y, const float* x, Weight W, int in, int out, int a
 
 // ----------------------------------------------------------------------------
 // decode weights: the linear layers and lm_head as the matvec reads them: the model's
-// fp32 parameters, a BF16 copy of them, or the model's own int8 or NF4 base.
+// frozen base in place, in the format it was loaded in (fp32, BF16, int8 or NF4).
 
 typedef struct {
-    WeightFormat format;                // how decode reads the weights: fp32, bf16 (packed), int8 or NF4
-    int panel;                          // columns per panel of the packed BF16 copy
-    Weight linear[NUM_LORA_MODULES];    // (L, out, in) per module, layer 0's; BF16 packed per layer
+    WeightFormat format;                // the model's base_format
+    Weight linear[NUM_LORA_MODULES];    // (L, out, in) per module, layer 0's
     Weight lm_head;                     // (V, C)
-    uint16_t* bf16_memory;              // the copy, when format is BF16
     float* x_order;                     // (max(C, NH*hs, I)) NF4's scratch: the input reordered
     size_t bytes_per_token;             // weight bytes one decode step reads (int8 and NF4: scales included)
 } DecodeWeights;
 
-// Rounds the fp32 matrix w (out, in) to BF16 and writes it to dst in the packed layout;
-// w keeps the rounded values. A BF16 checkpoint was loaded as exactly representable fp32
-// values, so for it the rounding changes nothing; for an fp32 model (--weights bf16) it
-// makes the prefill, which reads the fp32 weights, agree with decode.
-static void pack_bf16(uint16_t* dst, float* w, int out, int in, int panel) {
-    #pragma omp parallel for schedule(static)
-    for (int o = 0; o < out; o++) {
-        for (int i = 0, run; i < in; i += run) {  // a run of columns that stay together
-            uint16_t* to = dst + packed_index(o, i, in, out, panel, &run);
-            float* from = w + (size_t)o * in + i;
-            for (int k = 0; k < run; k++) {
-                to[k] = float_to_bf16(from[k]);
-                from[k] = bf16_to_float(to[k]);
-            }
-        }
-    }
-}
-
-// fp32: the model's parameters in place. BF16: one packed copy, the linear layers of
-// every layer, then lm_head; `panel` is its panel width (DECODE_PANEL but in tests).
-// int8, NF4: the model's base in place (the model loaded in that format).
-void decode_weights_init(DecodeWeights* d, Model* m, WeightFormat format, int panel) {
+void decode_weights_init(DecodeWeights* d, const Model* m) {
     const LlamaConfig* c = &m->config;
-    ParameterTensors* p = &m->params;
-    size_t numel[NUM_LORA_MODULES], lm_numel = (size_t)c->V * c->C, total = lm_numel;
-    for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
-        int in, out;
-        lora_module_dims(c, mod, &in, &out);
-        numel[mod] = (size_t)c->L * in * out;
-        total += numel[mod];
-    }
     memset(d, 0, sizeof(*d));
-    d->format = format;
-    d->panel = panel;
-    d->bytes_per_token = total * WEIGHT_FORMAT_BITS[format] / 8;
-    if (format == WEIGHT_INT8 || format == WEIGHT_NF4) {
-        if (m->base_format != format) fail("internal error: %s decode weights need the model loaded as %s",
-                                           WEIGHT_FORMAT_NAMES[format], WEIGHT_FORMAT_NAMES[format]);
-        d->lm_head = m->frozen[PARAMETER_LM_HEAD];
-        size_t scales = lm_numel / d->lm_head.block;
-        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
-            d->linear[mod] = module_base(m, 0, mod);
-            scales += numel[mod] / d->linear[mod].block;
-        }
-        d->bytes_per_token += scales * sizeof(float);
-        int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;
-        d->x_order = calloc_floats(widest > c->C ? widest : c->C, "decode scratch");
-        return;
-    }
-    if (format == WEIGHT_F32) {
-        for (int mod = 0; mod < NUM_LORA_MODULES; mod++) d->linear[mod] = weight_f32(module_weight(p, c, 0, mod));
-        d->lm_head = weight_f32(p->wlm);
-        return;
-    }
-    d->bf16_memory = malloc_check(total * sizeof(uint16_t), "BF16 decode weights");
-    uint16_t* dst = d->bf16_memory;
+    d->format = m->base_format;
+    d->lm_head = m->frozen[PARAMETER_LM_HEAD];
+    size_t values = (size_t)c->V * c->C, scales = d->lm_head.block ? values / d->lm_head.block : 0;
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
-        d->linear[mod] = weight_bf16(dst);
-        for (int l = 0; l < c->L; l++) pack_bf16(dst + (size_t)l * out * in, module_weight(p, c, l, mod),
-                                                 out, in, panel);
-        dst += numel[mod];
+        size_t numel = (size_t)c->L * in * out;
+        d->linear[mod] = module_base(m, 0, mod);
+        values += numel;
+        scales += d->linear[mod].block ? numel / d->linear[mod].block : 0;
     }
-    pack_bf16(dst, p->wlm, c->V, c->C, panel);  // p->wlm is p->wte when tied: the embeddings are rounded too
-    d->lm_head = weight_bf16(dst);
+    d->bytes_per_token = values * WEIGHT_FORMAT_BITS[d->format] / 8 + scales * sizeof(float);
+    int widest = c->I > c->NH * c->hs ? c->I : c->NH * c->hs;
+    d->x_order = calloc_floats(widest > c->C ? widest : c->C, "decode scratch");
 }
 
 // y (out) (+)= W (out, in) @ x (in) for decode weights in any format
@@ -396,11 +268,12 @@ static void decode_matvec(const DecodeWeights* d, float* y, const float* x, Weig
     if (W.format == WEIGHT_INT8 || W.format == WEIGHT_NF4) {
         matvec_quantized(y, x, W, in, out, accumulate, d->x_order);
     } else {
-        matvec(y, x, W.data, W.format, in, out, d->panel, accumulate);
+        matvec(y, x, W, in, out, accumulate);
     }
 }
 
-// W += s B A for every targeted module, then drop the adapter: the merged model.
+// W += s B A for every targeted module, then drop the adapter: the merged model. A BF16
+// base takes W + s B A rounded to BF16, as a merge in PyTorch on a bf16 model does.
 void model_merge_lora(Model* m) {
     const LlamaConfig* c = &m->config;
     int r = m->lora_config.rank;
@@ -409,11 +282,16 @@ void model_merge_lora(Model* m) {
         int in, out;
         lora_module_dims(c, mod, &in, &out);
         float* scaled_B = malloc_check((size_t)out * r * sizeof(float), "merge");
+        float* W = malloc_check((size_t)out * in * sizeof(float), "merge");  // one layer's matrix in fp32
         for (int l = 0; l < c->L; l++) {
-            lora_merge(module_weight(&m->params, c, l, mod), m->lora.A[mod] + (size_t)l * r * in,
-                       m->lora.B[mod] + (size_t)l * out * r, m->lora_scale, in, out, r, scaled_B);
+            Weight base = module_base(m, l, mod);
+            weight_dequantize(W, base, 0, (size_t)out * in);
+            lora_merge(W, m->lora.A[mod] + (size_t)l * r * in, m->lora.B[mod] + (size_t)l * out * r, m->lora_scale,
+                       in, out, r, scaled_B);
+            weight_store(base, 0, W, (size_t)out * in);
         }
         free(scaled_B);
+        free(W);
     }
     m->use_lora = 0;
 }
@@ -431,6 +309,7 @@ typedef struct {
     float* v_cache;    // (L, maxT, NKV*hs)
     float* logits;     // (V) predicting the token after the last one in the cache
     float* sample_logits; // (V) the copy sampling modifies
+    int prefill_max;   // tokens model_forward takes at once (the model's activations are for that many)
     // scratch for a chunk of up to `chunk` tokens
     int chunk;
     int* positions;    // (chunk)
@@ -446,25 +325,33 @@ typedef struct {
     float* lora_xa;    // (chunk, r)
     float* lora_scaled;// (chunk, r)
     float* scores;     // (NH, maxT)
+    float* cos_sin;    // (maxT, hs/2, 2) RoPE's table for the whole context (the model's covers prefill_max)
 } Generator;
 
 #define GENERATOR_CHUNK 64
+// A prompt's first GENERATOR_PREFILL tokens go through model_forward at once, the rest in
+// cached chunks: the activations model_forward keeps for 4096 tokens of an 8B model
+// would take 32 GB, for 512 tokens 4 GB.
+#define GENERATOR_PREFILL 512
 
 // A generator for up to maxT tokens. The model must be loaded (adapter included);
-// this allocates its activations for one sequence of maxT tokens (train.c's
+// this allocates its activations for one sequence of prefill_max <= maxT tokens (train.c's
 // model_allocate) for the prefill, and the cache.
-void generator_create(Generator* g, Model* m, int maxT, WeightFormat format) {
+void generator_create(Generator* g, Model* m, int maxT, int prefill_max) {
     const LlamaConfig* c = &m->config;
     if (maxT < 1 || maxT > c->max_seq_len) {
         fail("context %d must be in [1, %d] (max_position_embeddings in config.json); lower --context",
              maxT, c->max_seq_len);
     }
+    if (prefill_max < 1 || prefill_max > maxT) fail("internal error: prefill of %d tokens, context %d", prefill_max, maxT);
     memset(g, 0, sizeof(*g));
     g->model = m;
     g->maxT = maxT;
+    g->prefill_max = prefill_max;
     g->chunk = GENERATOR_CHUNK;
-    model_allocate(m, 1, maxT, 0);
-    decode_weights_init(&g->weights, m, format, DECODE_PANEL);
+    model_allocate(m, 1, prefill_max, 0);
+    m->attention_fp32 = 1;  // the prefill's attention as the cached one computes it
+    decode_weights_init(&g->weights, m);
     size_t q = (size_t)c->NH * c->hs, kv = (size_t)c->NKV * c->hs, n = g->chunk;
     int r = m->use_lora ? m->lora_config.rank : 1;
     g->tokens = malloc_check(maxT * sizeof(int), "token history");
@@ -485,6 +372,8 @@ void generator_create(Generator* g, Model* m, int maxT, WeightFormat format) {
     g->lora_xa = calloc_floats(n * r, "decode scratch");
     g->lora_scaled = calloc_floats(n * r, "decode scratch");
     g->scores = calloc_floats((size_t)c->NH * maxT, "attention scores");
+    g->cos_sin = calloc_floats((size_t)maxT * c->hs, "RoPE table");
+    rope_table(g->cos_sin, c, maxT);
 }
 
 // dst (B, NKV, hs, ld) columns 0..T-1 = src (B, T, NKV, hs): each head's keys as
@@ -588,8 +477,8 @@ void generator_forward(Generator* g, const int* tokens, int n) {
         generator_linear(g, l, LORA_Q, g->q, g->ln, n, 0);
         generator_linear(g, l, LORA_K, g->k, g->ln, n, 0);
         generator_linear(g, l, LORA_V, v, g->ln, n, 0);
-        rope_forward(g->q, g->positions, m->cos_sin, n, c->NH, c->hs);
-        rope_forward(g->k, g->positions, m->cos_sin, n, c->NKV, c->hs);
+        rope_forward(g->q, g->positions, g->cos_sin, n, c->NH, c->hs);
+        rope_forward(g->k, g->positions, g->cos_sin, n, c->NKV, c->hs);
         transpose_heads(k_cache + p0, g->k, 1, n, c->NKV, c->hs, g->maxT);  // the new columns
         attention_cached_forward(g->att, g->scores, g->q, k_cache, v_cache, p0, n, c->NH, c->NKV, c->hs, g->maxT);
         generator_linear(g, l, LORA_O, g->x, g->att, n, 1);  // residual: x += o_proj(att)
@@ -614,7 +503,7 @@ void generator_prefill(Generator* g, const int* tokens, int n) {
     Model* m = g->model;
     const LlamaConfig* c = &m->config;
     size_t kv_dim = (size_t)c->NKV * c->hs;
-    if (n > g->maxT) fail("internal error: prefill of %d tokens in a context of %d", n, g->maxT);
+    if (n > g->prefill_max) fail("internal error: prefill of %d tokens, at most %d", n, g->prefill_max);
     model_forward(m, tokens, NULL, NULL, 1, n, 0);
     for (int l = 0; l < c->L; l++) {
         transpose_heads(g->k_cache + (size_t)l * g->maxT * kv_dim, m->acts.k + (size_t)l * n * kv_dim,
@@ -629,19 +518,20 @@ void generator_prefill(Generator* g, const int* tokens, int n) {
 
 // Makes the cache hold exactly ids[0..n) and g->logits predict the token after them.
 // The cached prefix ids share is kept (a chat's next turn only forwards the new tokens);
-// from an empty cache the prompt goes through model_forward, otherwise in chunks.
-// Returns the number of tokens forwarded.
+// from an empty cache the prompt's first prefill_max tokens go through model_forward, the
+// rest (or all, after a kept prefix) in chunks. Returns the number of tokens forwarded.
 int generator_extend(Generator* g, const int* ids, int n) {
     if (n < 1 || n > g->maxT) fail("internal error: %d tokens for a context of %d", n, g->maxT);
     int keep = 0;
     while (keep < g->pos && keep < n && g->tokens[keep] == ids[keep]) keep++;
     if (keep == n) keep = n - 1;  // forward at least the last token, for its logits
     g->pos = keep;
+    int i = keep;
     if (keep == 0) {
-        generator_prefill(g, ids, n);
-        return n;
+        i = n < g->prefill_max ? n : g->prefill_max;
+        generator_prefill(g, ids, i);
     }
-    for (int i = keep; i < n; i += g->chunk) generator_forward(g, ids + i, n - i < g->chunk ? n - i : g->chunk);
+    for (; i < n; i += g->chunk) generator_forward(g, ids + i, n - i < g->chunk ? n - i : g->chunk);
     return n - keep;
 }
 
@@ -1022,8 +912,9 @@ static const Flag GENERATE_FLAGS[] = {
     {"--context", NULL, FLAG_INT, ARG(context), 0, 1 << 30,
      "KV cache length in tokens; 0 = min(4096, max_position_embeddings)"},
     {"--weights", NULL, FLAG_STRING, ARG(weights), 0, 0,
-     "how decode reads the weights: auto, f32, bf16, int8 or nf4 (int8/nf4: the base quantised at load, as "
-     "--quantization_bit 8/4 trains on it; auto: the adapter's quantisation, else bf16 for bfloat16 checkpoints)"},
+     "how the base is held in memory, for the prefill and decode: auto, f32, bf16, int8 or nf4 (bf16: rounded at "
+     "load unless the checkpoint is bfloat16; int8/nf4: quantised at load, as --quantization_bit 8/4 trains on "
+     "it; auto: the adapter's quantisation, else bf16 for bfloat16 checkpoints)"},
     {"--dump_logits", NULL, FLAG_STRING, ARG(dump_logits), 0, 0,
      "write the prompt's logits as raw little-endian float32, T x V row-major"},
     {"--dump_ids", NULL, FLAG_STRING, ARG(dump_ids), 0, 0,
@@ -1044,7 +935,7 @@ static const FlagTable GENERATE_FLAG_TABLE = {
     GENERATE_FLAGS, (int)(sizeof(GENERATE_FLAGS) / sizeof(GENERATE_FLAGS[0])), &GENERATE_DEFAULTS,
     sizeof(GenerateArgs)};
 
-// --weights: how decode reads the weights. auto: the quantisation an adapter was trained on
+// --weights: the format the base is loaded in. auto: the quantisation an adapter was trained on
 // (its file's "base_quantization", see lora_save_adapter), else bf16 for a bfloat16
 // checkpoint, else fp32.
 static WeightFormat decode_format(const GenerateArgs* a) {
@@ -1071,7 +962,7 @@ void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* 
              "(the adapter is applied unmerged), or give --weights f32 or bf16 to merge it into the unquantised base",
              WEIGHT_FORMAT_NAMES[format]);
     }
-    model_load_as(model, a->model_dir, format == WEIGHT_INT8 || format == WEIGHT_NF4 ? format : WEIGHT_F32);
+    model_load_as(model, a->model_dir, format);
     LlamaConfig* c = &model->config;
     *text = text_open(a->model_dir, a->template_name, a->date, a->ids == NULL, c->V);
     if (*text) (*text)->options.parse_special_in_content = a->parse_special_in_content;
@@ -1089,7 +980,8 @@ void generate_open(const GenerateArgs* a, Model* model, Text** text, Generator* 
     if (a->top_k >= 0) sampler->top_k = a->top_k;
     if (!isnan(a->repetition_penalty)) sampler->repetition_penalty = a->repetition_penalty;
     sampler_init(sampler, c->V, a->seed);
-    generator_create(g, model, context, format);
+    // --dump_logits writes every prompt position's logits, which only the prefill keeps
+    generator_create(g, model, context, a->dump_logits || context < GENERATOR_PREFILL ? context : GENERATOR_PREFILL);
 }
 
 void print_settings(const GenerateArgs* a, const Generator* g, const Sampler* s) {

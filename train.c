@@ -824,6 +824,7 @@ typedef struct {
     int B, T;                    // sizes the activations were allocated for
     int logits_chunk;            // tokens per lm_head + loss chunk when training; 0: the whole (N,V) logits
     int checkpointing;           // keep only each layer's input; the backward recomputes the layer
+    int attention_fp32;          // attention's matmuls in fp32 even with a bf16 base (generate.c)
     int loss_gradient_taken;     // the last forward left the unscaled (softmax - onehot) W_lm in scratch.dln
     uint32_t seed;
     long step;                   // optimizer steps taken (dropout streams and Adam bias correction)
@@ -1113,8 +1114,9 @@ static void check_batch(const Model* m, const int* tokens, const int* pos, int B
     }
 }
 
-// Attention's matmuls run in bf16 with a bf16 base (as Hugging Face's bf16 attention), else fp32.
-static int attention_in_bf16(const Model* m) { return m->base_format == WEIGHT_BF16; }
+// Attention's matmuls run in bf16 with a bf16 base (as Hugging Face's bf16 attention), else fp32;
+// generate.c keeps them fp32 (attention_fp32), as its cached decode attention is.
+static int attention_in_bf16(const Model* m) { return m->base_format == WEIGHT_BF16 && !m->attention_fp32; }
 
 // Layer l: its input x[l] (N,C) to x[l+1], keeping what its backward needs.
 static void layer_forward(Model* m, int l, const int* pos, int B, int T, int training) {

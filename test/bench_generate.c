@@ -1,10 +1,10 @@
 /*
 bench_generate.c: prefill and decode speed of generate.c on a Llama-3.2-1B-shaped model
-with random weights (built in memory), with fp32, BF16, int8 and NF4 decode weights (the
-last two: the same shape built with its base in int8 or NF4, as --weights int8|nf4 loads it), against
-the machine's limits, both measured in the same run: the fp32 FMA roof (test/roofline.h,
-register-only loops on all threads) for the prefill, and for decode the memory-bandwidth
-limit = measured read bandwidth / weight bytes read per token.
+with random weights (built in memory), its base in fp32, BF16, int8 and NF4 (as
+--weights loads it), against the machine's limits, measured in the same run: the fp32 FMA
+and bf16 dot-product roofs (test/roofline.h, register-only loops on all threads) for the
+F32 and BF16 prefill, and for decode the memory-bandwidth limit = measured read bandwidth
+/ weight bytes read per token.
 
 Read bandwidth is measured the way decode uses memory, on the memory decode uses: all
 threads stream through the decode weights themselves (4.9 GB fp32, 2.5 GB BF16), each
@@ -98,14 +98,18 @@ int main(int argc, char** argv) {
                      .max_seq_len = 131072, .norm_eps = 1e-5f, .rope_theta = 500000.0, .rope_llama3 = 1,
                      .rope_factor = 32.0, .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
                      .rope_original_max_pos = 8192.0, .tied = 1};
-    Model m;
-    model_create(&m, &c);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < m.num_parameters; i++) m.params_memory[i] = hash_uniform(1, 0, (uint32_t)i, 0.02f);
-    for (size_t i = 0; i < (size_t)layers * c.C; i++) m.params.ln1[i] = m.params.ln2[i] = 1.0f;
-    for (int i = 0; i < c.C; i++) m.params.lnf[i] = 1.0f;
-    Generator g;
-    generator_create(&g, &m, T + decode_tokens, WEIGHT_F32);
+    // one model and generator per base format: the base built in that format (its own
+    // random values; the speed does not depend on them), as --weights loads it
+    enum { FORMATS = 4 };
+    const WeightFormat formats[FORMATS] = {WEIGHT_F32, WEIGHT_BF16, WEIGHT_INT8, WEIGHT_NF4};
+    const char* names[FORMATS] = {"F32", "BF16", "int8", "NF4"};
+    Model models[FORMATS];
+    Generator gens[FORMATS];
+    for (int w = 0; w < FORMATS; w++) {
+        model_create_as(&models[w], &c, formats[w]);
+        model_init_random(&models[w], 1, 0.02f);
+        generator_create(&gens[w], &models[w], T + decode_tokens, T + decode_tokens);
+    }
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
@@ -114,58 +118,48 @@ int main(int argc, char** argv) {
     for (int t = 0; t < T; t++) prompt[t] = (int)(mix32((uint32_t)t + 99) % (uint32_t)c.V);
     printf("Llama-3.2-1B shape, %d layers, %.2fB parameters, %d threads; "
            "prefill %d tokens, decode %d tokens x %d rounds\n",
-           layers, m.num_parameters / 1e9, threads, T, decode_tokens, rounds);
+           layers, models[0].num_parameters / 1e9, threads, T, decode_tokens, rounds);
 
-    // prefill: train.c's model_forward on the prompt, then the cache fill
+    // prefill: train.c's model_forward on the prompt (its fp32 or bf16 kernel), then the cache fill
     double linear_params = (double)layers * ((double)c.C * c.NH * c.hs * 2 + (double)c.C * c.NKV * c.hs * 2 +
                                              3.0 * c.C * c.I) +
                            (double)c.V * c.C;
     double attention_flops = (double)layers * c.NH * c.hs * 2.0 * 2.0 * T * (T + 1) / 2;  // QK^T and PV, causal
-    double prefill[8];
-    int prefill_rounds = rounds < 3 ? rounds : 3;
-    for (int r = 0; r < prefill_rounds; r++) {
-        g.pos = 0;
-        double t0 = wall_seconds();
-        generator_extend(&g, prompt, T);
-        prefill[r] = wall_seconds() - t0;
-    }
-    double prefill_s = median(prefill, prefill_rounds);
-    double gflops = (2.0 * linear_params * T + attention_flops) / prefill_s / 1e9;
-    double roof = roof_fp32_gflops(), roof_bf16 = roof_bf16_gflops();
+    double roofs[2] = {roof_fp32_gflops(), roof_bf16_gflops()}, prefill_s[2];
     printf("roofs, measured now on all %d threads: fp32 FMA %.0f GFLOP/s, bf16 dot product %.0f GFLOP/s "
-           "(test/roofline.h)\n", threads, roof, roof_bf16);
-    printf("prefill:      %8.1f tok/s  %.3f s for %d tokens, %.1f GFLOP/s = %.0f%% of the fp32 roof "
-           "(median of %d)\n", T / prefill_s, prefill_s, T, gflops, 100.0 * gflops / roof, prefill_rounds);
-
-    // decode, fp32, BF16, int8 and NF4 weights, each token next to a read of its weights
-    enum { FORMATS = 4 };
-    DecodeWeights weights[FORMATS];
-    weights[0] = g.weights;
-    // also rounds the fp32 weights: same bytes, same speed
-    decode_weights_init(&weights[1], &m, WEIGHT_BF16, DECODE_PANEL);
-    Model quantized[2];  // the int8 and NF4 bases of the same shape (their own random values; the speed is the same)
-    for (int q = 0; q < 2; q++) {
-        model_create_as(&quantized[q], &c, q ? WEIGHT_NF4 : WEIGHT_INT8);
-        model_init_random(&quantized[q], 1, 0.02f);
-        decode_weights_init(&weights[2 + q], &quantized[q], quantized[q].base_format, DECODE_PANEL);
+           "(test/roofline.h)\n", threads, roofs[0], roofs[1]);
+    int prefill_rounds = rounds < 3 ? rounds : 3;
+    for (int w = 0; w < 2; w++) {  // F32 and BF16
+        double prefill[8];
+        for (int r = 0; r < prefill_rounds; r++) {
+            gens[w].pos = 0;
+            double t0 = wall_seconds();
+            generator_extend(&gens[w], prompt, T);
+            prefill[r] = wall_seconds() - t0;
+        }
+        prefill_s[w] = median(prefill, prefill_rounds);
+        double gflops = (2.0 * linear_params * T + attention_flops) / prefill_s[w] / 1e9;
+        printf("prefill %-4s: %8.1f tok/s  %.3f s for %d tokens, %.1f GFLOP/s = %.0f%% of the %s roof "
+               "(median of %d)\n", names[w], T / prefill_s[w], prefill_s[w], T, gflops, 100.0 * gflops / roofs[w],
+               w ? "bf16" : "fp32", prefill_rounds);
     }
-    const char* names[FORMATS] = {"F32", "BF16", "int8", "NF4"};
+    printf("BF16 prefill is %.2fx as fast as F32\n", prefill_s[0] / prefill_s[1]);
+
+    // decode, each token next to a read of its weights
     double* decode_s[FORMATS], *read_s[FORMATS], *fraction[FORMATS];
     for (int w = 0; w < FORMATS; w++) {
         decode_s[w] = malloc_check(rounds * sizeof(double), "bench");
         read_s[w] = malloc_check(rounds * sizeof(double), "bench");
         fraction[w] = malloc_check(rounds * sizeof(double), "bench");
-    }
-    for (int w = 0; w < FORMATS; w++) {  // warm-up: the first touch of the BF16 copy and the cache
+        gens[w].pos = 0;
+        generator_extend(&gens[w], prompt, T);
         double d = 0, r = 0;
-        g.weights = weights[w];
-        decode_and_read(&g, T, 1, &d, &r);
+        decode_and_read(&gens[w], T, 1, &d, &r);  // warm-up
     }
     for (int r = 0; r < rounds; r++) {
         for (int w = 0; w < FORMATS; w++) {
             double d = 0, rd = 0;
-            g.weights = weights[w];
-            decode_and_read(&g, T, decode_tokens, &d, &rd);
+            decode_and_read(&gens[w], T, decode_tokens, &d, &rd);
             decode_s[w][r] = d / decode_tokens;
             read_s[w][r] = rd / decode_tokens;
             fraction[w][r] = rd / d;
@@ -175,7 +169,7 @@ int main(int argc, char** argv) {
            "(median of %d rounds)\n", rounds);
     double t[FORMATS];
     for (int w = 0; w < FORMATS; w++) {
-        double gb = weights[w].bytes_per_token / 1e9;
+        double gb = gens[w].weights.bytes_per_token / 1e9;
         t[w] = median(decode_s[w], rounds);
         double read = median(read_s[w], rounds), f = median(fraction[w], rounds);
         printf("decode %-4s:  %8.2f tok/s  %.1f ms/token, %.2f GB of weights/token; "

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Prefill and decode speed of generate.c on a Llama-3.2-1B-shaped model with random
-# weights (F32 and BF16 decode weights), against the fp32 FMA roof and the memory-bandwidth
+# weights (an F32, BF16, int8 and NF4 base), against the fp32 and bf16 roofs and the memory-bandwidth
 # limit, both measured in the same run, and how busy the machine was meanwhile.
 # usage: test/bench_generate.sh [layers] [prefill_tokens] [decode_tokens] [rounds]   (default 16 64 16 7)
 # (make bench builds ./bench_generate and runs this)
