@@ -331,8 +331,8 @@ typedef struct {
 #define GENERATOR_CHUNK 64
 // A prompt's first GENERATOR_PREFILL tokens go through model_forward at once, the rest in
 // cached chunks: the activations model_forward keeps for 4096 tokens of an 8B model
-// would take 32 GB, for 512 tokens 4 GB.
-#define GENERATOR_PREFILL 512
+// would take 32 GB, for 256 tokens 2 GB.
+#define GENERATOR_PREFILL 256
 
 // A generator for up to maxT tokens. The model must be loaded (adapter included);
 // this allocates its activations for one sequence of prefill_max <= maxT tokens (train.c's
