@@ -940,11 +940,15 @@ static const FlagTable GENERATE_FLAG_TABLE = {
 // checkpoint, else fp32.
 static WeightFormat decode_format(const GenerateArgs* a) {
     const char* names[] = {"f32", "bf16", "int8", "nf4"};  // WeightFormat's order, f32 spelled as before
+    LlamaConfig c;
+    config_load(&c, a->model_dir);
+    if (strcmp(a->weights, "bf16") == 0 && strcmp(c.dtype, "float16") == 0) {
+        fail("--weights bf16: %s is float16 (config.json torch_dtype), which bf16 would round; use --weights f32 "
+             "(or auto)", a->model_dir);
+    }
     for (int f = 0; f < 4; f++) if (strcmp(a->weights, names[f]) == 0) return (WeightFormat)f;
     WeightFormat trained_on = a->adapter_dir ? lora_adapter_quantization(a->adapter_dir) : WEIGHT_F32;
     if (trained_on != WEIGHT_F32) return trained_on;
-    LlamaConfig c;
-    config_load(&c, a->model_dir);
     return strcmp(c.dtype, "bfloat16") == 0 ? WEIGHT_BF16 : WEIGHT_F32;
 }
 
