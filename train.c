@@ -1466,6 +1466,7 @@ typedef struct {
     void (*logits_to_host)(Model* m);  // the last forward's logits into m->acts.logits
     void (*grads_to_host)(Model* m);   // the gradients into m->lora_grads_memory and m->grads_memory
     void (*free_device)(Model* m);     // frees what to_device made
+    int device_bf16;                   // the device computes on a bf16 base (./train_gpu --bf16)
 } ModelOps;
 
 static const ModelOps CPU_OPS = {.forward = model_forward, .backward = model_backward, .zero_grad = model_zero_grad,
@@ -1795,7 +1796,11 @@ static void check_args(TrainRun* r) {
     if (a->bf16 || a->fp16) base_dtype = a->full_finetune || strcmp(c->dtype, "float16") == 0 ? "fp32" : "bf16";
     r->base = base_format_from_name(base_dtype, c, a->full_finetune);
     if (a->quantization_bit) r->base = quantized_base(a, c, r->ops->to_device != NULL);
-    if (r->ops->to_device) r->base = WEIGHT_F32;  // the GPU keeps its own bf16 copy (./train_gpu --bf16)
+    if (r->ops->to_device) {  // the GPU: a bf16 base with --bf16, which an fp16 checkpoint or full fine-tuning
+                              // keep as fp32 weights with a bf16 copy on the device; else fp32
+        int bf16_base = r->ops->device_bf16 && !a->full_finetune && strcmp(c->dtype, "float16") != 0;
+        r->base = bf16_base ? WEIGHT_BF16 : WEIGHT_F32;
+    }
     if (*a->export_gguf) {  // and so do a bad --export_gguf type and a model without its tokenizer
         gguf_type_from_name(a->export_gguf);
         gguf_check_tokenizer(a->model_dir);

@@ -265,6 +265,20 @@ void embedding_forward_gpu(float* x, const int* tokens, const float* wte, int N,
     launch_check();
 }
 
+// The same from a bf16 table (a bf16 base): each element widened to fp32, exactly.
+__global__ void embedding_forward_bf16_kernel(float* x, const int* tokens, const __nv_bfloat16* wte, int N, int C) {
+    size_t i = thread_index();
+    if (i >= (size_t)N * C) return;
+    size_t n = i / C;
+    int c = (int)(i % C);
+    x[i] = __bfloat162float(wte[(size_t)tokens[n] * C + c]);
+}
+
+void embedding_forward_bf16_gpu(float* x, const int* tokens, const bfloat16* wte, int N, int C) {
+    embedding_forward_bf16_kernel<<<blocks_for((size_t)N * C), THREADS>>>(x, tokens, (const __nv_bfloat16*)wte, N, C);
+    launch_check();
+}
+
 // train.c: embedding_backward. dwte (V,C) += scatter of dx (N,C). One thread per channel
 // walks the tokens in order, like a CPU thread, so repeated tokens are summed in token
 // order and no two threads ever add to the same element.

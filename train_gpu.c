@@ -16,10 +16,12 @@ AdamW moments back before anything is saved, so adapters and checkpoints are the
 files whichever of ./train and ./train_gpu wrote them, and each resumes the other's.
 
 Without --bf16 the GPU computes in fp32 with TF32 off and matches ./train to rounding.
-With --bf16 the base model's matmuls take bf16 operands (a bf16 copy of the weights, and
-the activations rounded to bf16 on the way in) and accumulate in fp32; LoRA, norms,
-softmax, losses and the optimizer stay fp32, with fp32 master weights when every weight
-is trained.
+With --bf16 the base model's matmuls take bf16 operands (bf16 weights, and the
+activations rounded to bf16 on the way in) and accumulate in fp32; LoRA, norms, softmax,
+losses and the optimizer stay fp32. The frozen base is then bf16 only, on the host and
+on the GPU (a bf16 checkpoint as it is, an fp32 one rounded at load: 2 bytes a parameter);
+when every weight is trained, or the checkpoint is fp16, the GPU keeps fp32 weights and a
+bf16 copy of them.
 */
 #ifdef TRAIN_NO_MAIN
 #include "train.c"     // a test or benchmark includes this file: it brings its own main
@@ -36,7 +38,8 @@ is trained.
 typedef struct {
     Model dev;               // GPU memory in the host model's layout; only its tensors are used
     int bf16;                // bf16 matmuls (--bf16)
-    bfloat16* params_bf16;   // (num_parameters) the weights rounded to bf16 (bf16 only)
+    bfloat16* params_bf16;   // (num_parameters) an fp32 base's weights rounded to bf16 (bf16 only)
+    void* base_bf16;         // a bf16 base (the host's frozen_memory, uploaded as it is; no fp32 copy)
     bfloat16* x16;           // (B*T, max(C, NH*hs, I)) a matmul input rounded to bf16 (bf16 only)
     bfloat16* dy16;          // (B*T, max(C, NH*hs, I, V)) an output gradient rounded to bf16 (bf16 only)
     void* attention_scratch; // attention_scratch_bytes_gpu(B, T, NH, hs, bf16)
@@ -66,9 +69,11 @@ void gpu_model_create(Model* m, int bf16) {
     d->checkpointing = m->checkpointing;  // one layer's activations, as train.c keeps them
     size_t N = (size_t)m->B * m->T, trainable = trainable_parameters(m);
 
-    d->params_memory = gpu_floats(m->num_parameters, "model weights");
-    gpu_upload(d->params_memory, m->params_memory, m->num_parameters * sizeof(float));
-    parameters_point(&d->params, d->params_memory, c, WEIGHT_F32);
+    // fp32 tensors as the host holds them: every weight, or the norms beside a bf16 base
+    size_t floats = parameters_point(&d->params, NULL, c, m->base_format);
+    d->params_memory = gpu_floats(floats, "model weights");
+    gpu_upload(d->params_memory, m->params_memory, floats * sizeof(float));
+    parameters_point(&d->params, d->params_memory, c, m->base_format);
     if (m->full_finetune) {
         d->grads_memory = gpu_floats(m->num_parameters, "gradients");
         parameters_point(&d->grads, d->grads_memory, c, WEIGHT_F32);
@@ -89,12 +94,22 @@ void gpu_model_create(Model* m, int bf16) {
     gpu_upload(d->cos_sin, m->cos_sin, (size_t)m->T * c->hs * sizeof(float));
 
     gpu->bf16 = bf16;
+    if (m->base_format != WEIGHT_F32 && (m->base_format != WEIGHT_BF16 || !bf16)) {
+        fail("internal error: the GPU takes an fp32 base, or a bf16 base with bf16 matmuls (--bf16)");
+    }
     if (bf16) {
         size_t widest = (size_t)c->C > (size_t)c->NH * c->hs ? (size_t)c->C : (size_t)c->NH * c->hs;
         widest = widest > (size_t)c->I ? widest : (size_t)c->I;
         size_t widest_out = widest > (size_t)c->V ? widest : (size_t)c->V;
-        gpu->params_bf16 = gpu_malloc(m->num_parameters * sizeof(bfloat16), "bf16 weights");
-        float_to_bf16_gpu(gpu->params_bf16, d->params_memory, m->num_parameters);
+        if (m->base_format == WEIGHT_BF16) {
+            Model layout = *m;  // frozen_point with no memory only sizes it (and clears the pointers it sets)
+            size_t bytes = frozen_point(&layout, NULL);
+            gpu->base_bf16 = gpu_malloc(bytes, "bf16 weights");
+            gpu_upload(gpu->base_bf16, m->frozen_memory, bytes);
+        } else {
+            gpu->params_bf16 = gpu_malloc(m->num_parameters * sizeof(bfloat16), "bf16 weights");
+            float_to_bf16_gpu(gpu->params_bf16, d->params_memory, m->num_parameters);
+        }
         gpu->x16 = gpu_malloc(N * widest * sizeof(bfloat16), "bf16 matmul inputs");
         gpu->dy16 = gpu_malloc(N * widest_out * sizeof(bfloat16), "bf16 matmul gradients");
     }
@@ -112,7 +127,8 @@ void gpu_model_free(Model* m) {
     GpuModel* gpu = m->device;
     Model* d = &gpu->dev;
     void* blocks[] = {d->params_memory, d->grads_memory, d->lora_memory, d->lora_grads_memory, d->m_memory,
-                      d->v_memory, d->acts_memory, gpu->params_bf16, gpu->x16, gpu->dy16, gpu->attention_scratch,
+                      d->v_memory, d->acts_memory, gpu->params_bf16, gpu->base_bf16, gpu->x16, gpu->dy16,
+                      gpu->attention_scratch,
                       gpu->tokens, gpu->targets, gpu->pos, gpu->norm_partials, d->grad_sums};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) gpu_free(blocks[i]);
     free(gpu);
@@ -159,33 +175,46 @@ static void gpu_upload_batch(Model* m, const int* tokens, const int* targets, co
 
 // ----------------------------------------------------------------------------
 // the base model's matmuls: train.c's linear_forward, linear_backward_input and
-// linear_backward_weight for a weight W of dev.params. With --bf16 the weight's bf16
-// copy is used and the activation operands are rounded to bf16 on the way in.
+// linear_backward_weight for parameter i's matrix (layer l's slice). With --bf16 the
+// weight is bf16 (a bf16 base as uploaded, or an fp32 base's bf16 copy) and the activation
+// operands are rounded to bf16 on the way in.
 
-static const bfloat16* gpu_weight_bf16(const GpuModel* gpu, const float* W) {
-    return gpu->params_bf16 + (W - gpu->dev.params_memory);
+// Parameter i's matrix, layer l's slice, as the matmuls read it: fp32, or bf16 with --bf16
+static const void* gpu_base_weight(const Model* m, int i, int l) {
+    const GpuModel* gpu = m->device;
+    if (m->base_format == WEIGHT_BF16) {  // where the host keeps it in frozen_memory, on the GPU
+        return (const char*)gpu->base_bf16 + ((const char*)base_weight(m, i, l).data - (const char*)m->frozen_memory);
+    }
+    int64_t rows, cols;
+    int per_layer;
+    parameter_shape(&m->config, i, &rows, &cols, &per_layer);
+    const float* W = *parameter_field((ParameterTensors*)&gpu->dev.params, i) + (size_t)l * rows * cols;
+    return gpu->bf16 ? (const void*)(gpu->params_bf16 + (W - gpu->dev.params_memory)) : (const void*)W;
 }
 
-// y (N,out) (+)= x (N,in) @ W^T
-static void base_forward(GpuModel* gpu, float* y, const float* x, const float* W, int N, int in, int out,
-                         int accumulate) {
+// y (N,out) (+)= x (N,in) @ W^T, W parameter i of layer l
+static void base_forward(Model* m, int i, int l, float* y, const float* x, int N, int in, int out, int accumulate) {
+    GpuModel* gpu = m->device;
+    const void* W = gpu_base_weight(m, i, l);
     if (!gpu->bf16) {
-        linear_forward_gpu(y, x, W, N, in, out, accumulate);
+        linear_forward_gpu(y, x, (const float*)W, N, in, out, accumulate);
         return;
     }
     float_to_bf16_gpu(gpu->x16, x, (size_t)N * in);
-    linear_forward_bf16_gpu(y, gpu->x16, gpu_weight_bf16(gpu, W), N, in, out, accumulate);
+    linear_forward_bf16_gpu(y, gpu->x16, (const bfloat16*)W, N, in, out, accumulate);
 }
 
-// dx (N,in) (+)= dy (N,out) @ W
-static void base_backward_input(GpuModel* gpu, float* dx, const float* dy, const float* W, int N, int in, int out,
+// dx (N,in) (+)= dy (N,out) @ W, W parameter i of layer l
+static void base_backward_input(Model* m, int i, int l, float* dx, const float* dy, int N, int in, int out,
                                 int accumulate) {
+    GpuModel* gpu = m->device;
+    const void* W = gpu_base_weight(m, i, l);
     if (!gpu->bf16) {
-        linear_backward_input_gpu(dx, dy, W, N, in, out, accumulate);
+        linear_backward_input_gpu(dx, dy, (const float*)W, N, in, out, accumulate);
         return;
     }
     float_to_bf16_gpu(gpu->dy16, dy, (size_t)N * out);
-    linear_backward_input_bf16_gpu(dx, gpu->dy16, gpu_weight_bf16(gpu, W), N, in, out, accumulate);
+    linear_backward_input_bf16_gpu(dx, gpu->dy16, (const bfloat16*)W, N, in, out, accumulate);
 }
 
 // dW (out,in) += dy^T (out,N) @ x (N,in)
@@ -210,7 +239,7 @@ static void gpu_linear_forward(Model* m, int l, int mod, float* y, const float* 
     const LlamaConfig* c = &m->config;
     int in, out;
     lora_module_dims(c, mod, &in, &out);
-    base_forward(gpu, y, x, module_weight(&d->params, c, l, mod), N, in, out, accumulate);
+    base_forward(m, module_parameter(mod), l, y, x, N, in, out, accumulate);
     if (!m->use_lora || !m->lora_config.target[mod]) return;
     int r = m->lora_config.rank;
     float p = training ? m->lora_config.dropout : 0.0f;
@@ -229,7 +258,7 @@ static void gpu_linear_backward(Model* m, int l, int mod, float* dx, const float
     const LlamaConfig* c = &m->config;
     int in, out;
     lora_module_dims(c, mod, &in, &out);
-    base_backward_input(gpu, dx, dy, module_weight(&d->params, c, l, mod), N, in, out, accumulate);
+    base_backward_input(m, module_parameter(mod), l, dx, dy, N, in, out, accumulate);
     if (m->full_finetune) base_backward_weight(gpu, module_weight(&d->grads, c, l, mod), dy, x, N, in, out);
     if (!m->use_lora || !m->lora_config.target[mod]) return;
     int r = m->lora_config.rank;
@@ -281,10 +310,14 @@ void gpu_model_forward(Model* m, const int* tokens, const int* targets, const in
     int N = B * T, C = c->C;
     gpu_upload_batch(m, tokens, targets, pos, B, T);
 
-    embedding_forward_gpu(a->x, gpu->tokens, p->wte, N, C);
+    if (m->base_format == WEIGHT_BF16) {
+        embedding_forward_bf16_gpu(a->x, gpu->tokens, (const bfloat16*)gpu_base_weight(m, PARAMETER_EMBEDDINGS, 0), N, C);
+    } else {
+        embedding_forward_gpu(a->x, gpu->tokens, p->wte, N, C);
+    }
     for (int l = 0; l < c->L; l++) gpu_layer_forward(m, l, B, T, training);
     rmsnorm_forward_gpu(a->lnf, a->lnf_rstd, a->x + (size_t)c->L * N * C, p->lnf, N, C, c->norm_eps);
-    base_forward(gpu, a->logits, a->lnf, p->wlm, N, C, c->V, 0);
+    base_forward(m, PARAMETER_LM_HEAD, 0, a->logits, a->lnf, N, C, c->V, 0);
     m->num_tokens = 0;
     m->loss = 0.0f;
     if (targets == NULL) return;
@@ -317,7 +350,7 @@ void gpu_model_backward(Model* m, const int* tokens, const int* targets, const i
 
     crossentropy_backward_gpu(a->logits, gpu->targets, N, c->V, tokens_in_step > 0 ? 1.0f / tokens_in_step : 0.0f);
     float* dlogits = a->logits;
-    base_backward_input(gpu, s->dln, dlogits, p->wlm, N, C, c->V, 0);
+    base_backward_input(m, PARAMETER_LM_HEAD, 0, s->dln, dlogits, N, C, c->V, 0);
     if (g) base_backward_weight(gpu, g->wlm, dlogits, a->lnf, N, C, c->V);
     gpu_zero(s->dx, (size_t)N * C * sizeof(float));
     rmsnorm_backward_gpu(s->dx, g ? g->lnf : NULL, s->dln, a->x + (size_t)c->L * N * C, p->lnf, a->lnf_rstd, N, C);
@@ -521,7 +554,7 @@ ModelOps gpu_ops(int bf16) {
                     .grad_norm = gpu_model_grad_norm, .update = gpu_model_update,
                     .to_device = bf16 ? gpu_model_create_bf16 : gpu_model_create_fp32, .to_host = gpu_model_to_host,
                     .logits_to_host = gpu_model_logits_to_host, .grads_to_host = gpu_model_grads_to_host,
-                    .free_device = gpu_model_free};
+                    .free_device = gpu_model_free, .device_bf16 = bf16};
     return ops;
 }
 
@@ -548,7 +581,8 @@ int main(int argc, char** argv) {
     if (help) {
         printf("./train_gpu: ./train on an NVIDIA GPU, with every flag of ./train and\n"
                "  %-44s %s\n\n", "--bf16",
-               "bf16 matmuls for the base model, accumulated in fp32 (default fp32, TF32 off)");
+               "bf16 matmuls for the base model, accumulated in fp32, on a base held in bf16 only "
+               "(default fp32, TF32 off)");
     } else {
 #ifdef USE_NCCL
         gpu_distributed_init(&n, &argv);  // MPI, this rank's GPU, NCCL

@@ -52,6 +52,7 @@ void dequantize_nf4_gpu(float* out, const uint8_t* q, const float* absmax, size_
 
 // layers
 void embedding_forward_gpu(float* x, const int* tokens, const float* wte, int N, int C);
+void embedding_forward_bf16_gpu(float* x, const int* tokens, const bfloat16* wte, int N, int C);
 void embedding_backward_gpu(float* dwte, const float* dx, const int* tokens, int N, int C);
 void rmsnorm_forward_gpu(float* y, float* rstd, const float* x, const float* w, int N, int C, float eps);
 void rmsnorm_backward_gpu(float* dx, float* dw, const float* dy, const float* x, const float* w,

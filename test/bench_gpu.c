@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
                      .rope_factor = 32.0, .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
                      .rope_original_max_pos = 8192.0, .tied = 1};
     Model m;
-    model_create(&m, &c);
+    model_create_as(&m, &c, WEIGHT_BF16);  // as ./train_gpu --bf16 holds it: the base in bf16 only
     model_init_random(&m, 1, 0.02f);
     LoraConfig lc = {.rank = 8, .alpha = 16.0f, .dropout = 0.05f};
     for (int mod = 0; mod < NUM_LORA_MODULES; mod++) lc.target[mod] = 1;

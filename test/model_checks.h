@@ -140,11 +140,11 @@ static void compare_base_grads(Model* m, SafeTensors* ref, double tol_rel) {
 // ----------------------------------------------------------------------------
 // a model on the reference batch, run through its ops
 
-// A model with the reference's LoRA tensors, allocated for the reference batch (keeping
-// one layer's activations when checkpointing), on the ops' device.
-static void model_from_ref_as(Model* m, const ModelOps* ops, SafeTensors* ref, const char* model_dir,
+// A model with its base in `base` and the reference's LoRA tensors, allocated for the
+// reference batch (keeping one layer's activations when checkpointing), on the ops' device.
+static void model_from_ref_as(Model* m, const ModelOps* ops, SafeTensors* ref, const char* model_dir, WeightFormat base,
                               int full_finetune, int checkpointing) {
-    model_load(m, model_dir);
+    model_load_as(m, model_dir, base);
     m->checkpointing = checkpointing;
     LoraConfig lc;
     lora_config_from_ref(&lc, ref);
@@ -157,7 +157,7 @@ static void model_from_ref_as(Model* m, const ModelOps* ops, SafeTensors* ref, c
 }
 
 static void model_from_ref(Model* m, const ModelOps* ops, SafeTensors* ref, const char* model_dir, int full_finetune) {
-    model_from_ref_as(m, ops, ref, model_dir, full_finetune, 0);
+    model_from_ref_as(m, ops, ref, model_dir, WEIGHT_F32, full_finetune, 0);
 }
 
 // The host model's memory.
@@ -268,8 +268,8 @@ static void check_adamw(SafeTensors* ref, const ModelOps* ops, const Tolerances*
 // every layer: loss, LoRA and base gradients bit-identical.
 static void check_checkpointing(SafeTensors* ref, const ModelOps* ops) {
     Model kept, rerun;
-    model_from_ref_as(&kept, ops, ref, ref_meta(ref, "model"), 1, 0);
-    model_from_ref_as(&rerun, ops, ref, ref_meta(ref, "model"), 1, 1);
+    model_from_ref_as(&kept, ops, ref, ref_meta(ref, "model"), WEIGHT_F32, 1, 0);
+    model_from_ref_as(&rerun, ops, ref, ref_meta(ref, "model"), WEIGHT_F32, 1, 1);
     forward_backward(&kept, ops, ref, NULL);
     forward_backward(&rerun, ops, ref, NULL);
     if (ops->grads_to_host) ops->grads_to_host(&kept), ops->grads_to_host(&rerun);

@@ -536,15 +536,9 @@ static void check_bf16_base(void) {
     safetensors_open(&ref, "test/ref/tiny_bf16base.safetensors");
     printf("--- %s (model %s, base in bf16)\n", ref.path, ref_meta(&ref, "model"));
     Model m;
-    model_load_as(&m, ref_meta(&ref, "model"), WEIGHT_BF16);
+    model_from_ref_as(&m, &CPU_OPS, &ref, ref_meta(&ref, "model"), WEIGHT_BF16, 0, 0);
     check(m.base_format == WEIGHT_BF16 && m.params.wq == NULL && m.frozen[PARAMETER_EMBEDDINGS].data != NULL,
           "bf16 base: the matrices are held in bf16 only, the norms in fp32");
-    LoraConfig lc;
-    lora_config_from_ref(&lc, &ref);
-    m.seed = (uint32_t)ref_number(&ref, "seed");
-    model_init_lora(&m, &lc, m.seed);
-    lora_visit(&m.lora, &m.config, &lc, set_from_ref, &ref);
-    model_allocate(&m, (int)ref_number(&ref, "B"), (int)ref_number(&ref, "T"), 0);
     int N = (int)(ref_number(&ref, "B") * ref_number(&ref, "T"));
     float* logits = malloc_check((size_t)N * m.config.V * sizeof(float), "test");
     forward_backward(&m, &CPU_OPS, &ref, logits);

@@ -151,6 +151,34 @@ static void test_gpu_memory(SafeTensors* ref, const ModelOps* gpu) {
     model_release(&m, gpu);
 }
 
+// ./train_gpu --bf16 on a bf16 base (the host's bf16 matrices uploaded as they are, no fp32
+// copy on either side) = on the same values held in fp32 (tiny_bf16 loaded as fp32 is exact)
+// and rounded to a bf16 copy on the GPU: logits and every LoRA gradient bit-identical.
+static void test_gpu_bf16_base(const ModelOps* ops) {
+    SafeTensors ref;
+    safetensors_open(&ref, "test/ref/tiny_bf16base.safetensors");
+    Model m16, m32;
+    model_from_ref_as(&m16, ops, &ref, ref_meta(&ref, "model"), WEIGHT_BF16, 0, 0);
+    model_from_ref_as(&m32, ops, &ref, ref_meta(&ref, "model"), WEIGHT_F32, 0, 0);
+    size_t N = (size_t)(ref_number(&ref, "B") * ref_number(&ref, "T")), logits = N * m16.config.V;
+    float* l16 = malloc_check(logits * sizeof(float), "test");
+    float* l32 = malloc_check(logits * sizeof(float), "test");
+    forward_backward(&m16, ops, &ref, l16);
+    forward_backward(&m32, ops, &ref, l32);
+    ops->grads_to_host(&m16);
+    ops->grads_to_host(&m32);
+    int same = memcmp(l16, l32, logits * sizeof(float)) == 0 &&
+               memcmp(m16.lora_grads_memory, m32.lora_grads_memory, m16.num_lora_parameters * sizeof(float)) == 0;
+    check(m16.base_format == WEIGHT_BF16 && m16.params.wq == NULL && same,
+          "bf16 base on the GPU (no fp32 copy) = fp32 weights with a bf16 copy: logits and LoRA gradients "
+          "bit-identical");
+    free(l16);
+    free(l32);
+    model_release(&m16, ops);
+    model_release(&m32, ops);
+    safetensors_close(&ref);
+}
+
 int main(void) {
     const char* why = gpu_unavailable();
     if (why != NULL) {
@@ -162,6 +190,8 @@ int main(void) {
     printf("--- %s\n", gpu_name());
     test_gpu_dropout();
     test_gpu_quantized();
+    ModelOps bf16_ops = gpu_ops(1);
+    test_gpu_bf16_base(&bf16_ops);
     const char* refs[] = {"test/ref/tiny.safetensors", "test/ref/tiny_tied.safetensors"};
     ModelOps ops[2] = {gpu_ops(0), gpu_ops(1)};
     const Tolerances* tolerances[2] = {&FP32, &BF16};
