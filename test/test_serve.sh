@@ -1,12 +1,10 @@
 #!/bin/bash
 # ./serve (and ./serve_asan) against real clients, on the model in data/ with the pirate
 # adapter: the official OpenAI npm client (answers equal to ./generate --prompt's, streamed
-# and not, a three-turn chat; ./serve_asan's to ./generate_asan's: the bf16 base's results
-# move with the kernel's summation order, AVX-512 BF16's or the portable one, and sampled
-# tokens with them), bad requests and hostile clients, load with RSS before and
+# and not, a three-turn chat), bad requests and hostile clients, load with RSS before and
 # after (test/serve_client.js), and Debian's chromium driving the chat page through
 # puppeteer-core (test/serve_browser.js). Then SIGTERM must stop the server cleanly.
-# Needs make serve serve_asan generate generate_asan and make test-deps; the adapter is out/pirate from
+# Needs make serve serve_asan generate and make test-deps; the adapter is out/pirate from
 # test_default_run.sh, or made here by the same ./train run when it is missing.
 cd "$(dirname "$0")/.." || exit 1
 passed=0
@@ -17,8 +15,8 @@ finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; 
 
 MODEL=data/base
 ADAPTER=out/pirate
-for p in ./serve ./serve_asan ./generate ./generate_asan ./train; do
-    [ -x $p ] || { bad "$p is missing: make test builds it (make serve serve_asan generate generate_asan train)"; finish; }
+for p in ./serve ./serve_asan ./generate ./train; do
+    [ -x $p ] || { bad "$p is missing: make test builds it (make serve serve_asan generate train)"; finish; }
 done
 [ -d test/node/node_modules/openai ] && [ -d test/node/node_modules/puppeteer-core ] && command -v chromium >/dev/null ||
     { bad "the OpenAI client, puppeteer-core or chromium is missing: make test-deps installs them"; finish; }
@@ -73,16 +71,19 @@ for server in ${SERVE_PROGRAMS:-./serve ./serve_asan}; do
     # The same load under ASan: ~1 s a request (the prefill at -O1), about 5 minutes in all.
     export ASAN_OPTIONS=quarantine_size_mb=16 SERVE_RSS_GROWTH_KIB=4096 SERVE_LOAD="200 8 10"
     [ $server = ./serve_asan ] && SERVE_RSS_GROWTH_KIB=32768
-    start_server $server
+    generate=./generate weights=""
+    # ./serve_asan, built without -march, runs the portable kernels: it and the ./generate
+    # answering it hold the base in fp32, since a bf16 base's sampled answers move with the
+    # kernel's summation order (rounding to bf16 magnifies it)
+    if [ $server = ./serve_asan ]; then
+        mkdir -p test/tmp
+        printf '#!/bin/sh\nexec ./generate --weights f32 "$@"\n' > test/tmp/generate_f32
+        chmod +x test/tmp/generate_f32
+        generate=test/tmp/generate_f32 weights="--weights f32"
+    fi
+    start_server $server $weights
     [ -n "$port" ] || { bad "$server did not start" "$(tail -5 $log)"; continue; }
     ok "$server listens on 127.0.0.1:$port"
-    generate=${server/serve/generate}  # the same build's ./generate
-    if [ $generate = ./generate_asan ]; then  # which exits without freeing, as ./generate does
-        mkdir -p test/tmp
-        printf '#!/bin/sh\nASAN_OPTIONS=detect_leaks=0 exec ./generate_asan "$@"\n' > test/tmp/generate_asan
-        chmod +x test/tmp/generate_asan
-        generate=test/tmp/generate_asan
-    fi
     run_node 600 test/serve_client.js $port $pid $log $generate $MODEL $ADAPTER
     run_node 300 test/serve_browser.js $port $generate $MODEL $ADAPTER test/tmp/serve_chat_$(basename $server).png
     stop_server $server
