@@ -128,15 +128,16 @@ static float dot_row_bf16(Weight W, int o, const float* xr, const uint16_t* xb, 
 }
 
 void matvec(float* y, const float* x, Weight W, int in, int out, int accumulate) {
-    float xr[in];     // x as the products see it
-    uint16_t xb[in];  // the same in BF16, for dot_row_bf16
-    for (int i = 0; i < in; i++) {
+    int bf16 = W.format == WEIGHT_BF16;
+    float xr[bf16 ? in : 1];     // BF16: x as the products see it
+    uint16_t xb[bf16 ? in : 1];  // the same in BF16, for dot_row_bf16
+    for (int i = 0; bf16 && i < in; i++) {
         xr[i] = matvec_input(W, x[i]);
         xb[i] = float_to_bf16(xr[i]);
     }
     #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)  // threads only pay off on big ones
     for (int o = 0; o < out; o++) {
-        float sum = W.format == WEIGHT_BF16 ? dot_row_bf16(W, o, xr, xb, in) : dot_row(W, o, xr, in);
+        float sum = bf16 ? dot_row_bf16(W, o, xr, xb, in) : dot_row(W, o, x, in);
         y[o] = accumulate ? y[o] + sum : sum;
     }
 }
@@ -940,15 +941,11 @@ static const FlagTable GENERATE_FLAG_TABLE = {
 // checkpoint, else fp32.
 static WeightFormat decode_format(const GenerateArgs* a) {
     const char* names[] = {"f32", "bf16", "int8", "nf4"};  // WeightFormat's order, f32 spelled as before
-    LlamaConfig c;
-    config_load(&c, a->model_dir);
-    if (strcmp(a->weights, "bf16") == 0 && strcmp(c.dtype, "float16") == 0) {
-        fail("--weights bf16: %s is float16 (config.json torch_dtype), which bf16 would round; use --weights f32 "
-             "(or auto)", a->model_dir);
-    }
     for (int f = 0; f < 4; f++) if (strcmp(a->weights, names[f]) == 0) return (WeightFormat)f;
     WeightFormat trained_on = a->adapter_dir ? lora_adapter_quantization(a->adapter_dir) : WEIGHT_F32;
     if (trained_on != WEIGHT_F32) return trained_on;
+    LlamaConfig c;
+    config_load(&c, a->model_dir);
     return strcmp(c.dtype, "bfloat16") == 0 ? WEIGHT_BF16 : WEIGHT_F32;
 }
 

@@ -127,7 +127,8 @@ static void read_weights(SafeTensors* files, int num_files, const LlamaConfig* c
                                                      + offset, 0);
             } else if (m->base_format == WEIGHT_BF16) {
                 safetensors_read_bf16(file, t, (uint16_t*)m->frozen[i].data + offset,
-                                      "use --base_dtype fp32 (or auto) for this checkpoint");
+                                      "hold this checkpoint's base in fp32 (./train --base_dtype fp32, "
+                                      "./generate --weights f32; or auto)");
             } else {  // int8, NF4: QUANTIZE_ROWS rows at a time, widened to fp32 and quantised in place
                 #pragma omp parallel for schedule(static)
                 for (int64_t r0 = 0; r0 < rows; r0 += QUANTIZE_ROWS) {

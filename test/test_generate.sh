@@ -132,7 +132,7 @@ expect "unknown flag" "unknown flag --temp" --model $TINY --ids 1 --temp 0.5
 expect "no prompt given" "exactly one of" --model $TINY
 expect "bad --weights" "--weights must be" --model $TINY --ids 1 --weights f16
 expect "--weights nf4 on rows that are not whole NF4 blocks" "48 columns, not a multiple of NF4's block of 64" --model $TINY --ids 1 --weights nf4
-expect "--weights bf16 on a float16 checkpoint" "tiny_f16 is float16 .*use --weights f32" --model test/models/tiny_f16 --ids 1 --weights bf16
+expect "--weights bf16 on a float16 checkpoint" "has dtype F16; .*./generate --weights f32" --model test/models/tiny_f16 --ids 1 --weights bf16
 expect "adapter trained on an int8 base, onto another base" "adapter_int8/adapter_model.safetensors: trained on the int8 quantisation of another base model" --model test/models/tiny_tied --adapter $FIX/adapter_int8 --ids 1,2
 expect "--merge_adapter onto a quantised base" "quantised base cannot take the merge" --model $TINY --adapter $FIX/adapter_int8 --merge_adapter --ids 1,2
 expect "--top_p out of range" "--top_p expects a number" --model $TINY --ids 1 --top_p 1.5
