@@ -1962,12 +1962,14 @@ static void setup_model(TrainRun* r) {
     if (*a->init_adapter) lora_read_adapter_config(&r->lora, a->init_adapter);  // its rank, not --lora_rank
     r->planned_bytes = check_memory(&r->config, a->full_finetune ? NULL : &r->lora, a, r->base);
     Model* m = &r->model;
+    double load_start = wall_seconds();
     if (a->from_scratch) {
         model_create(m, &r->config);
         model_init_random(m, (uint32_t)a->seed, r->config.initializer_range);
     } else {
         model_load_as(m, a->model_dir, r->base);
     }
+    double load_seconds = wall_seconds() - load_start;
     m->seed = (uint32_t)a->seed;
     if (*a->init_adapter) lora_load_adapter(m, a->init_adapter, m->seed);
     else if (!a->full_finetune) model_init_lora(m, &r->lora, m->seed);
@@ -1976,10 +1978,11 @@ static void setup_model(TrainRun* r) {
     model_allocate(m, a->batch_size, a->max_seq_length, a->full_finetune);
     const LlamaConfig* c = &m->config;
     printf("model %s: %d layers, hidden %d, heads %d/%d, vocab %d, %.1fM parameters (base in %s); %s: %.3fM "
-           "trainable\n", a->model_dir, c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6,
+           "trainable; %s in %.1f s\n", a->model_dir, c->L, c->C, c->NH, c->NKV, c->V, m->num_parameters / 1e6,
            WEIGHT_FORMAT_NAMES[m->base_format],
            a->full_finetune ? "full fine-tune" : "LoRA",
-           (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6);
+           (a->full_finetune ? m->num_parameters : m->num_lora_parameters) / 1e6,
+           a->from_scratch ? "initialised" : "loaded", load_seconds);
 }
 
 // The data loaders, the number of steps, warmup and AdamW's settings.

@@ -12,7 +12,10 @@
 #     untied), the LLaMA-Factory tutorial's LoRA (q_proj,v_proj r=4), 1 x 512 tokens, gradient
 #     checkpointing, random bf16 weights made in memory: peak RSS (target <= 20 GiB) beside the
 #     memory plan, tokens/s and seconds per step (one step, cold). Skipped (said so) when less than 17 GiB is free.
-# usage: test/bench_bf16.sh [layers_1b] [T_1b]   (default 16 1024; make bench runs it)
+#  3. Only with a model directory as the third argument (a real Llama-3-8B-Instruct, say): ./train
+#     as the README's command runs it on that checkpoint, one optimizer step of 512 packed tokens
+#     of data/pirate.csv: the seconds to load the file, the step's tokens/s, peak RSS and plan.
+# usage: test/bench_bf16.sh [layers_1b] [T_1b] [model_dir]   (default 16 1024, no model_dir; make bench runs it)
 set -e
 cd "$(dirname "$0")/.."
 source test/bench_load.sh  # defines: measure, load_line
@@ -20,6 +23,10 @@ source test/bench_load.sh  # defines: measure, load_line
 threads=${OMP_NUM_THREADS:-$CPUS}
 layers=${1:-16}
 T=${2:-1024}
+model_dir=$3
+if [ -n "$model_dir" ] && [ ! -f "$model_dir/config.json" ]; then
+    echo "error: $model_dir/config.json is missing: the third argument is a Hugging Face model directory" >&2; exit 1
+fi
 pytorch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 if [ -z "${OMP_WAIT_POLICY}${GOMP_SPINCOUNT}" ]; then
     pytorch_env+=(GOMP_SPINCOUNT="$(sed -n 's/^#define THREADS_SPINCOUNT "\([0-9]*\)"/\1/p' llmc/threads.h)")
@@ -60,5 +67,18 @@ else
     measure c8 env OMP_NUM_THREADS="$threads" ./bench_train 32 1 512 0 bf16 8b 2>/dev/null
     echo "$c8; others used $others of the CPUs"
     awk -v s="$(step_of "$c8")" 'BEGIN { printf "8B: %.1f s per step, %.1f tokens/s\n", s, 512 / s }'
+fi
+if [ -n "$model_dir" ]; then
+    echo "== bf16 base, $model_dir read from disk: LoRA q_proj,v_proj r=4, one step of 1 x 512 packed tokens," \
+         "gradient checkpointing; $(load_line) before"
+    out=test/tmp/bench_bf16_model
+    rm -rf "$out"
+    measure real env OMP_NUM_THREADS="$threads" ./train --model_name_or_path "$model_dir" --stage sft --do_train \
+        --dataset data/pirate.csv --finetuning_type lora --lora_target q_proj,v_proj --lora_rank 4 \
+        --output_dir "$out" --per_device_train_batch_size 1 --gradient_accumulation_steps 1 --max_steps 1 \
+        --cutoff_len 512 --packing --gradient_checkpointing
+    echo "$real" | grep -E '^model |^step 1/|^memory: planned'
+    echo "others used $others of the CPUs"
+    rm -rf "$out"
 fi
 echo "$(load_line) after"
