@@ -1558,7 +1558,7 @@ static const Flag TRAIN_FLAGS[] = {
     {"--max_steps", NULL, FLAG_INT, ARG(max_steps), 0, 1e9, "optimizer steps; 0 = from --num_train_epochs"},
     {"--per_device_train_batch_size", "--batch_size", FLAG_INT, ARG(batch_size), 1, 65536, "sequences per micro-batch"},
     {"--gradient_accumulation_steps", NULL, FLAG_INT, ARG(gradient_accumulation_steps), 1, 65536,
-     "micro-batches per optimizer step"},
+     "micro-batches per optimizer step (an epoch's last step takes what is left of it)"},
     {"--max_seq_length", "--cutoff_len", FLAG_INT, ARG(max_seq_length), 0, 1 << 20,
      "tokens per sequence, longer examples are truncated or dropped; 0 = 512 or the model's context if shorter"},
     {"--drop_long", NULL, FLAG_BOOL, ARG(drop_long), 0, 1, "drop over-long examples instead of truncating them"},
@@ -1999,15 +1999,18 @@ static void plan_schedule(TrainRun* r) {
     r->val_sums = malloc_check((2 * r->val_batches + 1) * sizeof(double), "validation losses");
     model_allocate_grad_sums(&r->model, accum);
     int per_epoch = dataloader_batches_per_epoch(&r->loader);
-    r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * per_epoch / M);
+    int steps_per_epoch = (per_epoch + M - 1) / M;  // an epoch's last step takes what is left (train_step)
+    r->total_steps = a->max_steps > 0 ? a->max_steps : (int)ceil(a->num_train_epochs * steps_per_epoch);
     if (r->total_steps < 1) r->total_steps = 1;
     r->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int)ceil(a->warmup_ratio * r->total_steps);
     char ranks[48] = "";
     if (dist_size() > 1) snprintf(ranks, sizeof(ranks), " (%d ranks x %d)", dist_size(), accum);
-    printf("schedule: %d steps, each %d micro-batch%s%s of %d x %d tokens (%d micro-batches per epoch), %s lr %g, "
+    char last[64] = "";
+    if (per_epoch % M) snprintf(last, sizeof(last), "; an epoch's last step has %d", per_epoch % M);
+    printf("schedule: %d steps, each %d micro-batch%s%s of %d x %d tokens (%d micro-batches per epoch%s), %s lr %g, "
            "warmup %d\n",
-           r->total_steps, M, M > 1 ? "es" : "", ranks, B, T, per_epoch, SCHEDULE_NAMES[r->schedule], a->learning_rate,
-           r->warmup_steps);
+           r->total_steps, M, M > 1 ? "es" : "", ranks, B, T, per_epoch, last, SCHEDULE_NAMES[r->schedule],
+           a->learning_rate, r->warmup_steps);
     r->adamw = (AdamWConfig){.learning_rate = a->learning_rate, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                              .weight_decay = a->weight_decay, .max_grad_norm = a->max_grad_norm};
 }
@@ -2096,6 +2099,7 @@ void model_step_gradients(Model* m, const ModelOps* ops, const Batch* micro, int
         ops->zero_grad(m);
         for (int k = leaf * leaf_size; k < (leaf + 1) * leaf_size; k++) {
             const Batch* b = &micro[k];
+            if (b->rows == 0) continue;  // past the end of the epoch (train_step): no tokens, no gradient
             m->first_token = first_token[k];
             ops->forward(m, b->inputs, b->targets, b->pos, b->rows, b->width, 1);
             losses[k] = (double)m->loss * m->num_tokens;
@@ -2110,7 +2114,9 @@ void model_step_gradients(Model* m, const ModelOps* ops, const Batch* micro, int
 // micro-batches qG .. qG+G-1 (model_step_gradients), then the ranks' gradients are summed. Every rank reads
 // all M first (the others' into a scratch batch), so the data position, the step's trained tokens (the loss
 // and its gradient are normalised by them however the step is split) and each micro-batch's first token
-// (dropout) are the same on every rank without a message.
+// (dropout) are the same on every rank without a message. A step ends with its epoch, as Hugging Face's
+// Trainer ends it: micro-batches past the epoch's last example are empty (rows 0) and add nothing, so
+// an epoch of 200 micro-batches in steps of 64 is 3 steps of 64 and one of 8.
 static StepResult train_step(TrainRun* r) {
     Model* m = &r->model;
     const ModelOps* ops = r->ops;
@@ -2119,7 +2125,8 @@ static StepResult train_step(TrainRun* r) {
     double t0 = wall_seconds();
     for (int k = 0; k < M; k++) {
         Batch* b = &r->micro[k >= first && k < first + G ? k - first : G];
-        dataloader_next(&r->loader, b);
+        if (k > 0 && dataloader_epoch_done(&r->loader)) b->rows = b->width = 0;
+        else dataloader_next(&r->loader, b);
         for (int n = 0; n < b->rows * b->width; n++) tokens_in_step += b->targets[n] >= 0;
         r->micro_first_token[k] = result.tokens;
         result.tokens += b->rows * b->width;
@@ -2172,13 +2179,12 @@ static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
     if (!quiet) {
         printf("step %ld/%d | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %s elapsed | ETA %s\n", step,
                r->total_steps, s->loss, val_text, s->lr, s->grad_norm, s->tokens / s->seconds, elapsed_text, eta_text);
-        fflush(stdout);
     }
     char val_json[32] = "null";
     if (isfinite(val_loss)) snprintf(val_json, sizeof(val_json), "%.6f", val_loss);
     fprintf(r->log, "{\"step\": %ld, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6e, \"grad_norm\": %.6f, "
-            "\"tokens_per_second\": %.1f, \"elapsed\": %.3f}\n", step, s->loss, val_json, s->lr, s->grad_norm,
-            s->tokens / s->seconds, elapsed);
+            "\"tokens\": %d, \"tokens_per_second\": %.1f, \"elapsed\": %.3f}\n", step, s->loss, val_json, s->lr,
+            s->grad_norm, s->tokens, s->tokens / s->seconds, elapsed);
     fflush(r->log);
     if (isfinite(val_loss)) write_loss_svg(&r->history, r->svg_path);
 }
@@ -2243,6 +2249,7 @@ static int export_only(const TrainArgs* a) {
 // The training run, with the model computed by ops (CPU_OPS here, the GPU's in train_gpu.c).
 int train_main(int argc, char** argv, const ModelOps* ops) {
     signal(SIGXFSZ, SIG_IGN);  // past a file-size limit, writes fail with EFBIG and we report it
+    setvbuf(stdout, NULL, _IOLBF, 0);  // each line as it is printed, also into a pipe or file (./train | tee)
     static TrainRun run;       // static: large, and alive for the whole program
     TrainRun* r = &run;
     memset(r, 0, sizeof(*r));

@@ -464,6 +464,9 @@ int dataloader_next(DataLoader* l, Batch* b) {
     return rows;
 }
 
+// 1 when the epoch has no example left: the next call starts the next epoch (shuffle) or returns 0.
+int dataloader_epoch_done(const DataLoader* l) { return l->cursor >= l->examples->count; }
+
 // Micro-batches one epoch makes (counted on a pass in epoch 0's order).
 int dataloader_batches_per_epoch(const DataLoader* l) {
     DataLoader pass = *l;

@@ -57,6 +57,12 @@ same_as_one_process lora-packing 2 2 --max_steps 4 --packing
 same_as_one_process full 2 2 --max_steps 4 --full_finetune --learning_rate 1e-4
 same_as_one_process full-packing 2 1 --max_steps 4 --full_finetune --learning_rate 1e-4 --packing
 same_as_one_process lora-4-ranks 4 1 --max_steps 4 --packing
+# 13 training examples in micro-batches of 2: 7 a epoch, and each epoch's second step has 3 of 4 (rank 1's
+# second micro-batch is empty)
+head -29 data/pirate.jsonl > $tmp/29.jsonl
+same_as_one_process short-last-step 2 2 --data $tmp/29.jsonl --num_train_epochs 2
+grep -q "an epoch's last step has 3" $tmp/short-last-step-two.log ||
+    bad "short-last-step: the schedule does not say so: $(grep '^schedule' $tmp/short-last-step-two.log)"
 # the test can fail: 2 ranks x 1 is not 1 process x 1 (the step has half the examples)
 ./train $flags --max_steps 4 --output_dir $tmp/control > $tmp/control.log 2>&1
 if ! cmp -s $tmp/control/checkpoint.safetensors $tmp/lora-two/checkpoint.safetensors; then

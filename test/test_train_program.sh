@@ -26,6 +26,22 @@ done
 [ "$(wc -l < $tmp/straight/log.jsonl)" = 7 ] && head -1 $tmp/straight/log.jsonl | grep -q '"step": 0, "loss": null, "val_loss": [0-9]' &&
     ok "log.jsonl has the validation loss before training and one record per step" || bad "log.jsonl has $(wc -l < $tmp/straight/log.jsonl) lines: $(head -1 $tmp/straight/log.jsonl)"
 
+# an epoch's last step takes what is left of it, as Hugging Face's Trainer does: 7 examples in steps of
+# 3 micro-batches are steps of 3, 3 and 1, and they train on the same tokens as one step of 7
+head -8 data/pirate.csv > $tmp/seven.csv
+epoch_flags="--model data/base --data $tmp/seven.csv --num_train_epochs 1 --per_device_train_batch_size 1 --max_seq_length 128"
+run $epoch_flags --gradient_accumulation_steps 3 --output_dir $tmp/epoch3 && cp $tmp/stdout $tmp/epoch3.log
+run $epoch_flags --gradient_accumulation_steps 7 --output_dir $tmp/epoch7
+step_tokens() { sed -n 's/.*"tokens": \([0-9]*\).*/\1/p' "$1/log.jsonl" | paste -sd' '; }
+steps3=$(step_tokens $tmp/epoch3); steps7=$(step_tokens $tmp/epoch7)
+sum3=$(echo "$steps3" | tr ' ' '\n' | awk '{ s += $1 } END { print s + 0 }')
+if grep -q "^schedule: 3 steps, each 3 micro-batches .*an epoch's last step has 1)" $tmp/epoch3.log &&
+   [ "$(echo $steps3 | wc -w)" = 3 ] && [ -n "$steps7" ] && [ "$sum3" = "$steps7" ]; then
+    ok "1 epoch of 7 examples in steps of 3: 3 steps, tokens $steps3 = one step of 7's $steps7"
+else
+    bad "1 epoch of 7 examples in steps of 3: tokens per step '$steps3' (sum $sum3), one step of 7: '$steps7'; $(grep '^schedule' $tmp/epoch3.log) $(cat $tmp/stderr)"
+fi
+
 # a checkpoint write that fails midway (file-size limit) keeps the previous checkpoint
 cp $tmp/resumed/checkpoint.safetensors $tmp/before.safetensors
 (ulimit -f 100; ./train_asan $flags --max_steps 8 --output_dir $tmp/resumed --resume --save_steps 1 > $tmp/stdout 2> $tmp/stderr)
