@@ -57,6 +57,13 @@ static int open_weight_files(SafeTensors** files, const char* dir) {
     } else {
         fail("%s: no weights found (expected model.safetensors or model.safetensors.index.json)", dir);
     }
+    // The weights made from the files take as much memory as the files or more. When the two
+    // do not fit together, keeping the files' pages cached only makes the kernel reclaim them
+    // while the weights fill memory: a 16 GB bf16 file loaded in 47 s instead of 13 s on a
+    // 24 GB machine whose cache still held part of it. Then each tensor's pages are dropped.
+    double bytes = 0.0;
+    for (int i = 0; i < n; i++) bytes += (double)(*files)[i].size;
+    for (int i = 0; i < n; i++) (*files)[i].uncached = 2.0 * bytes > available_memory();
     free(index_path);
     free(single_path);
     return n;

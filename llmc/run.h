@@ -1,5 +1,4 @@
-// run.h: learning-rate schedules (learning_rate_at), the loss history and its SVG curve, format_duration,
-// available_memory
+// run.h: learning-rate schedules (learning_rate_at), the loss history and its SVG curve, format_duration
 #ifndef LLMC_RUN_H
 #define LLMC_RUN_H
 
@@ -115,17 +114,6 @@ static void format_duration(char* buf, size_t size, double seconds) {
     int s = (int)(seconds + 0.5);
     if (s >= 3600) snprintf(buf, size, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
     else snprintf(buf, size, "%02d:%02d", s / 60, s % 60);
-}
-
-// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
-static double available_memory(void) {
-    FILE* f = fopen("/proc/meminfo", "r");
-    if (f == NULL) return 0.0;
-    char line[256];
-    double kb = 0.0;
-    while (fgets(line, sizeof(line), f)) if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024.0;
 }
 
 #endif  // LLMC_RUN_H

@@ -39,6 +39,7 @@ typedef struct {
     SafeTensor** by_name;  // (n) the tensors sorted by name, for safetensors_find
     cJSON* metadata;  // the "__metadata__" object (owned by header), or NULL
     cJSON* header;
+    int uncached;  // safetensors_release also drops the tensor's pages from the kernel's page cache
 } SafeTensors;
 
 static int compare_tensor_begin(const void* a, const void* b) {
@@ -317,13 +318,18 @@ void safetensors_read_bf16(SafeTensors* st, SafeTensor* t, uint16_t* dst, const 
 }
 
 // Drops tensor t's pages from this process's memory (the kernel keeps them in its page
-// cache): called after a tensor is read, so that loading holds the model plus one tensor,
-// not the model plus every page of the file it has read.
+// cache, unless st->uncached): called after a tensor is read, so that loading holds the
+// model plus one tensor, not the model plus every page of the file it has read.
 void safetensors_release(SafeTensors* st, SafeTensor* t) {
     if (st->map == NULL || t->end == t->begin) return;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), from = (uintptr_t)t->data, to = from + (t->end - t->begin);
     from -= from % page;
     madvise((void*)from, to - from, MADV_DONTNEED);  // a private, unwritten map: re-reading faults the file in
+    int fd = st->uncached ? open(st->path, O_RDONLY) : -1;
+    if (fd >= 0) {
+        posix_fadvise(fd, (off_t)(from - (uintptr_t)st->map), (off_t)(to - from), POSIX_FADV_DONTNEED);
+        close(fd);
+    }
 }
 
 // safetensors_read_floats_range, then every value checked: weights that are NaN or infinite
