@@ -1618,7 +1618,7 @@ static const Flag TRAIN_FLAGS[] = {
     {"--plot_loss", NULL, FLAG_BOOL, ARG(plot_loss), 0, 1,
      "LLaMA-Factory: accepted; OUTPUT_DIR/loss.svg is always drawn"},
     {"--logging_steps", NULL, FLAG_INT, ARG(logging_steps), 1, 1e9,
-     "print the step line every N steps (log.jsonl still gets every step)"},
+     "print the step line every N steps, and the first one (log.jsonl still gets every step)"},
 };
 #undef ARG
 
@@ -1936,17 +1936,6 @@ static double check_memory(const LlamaConfig* c, const LoraConfig* lc, const Tra
     return total;
 }
 
-// Peak resident memory of this process so far, in bytes (Linux: VmHWM).
-static double peak_rss_bytes(void) {
-    FILE* f = fopen("/proc/self/status", "r");
-    if (f == NULL) return 0.0;
-    char line[256];
-    double kb = 0.0;
-    while (fgets(line, sizeof(line), f)) if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024.0;
-}
-
 // The model with its adapter, its memory for B x T batches, after checking that the
 // weights match the config, the output directory is writable and the run fits in memory.
 static void setup_model(TrainRun* r) {
@@ -2167,7 +2156,9 @@ static void log_step(TrainRun* r, const StepResult* s, float val_loss) {
     format_duration(elapsed_text, sizeof(elapsed_text), elapsed);
     format_duration(eta_text, sizeof(eta_text), eta);
     if (isfinite(val_loss)) snprintf(val_text, sizeof(val_text), " | val %.4f", val_loss);
-    int quiet = step % r->args.logging_steps != 0 && step != r->total_steps && !isfinite(val_loss);
+    // the first step's line always: its time and ETA, before a long wait for the next
+    int quiet = step % r->args.logging_steps != 0 && step != r->first_step + 1 && step != r->total_steps &&
+                !isfinite(val_loss);
     // (mpirun gives ranks a terminal even when they write to a file)
     if (!quiet && isatty(STDOUT_FILENO) && dist_size() == 1) {
         char bar[21];
@@ -2222,7 +2213,7 @@ static void finish(TrainRun* r, const char* program) {
     }
     if (*a->export_gguf) gguf_export(&r->model, a->model_dir, a->output_dir, gguf_type_from_name(a->export_gguf));
     printf("log: %s, loss curve: %s, checkpoint: %s\n", r->log_path, r->svg_path, r->checkpoint_path);
-    double peak = peak_rss_bytes();
+    double peak = proc_bytes("/proc/self/status", "VmHWM");  // this process's peak resident memory so far
     printf("memory: planned %.2f GiB, peak resident %.2f GiB (%+.0f%%)\n", r->planned_bytes / 1073741824.0,
            peak / 1073741824.0, 100.0 * (peak - r->planned_bytes) / r->planned_bytes);
     if (*a->sample_prompts) {

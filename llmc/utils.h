@@ -1,6 +1,6 @@
 // utils.h: fail, malloc_check, realloc_check, calloc_floats, strdup_check, path_join, is_directory,
-// read_file (read_file_at_most), mix32, wall_seconds, available_memory, the atomic FileWriter (write_text_file,
-// copy_file), make_directory, bf16_to_float, float_to_bf16.
+// read_file (read_file_at_most), mix32, wall_seconds, proc_bytes (available_memory), the atomic
+// FileWriter (write_text_file, copy_file), make_directory, bf16_to_float, float_to_bf16.
 // static inline: tokenizer.c and the program that links it each keep their own copy.
 #ifndef LLMC_UTILS_H
 #define LLMC_UTILS_H
@@ -138,16 +138,21 @@ static inline double wall_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
-static inline double available_memory(void) {
-    FILE* f = fopen("/proc/meminfo", "r");
+// The "name:  123 kB" line of a Linux /proc file (/proc/meminfo, /proc/self/status) in bytes,
+// or 0 when unknown.
+static inline double proc_bytes(const char* path, const char* name) {
+    FILE* f = fopen(path, "r");
     if (f == NULL) return 0.0;
     char line[256];
     double kb = 0.0;
-    while (fgets(line, sizeof(line), f)) if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    size_t n = strlen(name);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, name, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%lf", &kb) == 1) break;
+    }
     fclose(f);
     return kb * 1024.0;
 }
+static inline double available_memory(void) { return proc_bytes("/proc/meminfo", "MemAvailable"); }
 
 
 typedef struct {
