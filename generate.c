@@ -132,8 +132,8 @@ void matvec(float* y, const float* x, Weight W, int in, int out, int accumulate)
     float xr[bf16 ? in : 1];     // BF16: x as the products see it
     uint16_t xb[bf16 ? in : 1];  // the same in BF16, for dot_row_bf16
     for (int i = 0; bf16 && i < in; i++) {
-        xr[i] = matvec_input(W, x[i]);
-        xb[i] = float_to_bf16(xr[i]);
+        xb[i] = float_to_bf16(x[i]);
+        xr[i] = bf16_to_float(xb[i]);
     }
     #pragma omp parallel for schedule(static) if ((size_t)in * out >= 65536)  // threads only pay off on big ones
     for (int o = 0; o < out; o++) {
